@@ -1,0 +1,1 @@
+"""Executors turn a run into a sandbox: a Kubernetes Job or a local process."""

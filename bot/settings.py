@@ -1,0 +1,212 @@
+"""Process configuration from the environment (and `.env`), read once at start."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+APP_VARIABLES = ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET")
+
+_DURATION = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
+
+
+def parse_duration(value: str | int | float) -> int:
+    """Seconds from `90`, `90s`, `20m`, `1h` or `1h30m`; raises ValueError otherwise."""
+    if isinstance(value, int | float):
+        seconds = int(value)
+    else:
+        match = _DURATION.match(value)
+        if not value.strip() or match is None or not any(match.groups()):
+            raise ValueError(f"{value!r} is not a duration like 90s, 20m or 1h30m")
+        hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+def format_duration(seconds: int) -> str:
+    """The short form of a duration in seconds: `1h30m`, `20m`, `45s`."""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    text += f"{secs}s" if secs or not text else ""
+    return text
+
+
+def _in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def _has_kubeconfig() -> bool:
+    if os.environ.get("KUBECONFIG"):
+        return True
+    return Path("~/.kube/config").expanduser().is_file()
+
+
+class Settings(BaseSettings):
+    """Every setting agentbot reads; names are the environment variables of the spec."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # github
+    github_app_id: int | None = Field(None, alias="GITHUB_APP_ID")
+    github_private_key: str | None = Field(None, alias="GITHUB_PRIVATE_KEY", repr=False)
+    github_private_key_path: Path | None = Field(None, alias="GITHUB_PRIVATE_KEY_PATH")
+    github_webhook_secret: str | None = Field(None, alias="GITHUB_WEBHOOK_SECRET", repr=False)
+    github_api_url: str = Field("https://api.github.com", alias="GITHUB_API_URL")
+
+    # database
+    database_url: str = Field("sqlite+aiosqlite:///agentbot.db", alias="AGENTBOT_DATABASE_URL")
+
+    # http
+    host: str = Field("0.0.0.0", alias="AGENTBOT_HOST")  # noqa: S104 - a server's public port
+    port: int = Field(8080, alias="AGENTBOT_PORT")
+    internal_port: int = Field(8081, alias="AGENTBOT_INTERNAL_PORT")
+    public_url: str | None = Field(None, alias="AGENTBOT_PUBLIC_URL")
+    internal_url: str | None = Field(None, alias="AGENTBOT_INTERNAL_URL")
+
+    # executor and sandbox
+    executor: Literal["local", "kubernetes"] | None = Field(None, alias="AGENTBOT_EXECUTOR")
+    namespace: str = Field("default", alias="AGENTBOT_NAMESPACE")
+    sandbox_image: str = Field(
+        "ghcr.io/agentbot/agentbot-sandbox:0.1.0", alias="AGENTBOT_SANDBOX_IMAGE"
+    )
+    runtime_class: str | None = Field(None, alias="AGENTBOT_RUNTIME_CLASS")
+    agent_secret: str | None = Field(
+        None,
+        alias="AGENTBOT_AGENT_SECRET",
+        description="name of the operator-managed Secret whose keys become the agent's env",
+    )
+    job_ttl_seconds: int = Field(3600, alias="AGENTBOT_JOB_TTL_SECONDS", ge=0)
+    sandbox_cpu: str = Field("2", alias="AGENTBOT_SANDBOX_CPU")
+    sandbox_memory: str = Field("4Gi", alias="AGENTBOT_SANDBOX_MEMORY")
+    sandbox_ephemeral_storage: str = Field("10Gi", alias="AGENTBOT_SANDBOX_EPHEMERAL_STORAGE")
+    default_agent: str = Field("claude", alias="AGENTBOT_DEFAULT_AGENT")
+    agent_command: str | None = Field(None, alias="AGENTBOT_AGENT_COMMAND")
+
+    # limits
+    max_concurrent_runs: int = Field(10, alias="AGENTBOT_MAX_CONCURRENT_RUNS", ge=1)
+    max_runs_per_installation: int = Field(5, alias="AGENTBOT_MAX_RUNS_PER_INSTALLATION", ge=1)
+    run_timeout: int = Field(1800, alias="AGENTBOT_RUN_TIMEOUT")
+    max_changed_files: int = Field(100, alias="AGENTBOT_MAX_CHANGED_FILES", ge=1)
+    max_result_bytes: int = Field(20 * 1024 * 1024, alias="AGENTBOT_MAX_RESULT_BYTES", ge=1)
+    trigger_label: str = Field("agent", alias="AGENTBOT_TRIGGER_LABEL", min_length=1)
+
+    # logging
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", alias="AGENTBOT_LOG_LEVEL"
+    )
+    log_format: Literal["json", "text"] = Field("json", alias="AGENTBOT_LOG_FORMAT")
+
+    @field_validator("run_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> int:
+        if isinstance(value, str | int | float):
+            return parse_duration(value)
+        raise ValueError("expected a duration like 30m")
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("executor", "runtime_class", "public_url", "internal_url",
+                     "agent_secret", "agent_command", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    # derived
+
+    @property
+    def setup_mode(self) -> bool:
+        """True when no App credential is configured at all: serve the setup page."""
+        return (
+            self.github_app_id is None
+            and not self.github_private_key
+            and self.github_private_key_path is None
+            and not self.github_webhook_secret
+        )
+
+    @property
+    def executor_name(self) -> str:
+        if self.executor:
+            return self.executor
+        return "kubernetes" if _in_cluster() or _has_kubeconfig() else "local"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def private_key_pem(self) -> str | None:
+        """The App's private key text, from the variable or the file."""
+        if self.github_private_key:
+            # Secrets stores and .env files often flatten newlines into literal "\n".
+            return self.github_private_key.replace("\\n", "\n").strip() + "\n"
+        if self.github_private_key_path is not None:
+            return self.github_private_key_path.read_text()
+        return None
+
+    def app_problems(self) -> list[str]:
+        """One line per missing or malformed App setting; empty when the App is usable."""
+        problems: list[str] = []
+        if self.github_app_id is None:
+            problems.append("GITHUB_APP_ID is not set (the App's numeric id)")
+        elif self.github_app_id <= 0:
+            problems.append("GITHUB_APP_ID must be a positive integer")
+        if not self.github_webhook_secret:
+            problems.append("GITHUB_WEBHOOK_SECRET is not set; webhooks are never accepted "
+                            "unsigned")
+        if not self.github_private_key and self.github_private_key_path is None:
+            problems.append("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH is not set "
+                            "(the App's PEM private key)")
+        else:
+            name = "GITHUB_PRIVATE_KEY" if self.github_private_key else "GITHUB_PRIVATE_KEY_PATH"
+            try:
+                pem = self.private_key_pem() or ""
+            except OSError as exc:
+                problems.append(f"{name}: cannot read {self.github_private_key_path}: "
+                                f"{exc.strerror}")
+            else:
+                problem = _pem_problem(pem)
+                if problem:
+                    problems.append(f"{name}: {problem}")
+        return problems
+
+
+def _pem_problem(pem: str) -> str | None:
+    # Imported here: cryptography is heavy and only start-up needs it.
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        # The message of cryptography's error never includes key material, but keep ours fixed.
+        return "is not a PEM private key that parses (expected the .pem file GitHub gave you)"
+    if not isinstance(key, RSAPrivateKey):
+        return "is not an RSA key (GitHub Apps sign with RS256)"
+    return None
+
+
+def load_settings(**overrides: object) -> tuple[Settings | None, list[str]]:
+    """Settings and a list of problems; problems name the variable, never its value."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = ".".join(str(p) for p in error["loc"]) or "settings"
+            problems.append(f"{name}: {error['msg']}")
+        return None, problems
+    if settings.setup_mode:
+        return settings, []
+    return settings, settings.app_problems()
