@@ -1,0 +1,1 @@
+"""Alembic migrations of agentbot's database, applied by `agentbot migrate` and at start."""

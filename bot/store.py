@@ -1,0 +1,215 @@
+"""SQLAlchemy tables and the database handle (SQLite WAL or PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT on PostgreSQL, but INTEGER on SQLite so that it stays the rowid alias.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class RunState(enum.StrEnum):
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+ACTIVE_STATES = (RunState.QUEUED, RunState.STARTING, RunState.RUNNING)
+FINAL_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT)
+
+# Which state may follow which; anything else is a bug or a stale writer and is refused.
+TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset({RunState.STARTING, RunState.CANCELLED, RunState.FAILED}),
+    RunState.STARTING: frozenset(
+        {RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED,
+         RunState.TIMED_OUT}
+    ),
+    RunState.RUNNING: frozenset(
+        {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT}
+    ),
+    RunState.SUCCEEDED: frozenset(),
+    RunState.FAILED: frozenset(),
+    RunState.CANCELLED: frozenset(),
+    RunState.TIMED_OUT: frozenset(),
+}
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(64), nullable=False, unique=True),
+    Column("event", String(64), nullable=False),
+    Column("action", String(64)),
+    Column("installation_id", BigInteger),
+    Column("payload", LargeBinary, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, default=DeliveryStatus.PENDING),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("done_handlers", JSON, nullable=False, default=list),
+    Column("last_error", Text),
+    Column("processed_at", DateTime(timezone=True)),
+    Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("state", String(16), nullable=False, default=RunState.QUEUED),
+    Column("last_reported_state", String(16)),
+    # where
+    Column("installation_id", BigInteger, nullable=False),
+    Column("repo_id", BigInteger, nullable=False),
+    Column("repo_full_name", String(200), nullable=False),
+    Column("clone_url", String(500), nullable=False),
+    Column("number", Integer, nullable=False),  # issue or PR number
+    Column("is_pull_request", Boolean, nullable=False, default=False),
+    Column("base_ref", String(255), nullable=False),
+    Column("base_sha", String(64)),
+    Column("head_ref", String(255)),  # the PR's branch when iterating on a PR
+    # who and why
+    Column("trigger", String(32), nullable=False),  # label | comment | review_comment | retry
+    Column("sender_login", String(100), nullable=False),
+    Column("sender_id", BigInteger, nullable=False),
+    Column("delivery_id", String(64), nullable=False, unique=True),
+    Column("comment_id", BigInteger),
+    Column("retry_of", ForeignKey("runs.id")),
+    # what: the prompt inputs
+    Column("title", Text, nullable=False, default=""),
+    Column("body", Text, nullable=False, default=""),
+    Column("instructions", Text, nullable=False, default=""),
+    Column("context", JSON, nullable=False, default=dict),  # review comment file/line/hunk
+    Column("agent", String(32), nullable=False),
+    Column("model", String(100)),
+    Column("timeout_seconds", Integer, nullable=False),
+    # progress and outcome
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("error", Text),
+    Column("summary", Text),
+    Column("result", JSON),
+    Column("branch", String(255)),
+    Column("pr_number", Integer),
+    Column("check_run_id", BigInteger),
+    Column("status_comment_id", BigInteger),
+    # One active run per issue or PR, enforced by the database so that two replicas
+    # racing on two deliveries cannot both start one.
+    Index(
+        "uq_runs_active_per_issue",
+        "repo_id",
+        "number",
+        unique=True,
+        sqlite_where=text("state IN ('queued', 'starting', 'running')"),
+        postgresql_where=text("state IN ('queued', 'starting', 'running')"),
+    ),
+    Index("ix_runs_state_created", "state", "created_at"),
+    Index("ix_runs_repo_number", "repo_id", "number"),
+)
+
+run_transitions = Table(
+    "run_transitions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    UniqueConstraint("run_id", "seq", name="uq_run_events_run_seq"),
+)
+
+# Every GitHub side effect, recorded before it is made and completed after, so that work
+# redone after a crash finds it instead of repeating it.
+github_effects = Table(
+    "github_effects",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(255), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),  # pending | done
+    Column("result", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a delivery we answered 202 for survives a power cut, not just a crash.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine; SQLite gets WAL and a busy timeout on every connection."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 5})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
