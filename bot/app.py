@@ -1,0 +1,175 @@
+"""create_app: the public and internal aiohttp apps, their routes, start-up and clean-up."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import ClientSession, ClientTimeout, web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import migrate, webhook
+from bot.context import Context, GitHubClients
+from bot.inbox import Inbox, InboxOptions
+from bot.intake import DeliveryRow, DeliveryWriter, StoreUnavailable
+from bot.permissions import Permissions
+from bot.router import router
+from bot.settings import Settings
+from bot.store import create_engine, utcnow
+
+log = logging.getLogger(__name__)
+
+READY_DB_TIMEOUT = 2.0
+
+SETUP_MODE_LOG = (
+    "agentbot is in setup mode: GITHUB_APP_ID, GITHUB_PRIVATE_KEY(_PATH) and "
+    "GITHUB_WEBHOOK_SECRET are unset. Run `agentbot setup` to create the GitHub App from "
+    "app-manifest.yml (it writes them to .env), then start `agentbot serve` again. "
+    "Until then /webhook answers 503."
+)
+
+HealthCheck = Callable[[], str | None]
+
+
+@dataclass
+class Bot:
+    """The parts of one agentbot process, built by create_app and started with the app."""
+
+    settings: Settings
+    engine: AsyncEngine | None = None
+    github: GitHubClients | None = None
+    session: ClientSession | None = None
+    writer: DeliveryWriter | None = None
+    inbox: Inbox | None = None
+    context: Context | None = None
+    executor: Any = None
+    health_checks: list[HealthCheck] = field(default_factory=list)
+    inbox_options: InboxOptions = field(default_factory=InboxOptions)
+
+
+BOT_KEY: web.AppKey[Bot] = web.AppKey("bot", Bot)
+
+
+def _make_github(settings: Settings, session: ClientSession) -> GitHubClients:
+    from bot.github import GitHubApp
+
+    return GitHubApp.from_settings(settings, session)
+
+
+async def start_bot(bot: Bot) -> None:
+    """Open the database (migrated), the GitHub session and the workers."""
+    settings = bot.settings
+    if bot.engine is None:
+        bot.engine = create_engine(settings.database_url)
+    await migrate.upgrade(bot.engine)
+    if bot.github is None:
+        bot.session = ClientSession(timeout=ClientTimeout(total=30))
+        bot.github = _make_github(settings, bot.session)
+    bot.context = Context(
+        settings=settings, db=bot.engine, github=bot.github, permissions=Permissions(),
+        app_login=getattr(bot.github, "app_login", None),
+    )
+    bot.inbox = Inbox(bot.engine, router, bot.context, bot.inbox_options)
+    if bot.engine.dialect.name == "sqlite":
+        # One process owns an SQLite file, so anything in flight was abandoned by a crash.
+        released = await bot.inbox.release_abandoned()
+        if released:
+            log.info("re-queued %d deliveries abandoned by the previous process", released)
+    bot.writer = DeliveryWriter(bot.engine, on_stored=bot.inbox.notify)
+    bot.writer.start()
+    bot.inbox.start()
+
+    def inbox_alive() -> str | None:
+        inbox = bot.inbox
+        if inbox is None or inbox._task is None or inbox._task.done():
+            return "the dispatch worker is not running"
+        stale = dt.timedelta(seconds=bot.inbox_options.lease_seconds)
+        if inbox.alive_at is not None and utcnow() - inbox.alive_at > stale:
+            return "the dispatch worker is stuck"
+        return None
+
+    bot.health_checks.append(inbox_alive)
+
+
+async def stop_bot(bot: Bot) -> None:
+    if bot.writer is not None:
+        await bot.writer.close()
+    if bot.inbox is not None:
+        await bot.inbox.close()
+    if bot.session is not None:
+        await bot.session.close()
+    if bot.engine is not None:
+        await bot.engine.dispose()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the database answers and every worker and watch loop is alive."""
+    bot = request.app[BOT_KEY]
+    problems: list[str] = []
+    if bot.settings.setup_mode:
+        problems.append("setup mode: no GitHub App configured")
+    elif bot.engine is None:
+        problems.append("not started")
+    else:
+        try:
+            async with asyncio.timeout(READY_DB_TIMEOUT):
+                async with bot.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            problems.append(f"database unreachable ({type(exc).__name__})")
+    problems.extend(p for check in bot.health_checks if (p := check()))
+    if problems:
+        return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+def create_app(settings: Settings, *, github: GitHubClients | None = None,
+               executor: Any = None, engine: AsyncEngine | None = None,
+               inbox_options: InboxOptions | None = None) -> web.Application:
+    """The public app (webhook, health); its internal twin is `internal_app(app)`."""
+    bot = Bot(settings=settings, github=github, executor=executor, engine=engine,
+              inbox_options=inbox_options or InboxOptions())
+    # The body is read in chunks and capped by the handler itself (413 without buffering).
+    app = web.Application(client_max_size=webhook.MAX_BODY_BYTES + 1)
+    app[BOT_KEY] = bot
+    app[webhook.WEBHOOK_SECRET_KEY] = settings.github_webhook_secret
+
+    async def store(row: DeliveryRow) -> None:
+        if bot.writer is None:
+            raise StoreUnavailable("not started")
+        await bot.writer.store(row)
+
+    app[webhook.STORE_KEY] = store
+    app.router.add_post("/webhook", webhook.handle_webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+    if settings.setup_mode:
+        log.warning(SETUP_MODE_LOG)
+        return app
+
+    async def lifecycle(app: web.Application) -> Any:
+        await start_bot(bot)
+        yield
+        await stop_bot(bot)
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def internal_app(public: web.Application) -> web.Application:
+    """The internal port's app: sandbox callbacks and metrics, sharing the public app's Bot."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[BOT_KEY] = public[BOT_KEY]
+    app.router.add_get("/healthz", healthz)
+    return app
