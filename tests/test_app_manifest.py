@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from bot.router import handled_events
+from tests.fakes.github_auth import needs
+from tests.fakes.github_state import DEFAULT_PERMISSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "app-manifest.yml"
@@ -285,3 +287,23 @@ def test_the_scanner_sees_literals_and_fstrings(tmp_path: Path) -> None:
         ("DELETE", "/repos/{}/x/hooks/{}"),
         (None, "/repos/{}/{}/pulls"),
     }
+
+
+# --- The fake GitHub the suite runs against -------------------------------------------------
+
+
+def test_the_suites_fake_app_holds_exactly_the_manifests_permissions() -> None:
+    # The fake answers 403 for a call its token's permissions do not cover, so the whole
+    # suite exercises the code under the manifest's grants and no others.
+    assert granted() == DEFAULT_PERMISSIONS
+
+
+def test_the_fakes_own_permission_rules_allow_every_operation() -> None:
+    operations = json.loads(REST_SCHEMAS.read_text())["operations"]
+    refused = []
+    for key, operation in operations.items():
+        names = needs(operation["operationId"])
+        level = "read" if key.startswith("GET ") else "write"
+        if names and not any(allows(granted(), Need(name, level)) for name in names):
+            refused.append(key)
+    assert refused == []
