@@ -1,0 +1,130 @@
+"""One adapter per agent CLI: how to invoke it, and which parser reads its output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.parsers.base import StreamParser
+from sandbox.parsers.claude import ClaudeParser
+from sandbox.parsers.codex import CodexParser
+from sandbox.parsers.opencode import OpenCodeParser
+from sandbox.parsers.text import AiderParser, CommandParser
+from sandbox.spec import Spec
+
+PROMPT_PLACEHOLDER = "{prompt_file}"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What to execute: argv (never through a shell) and the file to feed on stdin, if any."""
+
+    argv: list[str]
+    stdin_path: Path | None
+
+
+class Adapter:
+    """The base adapter: subclasses set `name`, build argv and pick a parser."""
+
+    name = ""
+    # Files the CLI drops in the checkout that are not part of the work (.git/info/exclude).
+    excludes: tuple[str, ...] = ()
+
+    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
+        """The command line for this run; the prompt travels as a file or on stdin."""
+        raise NotImplementedError
+
+    def parser(self) -> StreamParser:
+        """A fresh parser for this CLI's output."""
+        raise NotImplementedError
+
+
+def _model(flag: str, spec: Spec) -> list[str]:
+    return [flag, spec.model] if spec.model else []
+
+
+class ClaudeAdapter(Adapter):
+    """Claude Code in print mode, streaming JSON; the prompt on stdin."""
+
+    name = "claude"
+
+    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
+        # Headless runs cannot answer permission prompts; the sandbox is the boundary.
+        argv = ["claude", "-p", "--output-format", "stream-json", "--verbose",
+                "--dangerously-skip-permissions", *_model("--model", spec)]
+        return Invocation(argv, prompt_file)
+
+    def parser(self) -> StreamParser:
+        return ClaudeParser()
+
+
+class CodexAdapter(Adapter):
+    """`codex exec --json`, reading the prompt from stdin (`-`)."""
+
+    name = "codex"
+
+    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
+        # Codex's own Landlock/seccomp sandbox does not work inside gVisor and would only
+        # nest inside ours; approvals cannot be answered headless.
+        argv = ["codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
+                *_model("--model", spec), "-"]
+        return Invocation(argv, prompt_file)
+
+    def parser(self) -> StreamParser:
+        return CodexParser()
+
+
+class OpenCodeAdapter(Adapter):
+    """`opencode run --format json`; it appends a non-TTY stdin to the message."""
+
+    name = "opencode"
+
+    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
+        argv = ["opencode", "run", "--format", "json", *_model("--model", spec)]
+        return Invocation(argv, prompt_file)
+
+    def parser(self) -> StreamParser:
+        return OpenCodeParser()
+
+
+class AiderAdapter(Adapter):
+    """aider with the prompt in `--message-file`; no commits, no questions, plain output."""
+
+    name = "aider"
+    excludes = (".aider*",)
+
+    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
+        argv = ["aider", "--yes-always", "--no-auto-commits", "--no-pretty", "--no-gitignore",
+                "--no-check-update", "--no-show-release-notes", "--analytics-disable",
+                *_model("--model", spec), "--message-file", str(prompt_file)]
+        return Invocation(argv, None)
+
+    def parser(self) -> StreamParser:
+        return AiderParser()
+
+
+class CommandAdapter(Adapter):
+    """Any program from `agent_command`; `{prompt_file}` in an argument becomes the path."""
+
+    name = "command"
+
+    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
+        if not spec.agent_command:
+            raise ValueError("the command agent needs agent_command")
+        argv = [arg.replace(PROMPT_PLACEHOLDER, str(prompt_file)) for arg in spec.agent_command]
+        return Invocation(argv, prompt_file)
+
+    def parser(self) -> StreamParser:
+        return CommandParser()
+
+
+ADAPTERS: dict[str, Adapter] = {
+    adapter.name: adapter
+    for adapter in (ClaudeAdapter(), CodexAdapter(), OpenCodeAdapter(), AiderAdapter(),
+                    CommandAdapter())
+}
+
+
+def adapter_for(name: str) -> Adapter:
+    """The adapter for an agent name of the spec; KeyError for an unknown one."""
+    return ADAPTERS[name]

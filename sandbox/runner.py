@@ -1,0 +1,321 @@
+"""The run: checkout -> setup -> agent -> changeset -> upload, with one exit code per failure."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sandbox import exitcodes, procs
+from sandbox.agents import adapter_for
+from sandbox.callbacks import CallbackClient, CallbackError
+from sandbox.changeset import ChangesetError, collect
+from sandbox.checkout import CheckoutError, add_excludes, auth_env, checkout, trust_env
+from sandbox.events import Event, EventSink, Redactor, log_line, phase
+from sandbox.result import failed, succeeded, write_termination_message
+from sandbox.spec import (
+    Secrets,
+    Spec,
+    SpecError,
+    forget_token_files,
+    load,
+    spec_dir_from_env,
+    workspace_from_env,
+)
+
+log = logging.getLogger("sandbox")
+
+MAX_LOG_LINES = 5000  # per source (setup, agent); past it, only a note is sent
+MAX_LOG_CHARS = 2 * 1024 * 1024
+FLUSH_SECONDS = 15.0
+_HIDDEN_PREFIXES = ("AGENTBOT_", "GIT_CONFIG")
+_HIDDEN_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PRIVATE_KEY",
+                           "GITHUB_WEBHOOK_SECRET", "GIT_ASKPASS"})
+_OWN_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGINT arrived: stop everything, report nothing (the bot asked for it)."""
+
+
+class Failure(Exception):
+    """A step failed; carries the exit code, the phase and the summary for the result."""
+
+    def __init__(self, code: int, phase_name: str, summary: str) -> None:
+        super().__init__(summary)
+        self.code = code
+        self.phase = phase_name
+        self.summary = summary
+
+
+def child_env(base: Mapping[str, str], spec: Spec, prompt_file: Path, secrets: Secrets,
+              workspace: Path) -> dict[str, str]:
+    """The environment of setup commands and the agent: the operator's variables (agent API
+    keys among them) minus the runner's own settings and anything holding a run token."""
+    tokens = (secrets.github_token, secrets.callback_token)
+    env = {
+        key: value for key, value in base.items()
+        if not key.startswith(_HIDDEN_PREFIXES) and key not in _HIDDEN_NAMES
+        and not any(token in value for token in tokens)
+    }
+    # The image puts the runner on PYTHONPATH; the repository's own Python must not see it.
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != _OWN_ROOT]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    else:
+        env.pop("PYTHONPATH", None)
+    env.update({"AGENTBOT_PROMPT_FILE": str(prompt_file), "AGENTBOT_RUN_ID": str(spec.run_id),
+                "AGENTBOT_REPOSITORY": spec.repository, "GIT_TERMINAL_PROMPT": "0",
+                **trust_env(workspace)})
+    if spec.model:
+        env["AGENTBOT_MODEL"] = spec.model
+    return env
+
+
+class LogBudget:
+    """Passes events on, but caps log lines per source so a chatty command cannot flood."""
+
+    def __init__(self, sink: EventSink, source: str) -> None:
+        self._sink, self._source = sink, source
+        self.lines = self.chars = self.suppressed = 0
+
+    def emit(self, event: Event) -> None:
+        if event.kind != "log":
+            self._sink.emit(event)
+            return
+        size = len(str(event.data.get("text", "")))
+        if self.lines >= MAX_LOG_LINES or self.chars + size > MAX_LOG_CHARS:
+            if not self.suppressed:
+                self._sink.emit(log_line(self._source, "runner", "further output is not sent "
+                                         f"(over {MAX_LOG_LINES} lines or 2 MiB)"))
+            self.suppressed += 1
+            return
+        self.lines += 1
+        self.chars += size
+        self._sink.emit(event)
+
+
+class Runner:
+    """One run of one spec; `run()` returns the exit code."""
+
+    def __init__(self, spec: Spec, secrets: Secrets, workspace: Path, sink: EventSink,
+                 client: CallbackClient, redactor: Redactor, env: Mapping[str, str]) -> None:
+        self.spec, self.secrets, self.workspace = spec, secrets, workspace
+        self.sink, self.client, self.redactor = sink, client, redactor
+        self.tmp = Path(tempfile.mkdtemp(prefix="agentbot-run-"))
+        # Outside the checkout, so the prompt never shows up in the changeset.
+        self.prompt_file = self.tmp / "prompt.md"
+        self.prompt_file.write_text(spec.prompt, encoding="utf-8")
+        self.env = child_env(env, spec, self.prompt_file, secrets, workspace)
+        self.base_env = dict(env)
+        self.stats: dict[str, Any] = {}
+        self.started = time.monotonic()
+        self.deadline = self.started + spec.limits.timeout_seconds
+        # Time kept back for the changeset and upload, so our own timeout wins the race
+        # against the executor's (activeDeadlineSeconds) and the bot hears why.
+        self.reserve = min(60.0, 0.1 * spec.limits.timeout_seconds)
+
+    def run(self) -> int:
+        try:
+            self._timed("checkout", self._checkout)
+            self._timed("setup", self._setup)
+            summary = self._timed("agent", self._agent)
+            changeset = self._timed("changeset", self._changeset)
+            self.stats["total_seconds"] = round(time.monotonic() - self.started, 3)
+            result = succeeded(changeset, summary, self.spec.run_id, self.stats)
+            size = len(json.dumps(result))
+            if size > self.spec.limits.max_result_bytes:
+                raise Failure(exitcodes.CHANGESET, "changeset", f"The result is {size} bytes; "
+                              f"the limit is {self.spec.limits.max_result_bytes}.")
+            self.sink.emit(phase("changeset", "succeeded", **changeset.stats))
+        except Failure as failure:
+            return self._fail(failure)
+        return self._upload(result)
+
+    def _timed(self, name: str, step: Any) -> Any:
+        began = time.monotonic()
+        try:
+            return step()
+        finally:
+            self.stats[f"{name}_seconds"] = round(time.monotonic() - began, 3)
+
+    def _checkout(self) -> None:
+        self.sink.emit(phase("checkout", "started", base_sha=self.spec.base_sha))
+        log.info("checkout of %s at %s", self.spec.repository, self.spec.base_sha)
+        try:
+            checkout(workspace=self.workspace, clone_url=self.spec.clone_url,
+                     base_sha=self.spec.base_sha, base_ref=self.spec.base_ref,
+                     branch=self.spec.branch, token=self.secrets.github_token,
+                     env=self.base_env, deadline=self.deadline - self.reserve,
+                     on_line=lambda stream, text: self.sink.emit(
+                         log_line("checkout", stream, text)))
+            add_excludes(self.workspace, adapter_for(self.spec.agent).excludes)
+        except (CheckoutError, OSError) as exc:
+            raise Failure(exitcodes.CHECKOUT, "checkout", f"Checkout failed: {exc}") from None
+        self.sink.emit(phase("checkout", "succeeded"))
+
+    def _setup(self) -> None:
+        commands = self.spec.setup
+        self.sink.emit(phase("setup", "started", commands=len(commands)))
+        limit = self.spec.limits.setup_timeout_seconds
+        deadline = min(time.monotonic() + limit, self.deadline - self.reserve)
+        shell = shutil.which("bash", path=self.env.get("PATH")) or "/bin/sh"
+        budget = LogBudget(self.sink, "setup")
+        for number, command in enumerate(commands, start=1):
+            self.sink.emit(log_line("setup", "runner", f"$ {command}"))
+            try:
+                done = procs.run_streaming(
+                    [shell, "-c", command], cwd=self.workspace, env=self.env,
+                    deadline=deadline, kill_group_after=False,
+                    on_line=lambda stream, text: budget.emit(log_line("setup", stream, text)))
+            except OSError as exc:
+                raise Failure(exitcodes.SETUP, "setup", f"Setup could not start {shell}: "
+                              f"{exc.strerror}") from None
+            if done.timed_out:
+                raise Failure(exitcodes.TIMEOUT, "setup", f"Setup command {number} (`{command}`)"
+                              f" ran past the setup time limit of {limit}s and was stopped.")
+            if done.returncode:
+                raise Failure(exitcodes.SETUP, "setup", f"Setup command {number} (`{command}`) "
+                              f"exited with code {done.returncode}.{_tail(done.tail)}")
+        self.sink.emit(phase("setup", "succeeded"))
+
+    def _agent(self) -> str | None:
+        adapter = adapter_for(self.spec.agent)
+        invocation = adapter.invocation(self.spec, self.prompt_file)
+        parser = adapter.parser()
+        budget = LogBudget(self.sink, "agent")
+        self.sink.emit(phase("agent", "started", agent=self.spec.agent, model=self.spec.model))
+        log.info("starting the %s agent: %s", self.spec.agent, invocation.argv[0])
+
+        def on_line(stream: str, text: str) -> None:
+            for event in parser.feed(stream, text):
+                budget.emit(event)
+
+        try:
+            done = procs.run_streaming(
+                invocation.argv, cwd=self.workspace, env=self.env, on_line=on_line,
+                deadline=self.deadline - self.reserve, stdin_path=invocation.stdin_path)
+        except OSError as exc:
+            raise Failure(exitcodes.AGENT, "agent", f"Could not start the {self.spec.agent} "
+                          f"agent ({invocation.argv[0]}): {exc.strerror}.") from None
+        for event in parser.finish():
+            budget.emit(event)
+        for name, value in parser.stats.items():
+            self.stats[f"agent_{name}"] = value
+        if done.timed_out:
+            raise Failure(exitcodes.TIMEOUT, "agent", "The agent ran past the run's time limit "
+                          f"of {self.spec.limits.timeout_seconds}s and was stopped.")
+        if done.returncode:
+            how = (f"was killed by signal {-done.returncode}" if done.returncode < 0
+                   else f"exited with code {done.returncode}")
+            detail = f" {parser.error}." if parser.error else _tail(done.tail)
+            raise Failure(exitcodes.AGENT, "agent", f"The agent {how}.{detail}")
+        if parser.error:
+            raise Failure(exitcodes.AGENT, "agent", parser.error)
+        self.sink.emit(phase("agent", "succeeded"))
+        return parser.summary
+
+    def _changeset(self) -> Any:
+        self.sink.emit(phase("changeset", "started"))
+        limits = self.spec.limits
+        try:
+            return collect(self.workspace, self.spec.base_sha, env=self.base_env,
+                           max_files=limits.max_changed_files, max_bytes=limits.max_result_bytes)
+        except (ChangesetError, OSError) as exc:
+            raise Failure(exitcodes.CHANGESET, "changeset", f"The changes were refused: {exc}"
+                          ) from None
+
+    def _upload(self, result: dict[str, Any]) -> int:
+        self.sink.emit(phase("upload", "started", result=result["status"]))
+        self.sink.flush(FLUSH_SECONDS)  # progress first, so the bot sees it before the end
+        try:
+            self.client.put_result(self.redactor.value(result))
+        except CallbackError as exc:
+            log.error("the result could not be delivered: %s", exc)
+            write_termination_message(self.redactor.text(f"result upload failed: {exc}"))
+            return exitcodes.UPLOAD
+        files = len(result["changes"])
+        log.info("result delivered: %s, %d files", result["status"], files)
+        write_termination_message(f"{result['status']}: {files} files changed")
+        return exitcodes.OK
+
+    def _fail(self, failure: Failure) -> int:
+        log.error("%s", failure.summary)
+        status = "timed_out" if failure.code == exitcodes.TIMEOUT else "failed"
+        self.sink.emit(phase(failure.phase, status, reason=failure.summary))
+        self.stats["total_seconds"] = round(time.monotonic() - self.started, 3)
+        self.sink.flush(FLUSH_SECONDS)
+        try:
+            self.client.put_result(self.redactor.value(failed(failure.summary, self.stats)))
+        except CallbackError as exc:
+            log.error("the failed result could not be delivered either: %s", exc)
+        write_termination_message(self.redactor.text(
+            f"{exitcodes.describe(failure.code)}: {failure.summary}"))
+        return failure.code
+
+
+def _tail(lines: list[str]) -> str:
+    shown = [line for line in lines if line.strip()][-5:]
+    return ("\nLast output:\n" + "\n".join(shown)) if shown else ""
+
+
+class _RedactingFormatter(logging.Formatter):
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__("%(asctime)s sandbox %(levelname)s %(message)s")
+        self._redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redactor.text(super().format(record))
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def main() -> int:
+    """Entry point of `python -m sandbox`; returns the exit code (see `sandbox.exitcodes`)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s sandbox %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    spec_dir, workspace = spec_dir_from_env(), workspace_from_env()
+    try:
+        spec, secrets = load(spec_dir)
+    except SpecError as exc:
+        log.error("%s", exc)
+        write_termination_message(f"bad spec: {exc}")
+        return exitcodes.BAD_SPEC
+    forget_token_files(spec_dir)
+    header = auth_env(spec.clone_url, secrets.github_token)["GIT_CONFIG_VALUE_0"]
+    redactor = Redactor([secrets.github_token, secrets.callback_token, header.split(" ")[-1]])
+    handler.setFormatter(_RedactingFormatter(redactor))
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    client = CallbackClient(spec.callback_url, secrets.callback_token)
+    sink = EventSink(client, redactor)
+    runner = Runner(spec, secrets, workspace, sink, client, redactor, os.environ)
+    flush = 5.0
+    try:
+        return runner.run()
+    except Terminated:
+        flush = 0.5
+        log.warning("terminated by a signal; stopping the run's processes")
+        write_termination_message("terminated by a signal before the run finished")
+        return exitcodes.TERMINATED
+    except Exception as exc:
+        log.exception("internal error")
+        return runner._fail(Failure(exitcodes.INTERNAL, "runner",
+                                    f"The sandbox runner failed: {type(exc).__name__}: {exc}"))
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        procs.kill_all_groups()
+        sink.close(flush)
+        shutil.rmtree(runner.tmp, ignore_errors=True)
