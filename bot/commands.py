@@ -94,7 +94,6 @@ UNKNOWN_AGENT = "unknown agent {value}; the agents are {agents}"
 BAD_MODEL = "{value} is not a model name"
 NO_OPTIONS = "{command} takes no options"
 NO_TEXT = "{command} takes no instructions; for instructions that begin with {word}, write {hint}"
-ERROR_INTRO = "I could not read the command on line {line}: {message}."
 USAGE_TITLE = "**Usage**"
 USAGE_FOOTER = "Adding the {label} label to an issue starts a run too. Comment {help} for details."
 HELP_TITLE = "### agentbot commands"
@@ -328,12 +327,6 @@ def usage_text(trigger_label: str) -> str:
     block = "\n".join(["```text", *lines, "```"])
     footer = USAGE_FOOTER.format(label=_code(trigger_label), help=_code(f"{PREFIX} help"))
     return f"{USAGE_TITLE}\n\n{block}\n\n{footer}"
-
-
-def error_text(error: CommandError, trigger_label: str) -> str:
-    """The whole reply to a command that could not be read: what was wrong, then usage."""
-    intro = ERROR_INTRO.format(line=error.line, message=error.message)
-    return f"{intro}\n\n{usage_text(trigger_label)}"
 
 
 def help_text(trigger_label: str) -> str:

@@ -198,6 +198,10 @@ class _Handler(logging.StreamHandler):
         self._explicit = value
 
 
+# The root level from before configure_logging(), for reset_logging() to put back.
+_saved_levels: dict[str, int] = {}
+
+
 def configure_logging(level: str = "info", fmt: str = "json", *,
                       stream: IO[str] | None = None) -> None:
     """Send every logger's records to stderr (or stream) as JSON or text lines; idempotent."""
@@ -210,6 +214,7 @@ def configure_logging(level: str = "info", fmt: str = "json", *,
     root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, _Handler)), None)
     if handler is None:
+        _saved_levels["root"] = root.level
         handler = _Handler(stream)
         root.addHandler(handler)
     else:
@@ -229,7 +234,7 @@ def reset_logging() -> None:
         root.removeHandler(handler)
     if logging.getLogRecordFactory() is ContextLogRecord:
         logging.setLogRecordFactory(logging.LogRecord)
-    root.setLevel(logging.WARNING)
+    root.setLevel(_saved_levels.pop("root", root.level))
 
 
 class AccessLogger(AbstractAccessLogger):

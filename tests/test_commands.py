@@ -12,7 +12,6 @@ from bot.commands import (
     Command,
     CommandError,
     commands_table_markdown,
-    error_text,
     help_text,
     parse_commands,
     usage_text,
@@ -383,17 +382,10 @@ def test_usage_lists_every_verb_and_alias() -> None:
     assert "`agent` label" in text
 
 
-def test_error_text_says_line_message_and_usage() -> None:
-    reply = error_text(CommandError("unknown option `--x`", 3), "agent")
-    assert reply.startswith("I could not read the command on line 3: unknown option `--x`.")
-    assert usage_text("agent") in reply
-
-
 @pytest.mark.parametrize("label", ["agent", "ai`bot"])
 def test_generated_replies_never_trigger_themselves(label: str) -> None:
     # The bot's own replies must not read as commands if anyone quotes or parses them.
-    for text in (help_text(label), usage_text(label), commands_table_markdown(),
-                 error_text(CommandError("x", 1), label)):
+    for text in (help_text(label), usage_text(label), commands_table_markdown()):
         assert parse_commands(text) == []
 
 

@@ -165,7 +165,7 @@ def test_caplog_sees_ids_and_no_secrets(stream: io.StringIO, caplog) -> None:
 
 def test_configure_is_idempotent_and_switches_format() -> None:
     root = logging.getLogger()
-    before = list(root.handlers)
+    before, level = list(root.handlers), root.level
     out = io.StringIO()
     try:
         configure_logging("info", "json", stream=out)
@@ -183,7 +183,7 @@ def test_configure_is_idempotent_and_switches_format() -> None:
             r"event=issues minted=\[REDACTED:github_token\]\n", text)
     finally:
         reset_logging()
-    assert root.handlers == before
+    assert root.handlers == before and root.level == level
     assert logging.getLogRecordFactory() is logging.LogRecord
 
 
