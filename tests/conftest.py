@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -14,11 +15,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot import migrate
+from bot.logs import ContextLogRecord
 from bot.settings import Settings
 from bot.store import create_engine
 
 PG_ENV = "AGENTBOT_TEST_DATABASE_URL"
 WEBHOOK_SECRET = "test-webhook-secret"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Records carry delivery and run ids and are redacted when made, as in `agentbot serve`,
+    # so caplog sees what production logs would, and no secret reaches a failure report.
+    logging.setLogRecordFactory(ContextLogRecord)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
