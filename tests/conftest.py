@@ -19,6 +19,9 @@ from bot.logs import ContextLogRecord
 from bot.settings import Settings
 from bot.store import create_engine
 
+# The suite's doubles of GitHub and of the Kubernetes API, as fixtures for every test.
+pytest_plugins = ["fakes.github", "fakes.kubeapi"]
+
 PG_ENV = "AGENTBOT_TEST_DATABASE_URL"
 WEBHOOK_SECRET = "test-webhook-secret"
 

@@ -1,0 +1,294 @@
+"""Labels, `/agent` commands and check-run buttons, from signed webhook to Run row and reply."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import insert, select
+
+from bot import effects
+from bot.app import BOT_KEY, Bot, create_app
+from bot.commands import help_text
+from bot.inbox import InboxOptions
+from bot.replies import FORK_REFUSED, NOT_ALLOWED
+from bot.settings import Settings
+from bot.store import github_effects, run_transitions, runs, utcnow
+from conftest import WEBHOOK_SECRET
+from fakes import payloads as p
+from fakes.github import FakeGitHub
+
+REPO = f"{p.OWNER}/{p.REPO}"
+
+
+class Harness:
+    """Signed deliveries in, processed by the dispatch worker, state out."""
+
+    def __init__(self, client: TestClient, fake: FakeGitHub) -> None:
+        self.client = client
+        self.fake = fake
+
+    @property
+    def bot(self) -> Bot:
+        return self.client.app[BOT_KEY]
+
+    async def deliver(self, event: str, data: dict[str, Any], delivery_id: str | None = None
+                      ) -> str:
+        delivery_id = delivery_id or str(uuid.uuid4())
+        body = p.encode(data)
+        response = await self.client.post(
+            "/webhook", data=body,
+            headers=p.webhook_headers(event, delivery_id, body, WEBHOOK_SECRET))
+        assert response.status == 202, await response.text()
+        assert self.bot.inbox is not None
+        while await self.bot.inbox.drain_once():
+            pass
+        return delivery_id
+
+    async def runs(self) -> list[Any]:
+        assert self.bot.engine is not None
+        async with self.bot.engine.connect() as conn:
+            return list((await conn.execute(select(runs).order_by(runs.c.id))).all())
+
+    def calls(self, method: str, suffix: str) -> list[Any]:
+        return [r for r in self.fake.requests if r.method == method and r.path.endswith(suffix)]
+
+    def comments(self, number: int) -> list[str]:
+        return [c.body for c in self.fake.comments(REPO, number)]
+
+
+@pytest.fixture
+async def harness(aiohttp_client: Any, fake_github: FakeGitHub, database_url: str,
+                  make_settings: Callable[..., Settings]) -> AsyncIterator[Harness]:
+    fake_github.add_installation(p.INSTALLATION_ID, p.OWNER)
+    fake_github.add_repo(p.OWNER, p.REPO, repo_id=p.REPO_ID)
+    fake_github.add_issue(REPO, p.ISSUE_NUMBER)
+    fake_github.add_collaborator(REPO, "octocat", "maintain")
+    fake_github.add_collaborator(REPO, "reader", "read")
+    settings = make_settings(database_url=database_url, github_api_url=fake_github.url,
+                             github_app_id=fake_github.app_id,
+                             github_private_key=fake_github.private_key_pem)
+    app = create_app(settings, inbox_options=InboxOptions(poll_seconds=3600))
+    client = await aiohttp_client(app)
+    assert app[BOT_KEY].inbox is not None
+    await app[BOT_KEY].inbox.close()  # the tests drain it themselves, deterministically
+    yield Harness(client, fake_github)
+
+
+async def test_label_by_a_maintainer_queues_a_run_and_acknowledges(harness: Harness) -> None:
+    delivery = await harness.deliver("issues", p.issues_labeled(number=p.ISSUE_NUMBER,
+                                                                title="Fix it", body="Please"))
+    [run] = await harness.runs()
+    assert (run.state, run.trigger, run.sender_login, run.number) == (
+        "queued", "label", "octocat", p.ISSUE_NUMBER)
+    assert (run.installation_id, run.repo_id, run.repo_full_name) == (
+        p.INSTALLATION_ID, p.REPO_ID, REPO)
+    assert (run.base_ref, run.is_pull_request, run.delivery_id) == ("main", False, delivery)
+    assert (run.title, run.body, run.agent) == ("Fix it", "Please", "claude")
+    assert run.clone_url.endswith(f"{REPO}.git")
+    assert harness.fake.reactions("issue", p.ISSUE_NUMBER) == ["eyes"] or harness.calls(
+        "POST", f"/issues/{p.ISSUE_NUMBER}/reactions")
+    assert len(harness.calls("GET", "/collaborators/octocat/permission")) == 1
+
+
+async def test_other_labels_cost_no_github_call(harness: Harness) -> None:
+    await harness.deliver("issues", p.issues_labeled(label="bug"))
+    assert await harness.runs() == []
+    assert [r for r in harness.fake.requests if "/repos/" in r.path] == []
+
+
+async def test_label_by_a_reader_does_nothing_quietly(harness: Harness) -> None:
+    await harness.deliver("issues", p.issues_labeled(login="reader"))
+    assert await harness.runs() == []
+    assert harness.calls("POST", "/reactions") == [] and harness.calls("POST", "/comments") == []
+
+
+async def test_comment_command_on_an_issue(harness: Harness) -> None:
+    data = p.issue_comment("/agent --agent codex --timeout 10m add a --verbose flag\nand docs",
+                           number=p.ISSUE_NUMBER)
+    await harness.deliver("issue_comment", data)
+    [run] = await harness.runs()
+    assert (run.trigger, run.agent, run.timeout_seconds) == ("comment", "codex", 600)
+    assert run.instructions == "add a --verbose flag\nand docs"
+    assert run.comment_id == data["comment"]["id"]
+    assert harness.calls("POST", f"/issues/comments/{data['comment']['id']}/reactions")
+
+
+async def test_requested_timeout_is_capped_by_the_operator(harness: Harness) -> None:
+    await harness.deliver("issue_comment", p.issue_comment("/agent --timeout 5h do it"))
+    [run] = await harness.runs()
+    assert run.timeout_seconds == harness.bot.settings.run_timeout
+
+
+async def test_outsider_gets_one_reply_and_no_run(harness: Harness) -> None:
+    data = p.issue_comment("/agent do it", login="stranger", number=p.ISSUE_NUMBER)
+    delivery = await harness.deliver("issue_comment", data)
+    await harness.deliver("issue_comment", data, delivery_id=delivery)  # redelivered
+    assert await harness.runs() == []
+    replies = harness.comments(p.ISSUE_NUMBER)
+    assert len(replies) == 1
+    assert replies[0].startswith(NOT_ALLOWED.format(login="stranger"))
+
+
+@pytest.mark.parametrize("action", ["edited", "deleted"])
+async def test_edited_and_deleted_comments_never_trigger(harness: Harness, action: str) -> None:
+    await harness.deliver("issue_comment", p.issue_comment("/agent do it", action=action))
+    assert await harness.runs() == []
+    assert harness.fake.requests == []
+
+
+@pytest.mark.parametrize("login, kind", [("dependabot[bot]", "Bot"), ("agentbot[bot]", "Bot")])
+async def test_bots_and_the_app_itself_are_ignored(harness: Harness, login: str,
+                                                   kind: str) -> None:
+    await harness.deliver("issue_comment", p.issue_comment("/agent do it", login=login,
+                                                           sender_type=kind))
+    await harness.deliver("issues", p.issues_labeled(login=login, sender_type=kind))
+    assert await harness.runs() == []
+    assert harness.fake.requests == []
+
+
+async def test_comments_without_a_command_cost_nothing(harness: Harness) -> None:
+    body = "Thanks!\n\n```\n/agent not a command in a code block\n```\n> /agent quoted"
+    await harness.deliver("issue_comment", p.issue_comment(body))
+    assert harness.fake.requests == []
+
+
+async def test_help_replies_with_the_generated_usage(harness: Harness) -> None:
+    await harness.deliver("issue_comment", p.issue_comment("/agent help",
+                                                           number=p.ISSUE_NUMBER))
+    [reply] = harness.comments(p.ISSUE_NUMBER)
+    assert reply.startswith(help_text("agent"))
+    assert await harness.runs() == []
+
+
+async def test_unknown_verb_gets_usage_and_no_run(harness: Harness) -> None:
+    await harness.deliver("issue_comment", p.issue_comment("/agent cancle",
+                                                           number=p.ISSUE_NUMBER))
+    [reply] = harness.comments(p.ISSUE_NUMBER)
+    assert "cancle" in reply and "did you mean" in reply and "/agent cancel" in reply
+    assert await harness.runs() == []
+
+
+async def test_second_trigger_links_the_active_run(harness: Harness) -> None:
+    await harness.deliver("issues", p.issues_labeled(number=p.ISSUE_NUMBER))
+    await harness.deliver("issue_comment", p.issue_comment("/agent also this",
+                                                           number=p.ISSUE_NUMBER))
+    [run] = await harness.runs()
+    [reply] = harness.comments(p.ISSUE_NUMBER)
+    assert f"run #{run.id} is already queued" in reply
+
+
+async def test_cancel_a_queued_run_then_retry_it(harness: Harness) -> None:
+    await harness.deliver("issue_comment", p.issue_comment("/agent --model o3 do it",
+                                                           number=p.ISSUE_NUMBER))
+    await harness.deliver("issue_comment", p.issue_comment("/agent stop",
+                                                           number=p.ISSUE_NUMBER))
+    [run] = await harness.runs()
+    assert run.state == "cancelled" and run.finished_at is not None
+    await harness.deliver("issue_comment", p.issue_comment("/agent retry",
+                                                           number=p.ISSUE_NUMBER))
+    first, second = await harness.runs()
+    assert (second.state, second.trigger, second.retry_of) == ("queued", "retry", first.id)
+    assert (second.instructions, second.model) == ("do it", "o3")
+    async with harness.bot.engine.connect() as conn:  # type: ignore[union-attr]
+        moves = (await conn.execute(
+            select(run_transitions.c.from_state, run_transitions.c.to_state)
+            .where(run_transitions.c.run_id == first.id).order_by(run_transitions.c.id)
+        )).all()
+    assert [tuple(m) for m in moves] == [(None, "queued"), ("queued", "cancelled")]
+
+
+async def test_cancel_with_nothing_active_says_so(harness: Harness) -> None:
+    await harness.deliver("issue_comment", p.issue_comment("/agent cancel",
+                                                           number=p.ISSUE_NUMBER))
+    [reply] = harness.comments(p.ISSUE_NUMBER)
+    assert "no active run" in reply
+
+
+async def test_status_lists_the_runs(harness: Harness) -> None:
+    await harness.deliver("issues", p.issues_labeled(number=p.ISSUE_NUMBER))
+    await harness.deliver("issue_comment", p.issue_comment("/agent status",
+                                                           number=p.ISSUE_NUMBER))
+    [run] = await harness.runs()
+    [reply] = harness.comments(p.ISSUE_NUMBER)
+    assert f"| #{run.id} | queued | claude | label | @octocat |" in reply
+
+
+async def test_pr_comment_works_on_the_head_branch(harness: Harness) -> None:
+    pull = harness.fake.add_pull(REPO, head_ref="feature-x")
+    await harness.deliver("issue_comment", p.issue_comment(
+        "/agent rename the helper", on_pull_request=True, number=pull.number))
+    [run] = await harness.runs()
+    assert (run.is_pull_request, run.head_ref, run.base_ref) == (True, "feature-x", "feature-x")
+    assert run.base_sha == pull.pull.head_sha
+    assert harness.calls("GET", f"/pulls/{pull.number}")
+
+
+async def test_fork_pr_is_refused_with_a_reply(harness: Harness) -> None:
+    pull = harness.fake.add_pull(REPO, head_ref="patch-1", fork=True, user="octocat")
+    await harness.deliver("issue_comment", p.issue_comment(
+        "/agent fix the typo", on_pull_request=True, number=pull.number))
+    assert await harness.runs() == []
+    [reply] = harness.comments(pull.number)
+    assert reply.startswith(FORK_REFUSED.split("(")[0].format(login="octocat"))
+
+
+async def test_review_comment_carries_file_line_and_hunk(harness: Harness) -> None:
+    data = p.review_comment("/agent use logging here")
+    pull_number = data["pull_request"]["number"]
+    harness.fake.add_pull(REPO, pull_number, head_ref=data["pull_request"]["head"]["ref"],
+                          head_sha=data["pull_request"]["head"]["sha"])
+    await harness.deliver("pull_request_review_comment", data)
+    [run] = await harness.runs()
+    assert run.trigger == "review_comment" and run.instructions == "use logging here"
+    assert run.context["path"] == data["comment"]["path"]
+    assert run.context["diff_hunk"] == data["comment"]["diff_hunk"]
+    assert run.context["line"] == (data["comment"]["line"] or data["comment"]["original_line"])
+    assert harness.calls("POST", f"/pulls/comments/{data['comment']['id']}/reactions")
+
+
+async def test_permission_answers_are_cached(harness: Harness) -> None:
+    for text in ("/agent status", "/agent help", "/agent status"):
+        await harness.deliver("issue_comment", p.issue_comment(text, number=p.ISSUE_NUMBER))
+    assert len(harness.calls("GET", "/collaborators/octocat/permission")) == 1
+
+
+async def test_reply_lost_in_a_crash_is_found_not_repeated(harness: Harness) -> None:
+    delivery = str(uuid.uuid4())
+    key = f"reply:{delivery}"
+    # The previous attempt recorded the effect, posted the comment, and died.
+    harness.fake.add_comment(REPO, p.ISSUE_NUMBER, "help…\n" + effects.marker(key),
+                             user="agentbot[bot]")
+    async with harness.bot.engine.begin() as conn:  # type: ignore[union-attr]
+        await conn.execute(insert(github_effects).values(
+            key=key, status="pending", created_at=utcnow(), updated_at=utcnow()))
+    await harness.deliver("issue_comment", p.issue_comment("/agent help",
+                                                           number=p.ISSUE_NUMBER),
+                          delivery_id=delivery)
+    assert len(harness.comments(p.ISSUE_NUMBER)) == 1
+    assert harness.calls("POST", f"/issues/{p.ISSUE_NUMBER}/comments") == []
+
+
+async def test_check_run_buttons_cancel_and_retry(harness: Harness) -> None:
+    await harness.deliver("issues", p.issues_labeled(number=p.ISSUE_NUMBER))
+    [run] = await harness.runs()
+    cancel = p.check_run_action("cancel")
+    cancel["check_run"]["external_id"] = str(run.id)
+    await harness.deliver("check_run", cancel)
+    [run] = await harness.runs()
+    assert run.state == "cancelled"
+    rerun = p.check_run_rerequested()
+    rerun["check_run"]["external_id"] = str(run.id)
+    await harness.deliver("check_run", rerun)
+    first, second = await harness.runs()
+    assert (second.state, second.retry_of, second.trigger) == ("queued", first.id, "retry")
+
+
+async def test_check_run_of_another_app_is_ignored(harness: Harness) -> None:
+    data = p.check_run_action("cancel")
+    data["check_run"]["external_id"] = ""
+    await harness.deliver("check_run", data)
+    assert harness.fake.requests == []
