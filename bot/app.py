@@ -18,6 +18,7 @@ from bot.context import Context, GitHubClients
 from bot.inbox import Inbox, InboxOptions
 from bot.intake import DeliveryRow, DeliveryWriter, StoreUnavailable
 from bot.permissions import Permissions
+from bot.redact import register_secret
 from bot.router import router
 from bot.settings import Settings
 from bot.store import create_engine, utcnow
@@ -143,6 +144,8 @@ def create_app(settings: Settings, *, github: GitHubClients | None = None,
     app = web.Application(client_max_size=webhook.MAX_BODY_BYTES + 1)
     app[BOT_KEY] = bot
     app[webhook.WEBHOOK_SECRET_KEY] = settings.github_webhook_secret
+    if settings.github_webhook_secret:
+        register_secret(settings.github_webhook_secret)
 
     async def store(row: DeliveryRow) -> None:
         if bot.writer is None:
