@@ -57,7 +57,17 @@ class Harness:
         return [r for r in self.fake.requests if r.method == method and r.path.endswith(suffix)]
 
     def comments(self, number: int) -> list[str]:
-        return [c.body for c in self.fake.comments(REPO, number)]
+        """The App's own comments (replies) on an issue or PR."""
+        return [c.body for c in self.fake.comments(REPO, number) if c.via_app]
+
+    def comment(self, body: str, *, number: int = p.ISSUE_NUMBER, login: str = "octocat",
+                sender_type: str = "User", action: str = "created",
+                on_pull_request: bool = False) -> dict[str, Any]:
+        """An issue_comment payload for a comment that exists on the fake GitHub."""
+        made = self.fake.add_comment(REPO, number, body, user=login, user_type=sender_type)
+        return p.issue_comment(body, action=action, login=login, sender_type=sender_type,
+                               on_pull_request=on_pull_request, number=number,
+                               comment_id=made.id)
 
 
 @pytest.fixture
@@ -89,8 +99,8 @@ async def test_label_by_a_maintainer_queues_a_run_and_acknowledges(harness: Harn
     assert (run.base_ref, run.is_pull_request, run.delivery_id) == ("main", False, delivery)
     assert (run.title, run.body, run.agent) == ("Fix it", "Please", "claude")
     assert run.clone_url.endswith(f"{REPO}.git")
-    assert harness.fake.reactions("issue", p.ISSUE_NUMBER) == ["eyes"] or harness.calls(
-        "POST", f"/issues/{p.ISSUE_NUMBER}/reactions")
+    issue = harness.fake.state.issues[(REPO, p.ISSUE_NUMBER)]
+    assert harness.fake.reactions("issue", issue.id) == ["eyes"]
     assert len(harness.calls("GET", "/collaborators/octocat/permission")) == 1
 
 
@@ -107,24 +117,24 @@ async def test_label_by_a_reader_does_nothing_quietly(harness: Harness) -> None:
 
 
 async def test_comment_command_on_an_issue(harness: Harness) -> None:
-    data = p.issue_comment("/agent --agent codex --timeout 10m add a --verbose flag\nand docs",
+    data = harness.comment("/agent --agent codex --timeout 10m add a --verbose flag\nand docs",
                            number=p.ISSUE_NUMBER)
     await harness.deliver("issue_comment", data)
     [run] = await harness.runs()
     assert (run.trigger, run.agent, run.timeout_seconds) == ("comment", "codex", 600)
     assert run.instructions == "add a --verbose flag\nand docs"
     assert run.comment_id == data["comment"]["id"]
-    assert harness.calls("POST", f"/issues/comments/{data['comment']['id']}/reactions")
+    assert harness.fake.reactions("comment", data["comment"]["id"]) == ["eyes"]
 
 
 async def test_requested_timeout_is_capped_by_the_operator(harness: Harness) -> None:
-    await harness.deliver("issue_comment", p.issue_comment("/agent --timeout 5h do it"))
+    await harness.deliver("issue_comment", harness.comment("/agent --timeout 5h do it"))
     [run] = await harness.runs()
     assert run.timeout_seconds == harness.bot.settings.run_timeout
 
 
 async def test_outsider_gets_one_reply_and_no_run(harness: Harness) -> None:
-    data = p.issue_comment("/agent do it", login="stranger", number=p.ISSUE_NUMBER)
+    data = harness.comment("/agent do it", login="stranger")
     delivery = await harness.deliver("issue_comment", data)
     await harness.deliver("issue_comment", data, delivery_id=delivery)  # redelivered
     assert await harness.runs() == []
@@ -135,7 +145,7 @@ async def test_outsider_gets_one_reply_and_no_run(harness: Harness) -> None:
 
 @pytest.mark.parametrize("action", ["edited", "deleted"])
 async def test_edited_and_deleted_comments_never_trigger(harness: Harness, action: str) -> None:
-    await harness.deliver("issue_comment", p.issue_comment("/agent do it", action=action))
+    await harness.deliver("issue_comment", harness.comment("/agent do it", action=action))
     assert await harness.runs() == []
     assert harness.fake.requests == []
 
@@ -143,7 +153,7 @@ async def test_edited_and_deleted_comments_never_trigger(harness: Harness, actio
 @pytest.mark.parametrize("login, kind", [("dependabot[bot]", "Bot"), ("agentbot[bot]", "Bot")])
 async def test_bots_and_the_app_itself_are_ignored(harness: Harness, login: str,
                                                    kind: str) -> None:
-    await harness.deliver("issue_comment", p.issue_comment("/agent do it", login=login,
+    await harness.deliver("issue_comment", harness.comment("/agent do it", login=login,
                                                            sender_type=kind))
     await harness.deliver("issues", p.issues_labeled(login=login, sender_type=kind))
     assert await harness.runs() == []
@@ -152,12 +162,12 @@ async def test_bots_and_the_app_itself_are_ignored(harness: Harness, login: str,
 
 async def test_comments_without_a_command_cost_nothing(harness: Harness) -> None:
     body = "Thanks!\n\n```\n/agent not a command in a code block\n```\n> /agent quoted"
-    await harness.deliver("issue_comment", p.issue_comment(body))
+    await harness.deliver("issue_comment", harness.comment(body))
     assert harness.fake.requests == []
 
 
 async def test_help_replies_with_the_generated_usage(harness: Harness) -> None:
-    await harness.deliver("issue_comment", p.issue_comment("/agent help",
+    await harness.deliver("issue_comment", harness.comment("/agent help",
                                                            number=p.ISSUE_NUMBER))
     [reply] = harness.comments(p.ISSUE_NUMBER)
     assert reply.startswith(help_text("agent"))
@@ -165,7 +175,7 @@ async def test_help_replies_with_the_generated_usage(harness: Harness) -> None:
 
 
 async def test_unknown_verb_gets_usage_and_no_run(harness: Harness) -> None:
-    await harness.deliver("issue_comment", p.issue_comment("/agent cancle",
+    await harness.deliver("issue_comment", harness.comment("/agent cancle",
                                                            number=p.ISSUE_NUMBER))
     [reply] = harness.comments(p.ISSUE_NUMBER)
     assert "cancle" in reply and "did you mean" in reply and "/agent cancel" in reply
@@ -174,7 +184,7 @@ async def test_unknown_verb_gets_usage_and_no_run(harness: Harness) -> None:
 
 async def test_second_trigger_links_the_active_run(harness: Harness) -> None:
     await harness.deliver("issues", p.issues_labeled(number=p.ISSUE_NUMBER))
-    await harness.deliver("issue_comment", p.issue_comment("/agent also this",
+    await harness.deliver("issue_comment", harness.comment("/agent also this",
                                                            number=p.ISSUE_NUMBER))
     [run] = await harness.runs()
     [reply] = harness.comments(p.ISSUE_NUMBER)
@@ -182,13 +192,13 @@ async def test_second_trigger_links_the_active_run(harness: Harness) -> None:
 
 
 async def test_cancel_a_queued_run_then_retry_it(harness: Harness) -> None:
-    await harness.deliver("issue_comment", p.issue_comment("/agent --model o3 do it",
+    await harness.deliver("issue_comment", harness.comment("/agent --model o3 do it",
                                                            number=p.ISSUE_NUMBER))
-    await harness.deliver("issue_comment", p.issue_comment("/agent stop",
+    await harness.deliver("issue_comment", harness.comment("/agent stop",
                                                            number=p.ISSUE_NUMBER))
     [run] = await harness.runs()
     assert run.state == "cancelled" and run.finished_at is not None
-    await harness.deliver("issue_comment", p.issue_comment("/agent retry",
+    await harness.deliver("issue_comment", harness.comment("/agent retry",
                                                            number=p.ISSUE_NUMBER))
     first, second = await harness.runs()
     assert (second.state, second.trigger, second.retry_of) == ("queued", "retry", first.id)
@@ -202,7 +212,7 @@ async def test_cancel_a_queued_run_then_retry_it(harness: Harness) -> None:
 
 
 async def test_cancel_with_nothing_active_says_so(harness: Harness) -> None:
-    await harness.deliver("issue_comment", p.issue_comment("/agent cancel",
+    await harness.deliver("issue_comment", harness.comment("/agent cancel",
                                                            number=p.ISSUE_NUMBER))
     [reply] = harness.comments(p.ISSUE_NUMBER)
     assert "no active run" in reply
@@ -210,7 +220,7 @@ async def test_cancel_with_nothing_active_says_so(harness: Harness) -> None:
 
 async def test_status_lists_the_runs(harness: Harness) -> None:
     await harness.deliver("issues", p.issues_labeled(number=p.ISSUE_NUMBER))
-    await harness.deliver("issue_comment", p.issue_comment("/agent status",
+    await harness.deliver("issue_comment", harness.comment("/agent status",
                                                            number=p.ISSUE_NUMBER))
     [run] = await harness.runs()
     [reply] = harness.comments(p.ISSUE_NUMBER)
@@ -219,7 +229,7 @@ async def test_status_lists_the_runs(harness: Harness) -> None:
 
 async def test_pr_comment_works_on_the_head_branch(harness: Harness) -> None:
     pull = harness.fake.add_pull(REPO, head_ref="feature-x")
-    await harness.deliver("issue_comment", p.issue_comment(
+    await harness.deliver("issue_comment", harness.comment(
         "/agent rename the helper", on_pull_request=True, number=pull.number))
     [run] = await harness.runs()
     assert (run.is_pull_request, run.head_ref, run.base_ref) == (True, "feature-x", "feature-x")
@@ -229,7 +239,7 @@ async def test_pr_comment_works_on_the_head_branch(harness: Harness) -> None:
 
 async def test_fork_pr_is_refused_with_a_reply(harness: Harness) -> None:
     pull = harness.fake.add_pull(REPO, head_ref="patch-1", fork=True, user="octocat")
-    await harness.deliver("issue_comment", p.issue_comment(
+    await harness.deliver("issue_comment", harness.comment(
         "/agent fix the typo", on_pull_request=True, number=pull.number))
     assert await harness.runs() == []
     [reply] = harness.comments(pull.number)
@@ -241,18 +251,20 @@ async def test_review_comment_carries_file_line_and_hunk(harness: Harness) -> No
     pull_number = data["pull_request"]["number"]
     harness.fake.add_pull(REPO, pull_number, head_ref=data["pull_request"]["head"]["ref"],
                           head_sha=data["pull_request"]["head"]["sha"])
+    made = harness.fake.add_review_comment(REPO, pull_number, data["comment"]["body"])
+    data["comment"]["id"] = made.id
     await harness.deliver("pull_request_review_comment", data)
     [run] = await harness.runs()
     assert run.trigger == "review_comment" and run.instructions == "use logging here"
     assert run.context["path"] == data["comment"]["path"]
     assert run.context["diff_hunk"] == data["comment"]["diff_hunk"]
     assert run.context["line"] == (data["comment"]["line"] or data["comment"]["original_line"])
-    assert harness.calls("POST", f"/pulls/comments/{data['comment']['id']}/reactions")
+    assert harness.fake.reactions("review_comment", data["comment"]["id"]) == ["eyes"]
 
 
 async def test_permission_answers_are_cached(harness: Harness) -> None:
     for text in ("/agent status", "/agent help", "/agent status"):
-        await harness.deliver("issue_comment", p.issue_comment(text, number=p.ISSUE_NUMBER))
+        await harness.deliver("issue_comment", harness.comment(text, number=p.ISSUE_NUMBER))
     assert len(harness.calls("GET", "/collaborators/octocat/permission")) == 1
 
 
@@ -261,11 +273,11 @@ async def test_reply_lost_in_a_crash_is_found_not_repeated(harness: Harness) -> 
     key = f"reply:{delivery}"
     # The previous attempt recorded the effect, posted the comment, and died.
     harness.fake.add_comment(REPO, p.ISSUE_NUMBER, "help…\n" + effects.marker(key),
-                             user="agentbot[bot]")
+                             user="agentbot[bot]", user_type="Bot")
     async with harness.bot.engine.begin() as conn:  # type: ignore[union-attr]
         await conn.execute(insert(github_effects).values(
             key=key, status="pending", created_at=utcnow(), updated_at=utcnow()))
-    await harness.deliver("issue_comment", p.issue_comment("/agent help",
+    await harness.deliver("issue_comment", harness.comment("/agent help",
                                                            number=p.ISSUE_NUMBER),
                           delivery_id=delivery)
     assert len(harness.comments(p.ISSUE_NUMBER)) == 1
