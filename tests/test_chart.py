@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,12 @@ EXECUTOR_GRANTS = {
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get", "list", "watch"},
 }
+# Calls the executor makes knowing the Role may refuse them (it reads events only to explain a
+# pod that never started); the chart does not grant them.
+BEST_EFFORT_CALLS = {("", "events", "list")}
+CLIENT_CALL = re.compile(r"\b(create|read|list|delete|patch|replace)_namespaced_([a-z_]+)\b")
+CLIENT_VERBS = {"create": "create", "read": "get", "list": "list", "delete": "delete",
+                "patch": "patch", "replace": "update"}
 REQUIRED_SECRET_MESSAGE = "github.existingSecret is required"
 SQLITE_REPLICAS_MESSAGE = "but the database is SQLite: SQLite serves one replica only"
 
@@ -223,6 +230,23 @@ def test_role_grants_exactly_what_the_executor_calls(name: str) -> None:
     deployment_pod = one(name, "Deployment")["spec"]["template"]["spec"]
     assert deployment_pod["serviceAccountName"] == account["metadata"]["name"]
     assert account["automountServiceAccountToken"] is False
+
+
+def test_every_kubernetes_call_in_the_code_is_granted() -> None:
+    calls = set()
+    for source in (ROOT / "bot").rglob("*.py"):
+        for verb, kind in CLIENT_CALL.findall(source.read_text()):
+            group = "batch" if kind == "job" else ""
+            resource = "pods/log" if kind == "pod_log" else f"{kind}s"
+            call = (group, resource, CLIENT_VERBS[verb])
+            calls.add(call)
+            if verb == "list" and call not in BEST_EFFORT_CALLS:
+                # The executor watches what it lists, from the list's resourceVersion.
+                calls.add((group, resource, "watch"))
+    assert calls, "found no Kubernetes client call in bot/"
+    granted = {(group, resource, verb)
+               for (group, resource), verbs in EXECUTOR_GRANTS.items() for verb in verbs}
+    assert calls - BEST_EFFORT_CALLS <= granted
 
 
 # --- Configuration --------------------------------------------------------------------------
