@@ -32,7 +32,8 @@ COMMAND_ERROR = "@{login} {message}\n\n{usage}"
 PR_NEEDS_INSTRUCTIONS = (
     "@{login} on a pull request, tell agentbot what to change: `/agent <instructions>`."
 )
-STATUS_HEADER = "Runs of this {kind}:\n\n| run | state | agent | trigger | by | started | result |\n"
+STATUS_HEADER = "Runs of this {kind}:\n\n"
+STATUS_HEADER += "| run | state | agent | trigger | by | started | result |\n"
 STATUS_HEADER += "|---|---|---|---|---|---|---|\n"
 STATUS_ROW = "| #{id} | {state} | {agent} | {trigger} | @{login} | {created} | {result} |\n"
 STATUS_EMPTY = "There are no agentbot runs on this {kind} yet."

@@ -10,8 +10,15 @@ from sqlalchemy import desc, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.store import ACTIVE_STATES, FINAL_STATES, TRANSITIONS, RunState, run_transitions, runs
-from bot.store import utcnow
+from bot.store import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    TRANSITIONS,
+    RunState,
+    run_transitions,
+    runs,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 

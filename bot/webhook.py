@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
 from gidgethub import ValidationFailure, sansio
 
-from bot.intake import DeliveryRow, DeliveryWriter, StoreUnavailable
+from bot.intake import DeliveryRow, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ STORE_TIMEOUT_SECONDS = 8.0
 SIGNATURE_PREFIX = "sha256="
 
 WEBHOOK_SECRET_KEY: web.AppKey[str | None] = web.AppKey("webhook_secret", str)
-WRITER_KEY: web.AppKey[DeliveryWriter] = web.AppKey("delivery_writer", DeliveryWriter)
+STORE_KEY: web.AppKey[Callable[[DeliveryRow], Awaitable[None]]] = web.AppKey("store_delivery")
 OBSERVE_KEY: web.AppKey[Callable[[str, str, float], None]] = web.AppKey("observe_intake")
 
 SETUP_MODE_MESSAGE = (
@@ -107,7 +107,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         payload=body,
     )
     try:
-        await asyncio.wait_for(request.app[WRITER_KEY].store(row),
+        await asyncio.wait_for(request.app[STORE_KEY](row),
                                timeout=STORE_TIMEOUT_SECONDS)
     except (StoreUnavailable, TimeoutError):
         log.warning("delivery not stored: database unavailable",

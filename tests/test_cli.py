@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-
 from bot.settings import format_duration, load_settings, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from conftest import WEBHOOK_SECRET
+from fakes import payloads as p
+from fakes.github import FakeGitHub
 from sqlalchemy import insert, select
 
 from bot import effects
@@ -17,9 +20,6 @@ from bot.inbox import InboxOptions
 from bot.replies import FORK_REFUSED, NOT_ALLOWED
 from bot.settings import Settings
 from bot.store import github_effects, run_transitions, runs, utcnow
-from conftest import WEBHOOK_SECRET
-from fakes import payloads as p
-from fakes.github import FakeGitHub
 
 REPO = f"{p.OWNER}/{p.REPO}"
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from conftest import WEBHOOK_SECRET
 from sqlalchemy import func, select
 
 from bot.app import BOT_KEY, create_app
@@ -22,7 +23,6 @@ from bot.inbox import InboxOptions
 from bot.settings import Settings
 from bot.store import create_engine, deliveries
 from bot.webhook import MAX_BODY_BYTES
-from conftest import WEBHOOK_SECRET
 
 DOC_SECRET = "It's a Secret to Everybody"
 DOC_PAYLOAD = b"Hello, World!"
