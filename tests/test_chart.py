@@ -168,6 +168,10 @@ def test_labels_follow_helm_conventions(name: str) -> None:
         assert labels["helm.sh/chart"] == "agentbot-0.1.0"
         if obj["kind"] != "RuntimeClass":  # cluster-scoped
             assert obj["metadata"]["namespace"] == NAMESPACE
+        about_sandboxes = obj["kind"] == "RuntimeClass" or obj["metadata"]["name"].endswith(
+            "-sandbox")
+        assert labels["app.kubernetes.io/component"] == (
+            "sandbox" if about_sandboxes else "bot")
 
 
 # --- Pod security ---------------------------------------------------------------------------

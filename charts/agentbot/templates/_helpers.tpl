@@ -26,9 +26,22 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* Labels of the bot's objects. */}}
 {{- define "agentbot.labels" -}}
+{{ include "agentbot.commonLabels" . }}
+app.kubernetes.io/component: bot
+{{- end }}
+
+{{/* Labels of the objects that concern sandboxes (their NetworkPolicy, the RuntimeClass). */}}
+{{- define "agentbot.sandboxLabels" -}}
+{{ include "agentbot.commonLabels" . }}
+app.kubernetes.io/component: sandbox
+{{- end }}
+
+{{- define "agentbot.commonLabels" -}}
 helm.sh/chart: {{ include "agentbot.chart" . }}
-{{ include "agentbot.selectorLabels" . }}
+app.kubernetes.io/name: {{ include "agentbot.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: agentbot
