@@ -213,3 +213,7 @@ def test_release_pushes_both_images_and_the_chart_to_ghcr() -> None:
     chart_steps = "\n".join(s.get("run", "") for s in data["jobs"]["chart"]["steps"])
     assert "helm package charts/agentbot" in chart_steps
     assert "helm push" in chart_steps and "oci://ghcr.io/" in chart_steps
+    # The packaged chart points at the images just pushed: the rewrite must hit both.
+    assert "s|repository: ghcr.io/agentbot/|" in chart_steps
+    values = (ROOT / "charts" / "agentbot" / "values.yaml").read_text()
+    assert values.count("repository: ghcr.io/agentbot/") == 2
