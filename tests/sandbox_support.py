@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from bot.executors.base import RunSpec, SandboxLimits
 
@@ -22,6 +23,8 @@ SCRIPTED_AGENT = DATA / "sandbox" / "scripted_agent.py"
 GITHUB_TOKEN = "ghs_TestInstallationToken0123456789abcdef"
 CALLBACK_TOKEN = "cbt_RunCallbackToken_9876543210fedcba"
 RUN_ID = 12
+# What the scripted agent writes to assets/blob.bin, restated here so the test checks it.
+BINARY_CONTENT = bytes(range(256)) + b"\x00\xff\x00PNG\r\n\x1a\n" * 3
 
 INITIAL_FILES: dict[str, tuple[bytes, int]] = {
     "README.md": (b"# Demo\n\nHello.\n", 0o644),
@@ -204,14 +207,21 @@ def runner_env(tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]
     }
 
 
+async def start_sandbox(tmp: Path, spec: RunSpec | dict[str, Any], *,
+                        github_token: str = GITHUB_TOKEN, env: dict[str, str] | None = None
+                        ) -> asyncio.subprocess.Process:
+    """Write the spec files and start the real runner as a subprocess."""
+    write_spec_dir(tmp / "spec", spec, github_token=github_token)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sandbox", cwd=tmp, env=runner_env(tmp, env),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
 async def run_sandbox(tmp: Path, spec: RunSpec | dict[str, Any], *, limit: float = 60,
                       github_token: str = GITHUB_TOKEN, env: dict[str, str] | None = None
                       ) -> RunnerOutcome:
-    """Write the spec files and run the real runner as a subprocess, without blocking the loop."""
-    write_spec_dir(tmp / "spec", spec, github_token=github_token)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sandbox", cwd=tmp, env=runner_env(tmp, env),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    """Run the real runner to its end without blocking the loop; what it left behind."""
+    process = await start_sandbox(tmp, spec, github_token=github_token, env=env)
     out, err = await asyncio.wait_for(process.communicate(), limit)
     termination = tmp / "termination-log"
     report = tmp / "agent-report.json"
@@ -221,3 +231,37 @@ async def run_sandbox(tmp: Path, spec: RunSpec | dict[str, Any], *, limit: float
         termination=termination.read_text() if termination.exists() else None,
         report=json.loads(report.read_text()) if report.exists() else None,
     )
+
+
+@dataclass
+class Site:
+    """The loopback world of one test: git server, bot double and the run's base commit."""
+
+    git: GitHttpServer
+    bot: CallbackRecorder
+    clone_url: str
+    callback_url: str
+    base_sha: str
+    tmp: Path
+
+    def spec(self, **overrides: Any) -> RunSpec:
+        """A spec for this site's repository and bot; keywords as for `make_spec`."""
+        return make_spec(clone_url=self.clone_url, callback_url=self.callback_url,
+                         base_sha=self.base_sha, **overrides)
+
+
+async def make_site(tmp_path: Path, aiohttp_server: Any) -> Site:
+    """A repository served over HTTP on loopback and a recording bot, both real aiohttp
+    (`aiohttp_server` is pytest-aiohttp's fixture, which also shuts them down)."""
+    bare, sha = make_repository(tmp_path / "git")
+    git = GitHttpServer(bare.parent, GITHUB_TOKEN)
+    bot = CallbackRecorder()
+    git_server: TestServer = await aiohttp_server(git.app())
+    bot_server: TestServer = await aiohttp_server(bot.app())
+    return Site(git, bot, str(git_server.make_url("/demo.git")),
+                str(bot_server.make_url(f"/internal/runs/{RUN_ID}")), sha, tmp_path / "run")
+
+
+def b64(data: bytes) -> str:
+    """Base64 text, as the result carries file contents."""
+    return base64.b64encode(data).decode()

@@ -44,7 +44,7 @@ class OpenCodeParser(JsonLinesParser):
                                                                   "started")
         output = state.get("output") if status == "completed" else state.get("error")
         return [tool(name, status, call_id=str(part.get("callID", "")),
-                     input=state.get("title") or describe_input(tool_input),
+                     input=describe_input(tool_input) if tool_input else state.get("title"),
                      output=str(output) if output else None)]
 
 

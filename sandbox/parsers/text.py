@@ -17,6 +17,7 @@ _AIDER_STATUS = re.compile(
     r"Scanning repo|Creating empty file |Did you mean|Please answer|Add .* to the chat\?)"
 )
 _MAX_EVENT_LINE = 16_000
+_PATH_LIKE = re.compile(r"^[\w./-]+\.\w+$|^[\w.-]+/[\w./-]+$")
 _APPLIED = re.compile(r"^Applied edit to (?P<path>.+)$")
 
 
@@ -35,6 +36,8 @@ class AiderParser(StreamParser):
             events.append(tool("edit", "completed", input=applied["path"]))
         if line.strip().startswith("```"):
             self._in_fence = not self._in_fence  # edit blocks are not prose
+            if self._in_fence and self._prose and _PATH_LIKE.match(self._prose[-1].strip()):
+                self._prose.pop()  # the file name aider prints above an edit block
         elif not self._in_fence and not _AIDER_STATUS.match(line.strip()):
             self._prose.append(line)
         return events
