@@ -1,4 +1,4 @@
-"""The suite's one fake GitHub (checked against GitHub's REST description) and its pytest fixture."""
+"""The suite's one fake GitHub, strict per GitHub's REST description, and its pytest fixtures."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bot.github import GitHubApp
 
 # Imported for their side effect: each registers its handlers by operationId.
 from tests.fakes import (  # noqa: F401
@@ -33,6 +37,7 @@ from tests.fakes.github_auth import (
     check_scope,
     installation_token,
 )
+from tests.fakes.github_clock import FakeClock
 from tests.fakes.github_http import HANDLERS, ApiError, Call, Reply
 from tests.fakes.github_setup import FakeGitHubSetup
 from tests.fakes.github_state import DEFAULT_EVENTS, DEFAULT_PERMISSIONS, GitHubState, User
@@ -56,7 +61,7 @@ class RecordedRequest:
     path: str
     query: dict[str, str]
     json: Any
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive, as HTTP headers are
     operation: str | None = None  # "METHOD /template" when documented
     status: int = 0
 
@@ -152,7 +157,8 @@ class FakeGitHub(FakeGitHubSetup):
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         path = request.rel_url.raw_path
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        headers = CIMultiDict((k, v) for k, v in request.headers.items()
+                              if k.lower() != "authorization")
         record = RecordedRequest(request.method, path, dict(request.query), None, headers)
         self.requests.append(record)
         try:
@@ -242,8 +248,8 @@ class FakeGitHub(FakeGitHubSetup):
     def _respond(self, request: web.Request, reply: Reply, record: RecordedRequest,
                  key: object) -> web.StreamResponse:
         record.status = reply.status
-        headers = {"X-GitHub-Request-Id": uuid.uuid4().hex[:20].upper(),
-                   "X-GitHub-Api-Version-Selected": "2022-11-28"}
+        headers = CIMultiDict({"X-GitHub-Request-Id": uuid.uuid4().hex[:20].upper(),
+                               "X-GitHub-Api-Version-Selected": "2022-11-28"})
         body = b""
         if reply.body is not None:
             if isinstance(reply.body, str | bytes):
@@ -257,9 +263,12 @@ class FakeGitHub(FakeGitHubSetup):
             headers["ETag"] = etag
             if request.headers.get("If-None-Match") == etag:
                 # A conditional hit costs no rate limit on GitHub, and carries no body.
-                return web.Response(status=304, headers={**headers, **self._limits(key, 0)})
+                headers.update(self._limits(key, 0))
+                del headers["Content-Type"]
+                record.status = 304
+                return web.Response(status=304, headers=headers)
         headers.update(self._limits(key, 1))
-        headers.update(reply.headers)
+        headers.update(reply.headers)  # case-insensitive: a fault's headers replace ours
         return web.Response(status=reply.status, body=body or None, headers=headers)
 
     def _limits(self, key: object, cost: int) -> dict[str, str]:
@@ -281,6 +290,12 @@ def fake_github_key() -> rsa.RSAPrivateKey:
 
 
 @pytest.fixture
+def fake_clock() -> FakeClock:
+    """A hand-moved clock; `github_app` and the fake GitHub both read it."""
+    return FakeClock()
+
+
+@pytest.fixture
 async def fake_github(aiohttp_server: Any, fake_github_key: rsa.RSAPrivateKey,
                       tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[FakeGitHub]:
     """A started FakeGitHub; the test fails if the bot sent anything GitHub would not accept.
@@ -296,3 +311,15 @@ async def fake_github(aiohttp_server: Any, fake_github_key: rsa.RSAPrivateKey,
     if fake.strict and fake.violations:
         pytest.fail("the fake GitHub refused requests GitHub would refuse:\n- "
                     + "\n- ".join(fake.violations), pytrace=False)
+
+
+@pytest.fixture
+async def github_app(fake_github: FakeGitHub, fake_clock: FakeClock) -> AsyncIterator[GitHubApp]:
+    """The bot's real GitHubApp talking to `fake_github`, both on `fake_clock`.
+
+    Its waits (retry-after, backoff) go to `fake_clock.sleep`: recorded, never slept.
+    """
+    fake_github.clock = fake_clock
+    async with aiohttp.ClientSession() as session:
+        yield GitHubApp(fake_github.app_id, fake_github.private_key_pem, session,
+                        base_url=fake_github.url, clock=fake_clock, sleep=fake_clock.sleep)

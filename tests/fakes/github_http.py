@@ -1,4 +1,4 @@
-"""Plumbing of the fake GitHub's handlers: the call they get, the reply they give, their registry."""
+"""The fake GitHub's handler plumbing: the call they get, the reply they give, their registry."""
 
 from __future__ import annotations
 

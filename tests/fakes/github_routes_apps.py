@@ -1,4 +1,4 @@
-"""The fake GitHub's App endpoints: installations, tokens, webhook deliveries, manifests, rate limit."""
+"""The fake GitHub's App endpoints: installations, tokens, deliveries, manifests, rate limit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fake GitHub's repository, issue, comment, review-comment, reaction and permission endpoints."""
+"""The fake GitHub's repo, issue, comment, review-comment, reaction and permission endpoints."""
 
 from __future__ import annotations
 

@@ -96,7 +96,8 @@ def app(f: FakeGitHub) -> dict[str, Any]:
     created = iso(f.state.now() - 86400 * 30)
     return {
         "id": f.app_id, "slug": f.app_slug, "node_id": node_id("Integration", f.app_id),
-        "client_id": f"Iv1.{f.app_id:016x}", "owner": user(f, f.state.user(f.app_owner, "Organization")),
+        "client_id": f"Iv1.{f.app_id:016x}",
+        "owner": user(f, f.state.user(f.app_owner, "Organization")),
         "name": f.app_slug, "description": "Hands issues to coding agents.",
         "external_url": f"https://{f.app_slug}.example.com",
         "html_url": f"{f.html_url}/apps/{f.app_slug}", "created_at": created,

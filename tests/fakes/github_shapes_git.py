@@ -149,7 +149,8 @@ def tree(f: FakeGitHub, repo: Repo, sha: str, recursive: bool) -> dict[str, Any]
 def ref(f: FakeGitHub, repo: Repo, name: str) -> dict[str, Any]:
     sha = repo.git.refs[name]
     kind = repo.git.kind(sha) or "commit"
-    return {"ref": name, "node_id": node_id("Ref", int(sha1(name.encode()).hexdigest()[:8], 16)),
+    digest = sha1(name.encode(), usedforsecurity=False).hexdigest()
+    return {"ref": name, "node_id": node_id("Ref", int(digest[:8], 16)),
             "url": f"{f.url}/repos/{repo.full_name}/git/{name}",
             "object": {"type": kind, "sha": sha,
                        "url": f"{f.url}/repos/{repo.full_name}/git/{kind}s/{sha}"}}

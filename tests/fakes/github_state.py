@@ -1,4 +1,4 @@
-"""In-memory state of the fake GitHub: users, installations, repos, issues, pulls, comments, check runs."""
+"""The fake GitHub's memory: users, installations, repos, issues, pulls, comments, check runs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks requests (and the fake's own responses) against the committed slice of GitHub's REST description."""
+"""Checks requests (and the fake's own answers) against the committed slice of GitHub's REST API."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 
 SCHEMAS = Path(__file__).parent / "schemas"
 
@@ -50,10 +50,9 @@ class RestDescription:
         self.operations: list[Operation] = []
         for key, spec in document["operations"].items():
             method, template = key.split(" ", 1)
-            multi = set(spec["parameters"]["multi_segment"])
             regex = re.sub(
                 r"\{([^}]+)\}",
-                lambda m: f"(?P<{m[1]}>.+)" if m[1] in multi else f"(?P<{m[1]}>[^/]+)",
+                partial(_group, set(spec["parameters"]["multi_segment"])),
                 re.escape(template).replace(r"\{", "{").replace(r"\}", "}"),
             )
             self.operations.append(Operation(key, method, template, spec["operationId"],
@@ -162,6 +161,12 @@ class RestDescription:
         return _errors(self.validator(name, schema), data, "response")
 
 
+def _group(multi_segment: set[str], found: re.Match[str]) -> str:
+    # A multi-segment parameter (a file path, a ref like heads/feature/x) may hold slashes.
+    name = found[1]
+    return f"(?P<{name}>.+)" if name in multi_segment else f"(?P<{name}>[^/]+)"
+
+
 def _coerce(raw: str, schema: Any) -> Any:
     # Path and query values arrive as text; compare them as the type the schema declares.
     kind = schema.get("type") if isinstance(schema, dict) else None
@@ -178,10 +183,16 @@ def _errors(validator: Draft202012Validator, value: Any, where: str) -> list[str
     out = []
     for error in found[:5]:
         at = "/".join(str(p) for p in error.absolute_path)
-        out.append(f"{where}{'/' + at if at else ''}: {_short(error.message)}")
+        out.append(f"{where}{'/' + at if at else ''}: {_message(error)}")
     return out
 
 
-def _short(message: str) -> str:
+def _message(error: ValidationError) -> str:
     # jsonschema quotes whole instances; a 60 KB body in an assertion message helps no one.
-    return message if len(message) <= 300 else message[:300] + "..."
+    if error.validator in ("maxLength", "maxItems", "minLength", "minItems"):
+        unit = "characters" if error.validator.endswith("Length") else "items"
+        bound = "at most" if error.validator.startswith("max") else "at least"
+        return (f"has {len(error.instance)} {unit}, GitHub allows {bound} "
+                f"{error.validator_value} (is too {'long' if bound == 'at most' else 'short'})")
+    text = error.message
+    return text if len(text) <= 300 else text[:150] + " ... " + text[-140:]
