@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -65,6 +65,15 @@ class Api:
             text = await response.read()
             parsed = json.loads(text) if text and "json" in response.content_type else text
             return response.status, parsed, response.headers
+
+
+async def git(*args: str) -> str:
+    """Run real git; its output, or the test fails with git's complaint."""
+    process = await asyncio.create_subprocess_exec(
+        "git", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
 
 
 @pytest.fixture
@@ -261,14 +270,11 @@ async def test_git_data_round_trip_is_real_git(world: FakeGitHub, api: Api) -> N
         "README.md": ("100644", b"# hello\n"), "bin/data": ("100755", b"\x00\x01\x02\xff"),
         "docs/notes.md": ("100644", b"n\n")}
     # Real git agrees on every object id: the fake's repository is a bare repo on disk.
-    git = ["git", "--git-dir", str(repo.git.path)]
-    shown = subprocess.run([*git, "ls-tree", "-r", "agentbot/1-data"], check=True,
-                           capture_output=True, text=True).stdout
+    at = ("--git-dir", str(repo.git.path))
+    shown = await git(*at, "ls-tree", "-r", "agentbot/1-data")
     assert f"100755 blob {blob['sha']}\tbin/data" in shown
-    fsck = subprocess.run([*git, "fsck", "--strict"], capture_output=True, text=True)
-    assert fsck.returncode == 0, fsck.stderr
-    log = subprocess.run([*git, "log", "--format=%H %s", "agentbot/1-data"], check=True,
-                         capture_output=True, text=True).stdout.split("\n")
+    await git(*at, "fsck", "--strict")
+    log = (await git(*at, "log", "--format=%H %s", "agentbot/1-data")).split("\n")
     assert log[0] == f"{commit['sha']} Add data"
 
 
@@ -293,8 +299,7 @@ async def test_ref_updates_must_fast_forward(world: FakeGitHub, api: Api) -> Non
 
 async def test_clone_url_is_clonable(world: FakeGitHub, api: Api, tmp_path: Any) -> None:
     _, repo, _ = await api.call("GET", f"/repos/{REPO}")
-    subprocess.run(["git", "clone", "-q", repo["clone_url"], str(tmp_path / "checkout")],
-                   check=True, capture_output=True)
+    await git("clone", "-q", repo["clone_url"], str(tmp_path / "checkout"))
     assert (tmp_path / "checkout" / "src" / "app.py").read_bytes() == b"print('hi')\n"
 
 

@@ -186,10 +186,12 @@ def test_retry_policy_defaults_are_bounded() -> None:
 
 
 @pytest.mark.parametrize(("url", "template"), [
-    ("https://api.github.com/repos/o/r/issues/12/comments", "/repos/{owner}/{repo}/issues/{n}/comments"),
+    ("https://api.github.com/repos/o/r/issues/12/comments",
+     "/repos/{owner}/{repo}/issues/{n}/comments"),
     ("https://api.github.com/repos/o/r/contents/.github/agentbot.yml?ref=main",
      "/repos/{owner}/{repo}/contents/{path}"),
-    ("https://api.github.com/repos/o/r/git/ref/heads/agentbot/1-fix", "/repos/{owner}/{repo}/git/ref/{ref}"),
+    ("https://api.github.com/repos/o/r/git/ref/heads/agentbot/1-fix",
+     "/repos/{owner}/{repo}/git/ref/{ref}"),
     ("https://api.github.com/repos/o/r/git/refs/heads/x", "/repos/{owner}/{repo}/git/refs/{ref}"),
     ("https://api.github.com/repos/o/r/git/commits/" + "a" * 40,
      "/repos/{owner}/{repo}/git/commits/{sha}"),
@@ -197,7 +199,8 @@ def test_retry_policy_defaults_are_bounded() -> None:
      "/repos/{owner}/{repo}/commits/{ref}/check-runs"),
     ("https://api.github.com/repos/o/r/collaborators/alice/permission",
      "/repos/{owner}/{repo}/collaborators/{name}/permission"),
-    ("https://api.github.com/app/installations/5/access_tokens", "/app/installations/{n}/access_tokens"),
+    ("https://api.github.com/app/installations/5/access_tokens",
+     "/app/installations/{n}/access_tokens"),
     ("https://api.github.com/installation/token", "/installation/token"),
 ])
 def test_path_template(url: str, template: str) -> None:

@@ -1,4 +1,4 @@
-"""Webhook payloads for tests: the fixtures in tests/payloads/ adjusted per test, signed as GitHub signs."""
+"""Webhook payloads for tests: the tests/payloads/ fixtures adjusted per test, and signing."""
 
 from __future__ import annotations
 
