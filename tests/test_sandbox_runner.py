@@ -29,7 +29,7 @@ async def site(tmp_path: Path, aiohttp_server: Any) -> Site:
     return await make_site(tmp_path, aiohttp_server)
 
 
-EXPECTED_CHANGES = [
+EXPECTED_CHANGES: list[dict[str, Any]] = [
     {"path": "README.md", "mode": "100644", "content_b64": b64(b"# Demo\n\nHello, edited.\n")},
     {"path": "assets/blob.bin", "mode": "100644", "content_b64": b64(BINARY_CONTENT)},
     {"path": "docs/a.md", "deleted": True},

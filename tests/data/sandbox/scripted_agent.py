@@ -46,11 +46,23 @@ def edit() -> None:
     event("message", {"text": "Update the README and add a module\n\nAlso moved docs/a.md."})
 
 
+def probe() -> str | None:
+    """Try to write where SCRIPTED_AGENT_PROBE points (outside the sandbox's writable paths)."""
+    target = os.environ.get("SCRIPTED_AGENT_PROBE")
+    if not target:
+        return None
+    try:
+        Path(target).write_text("escaped\n", encoding="utf-8")
+    except OSError as exc:
+        return f"refused: {exc.strerror}"
+    return "written"
+
+
 def main() -> int:
     prompt = Path(sys.argv[1]).read_text(encoding="utf-8")
     stdin = sys.stdin.read()
     mode = prompt.splitlines()[0].removeprefix("mode:").strip()
-    report({"mode": mode, "prompt": prompt, "stdin": stdin})
+    report({"mode": mode, "prompt": prompt, "stdin": stdin, "probe": probe()})
     if mode == "edit":
         edit()
     elif mode == "fail":

@@ -1,0 +1,325 @@
+"""The local executor: `python -m sandbox` as a local subprocess, under bwrap when installed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import sandbox
+from bot.executors.base import RunSpec, SandboxPhase, SandboxSecrets, SandboxStatus
+from sandbox import exitcodes, sessions
+from sandbox.spec import CALLBACK_TOKEN_FILE, GITHUB_TOKEN_FILE, SPEC_FILE
+
+log = logging.getLogger(__name__)
+
+STATE_DIR_ENV = "AGENTBOT_LOCAL_STATE_DIR"
+DEFAULT_STATE_DIR = Path(".agentbot/runs")
+NOT_ISOLATED = ("the local executor does not isolate: sandboxes run as this user on this "
+                "machine, with its network{}; use the kubernetes executor for untrusted work")
+SANDBOX_ROOT = Path(sandbox.__file__).resolve().parent.parent
+# What a sandbox inherits from the bot's environment: basics and agent credentials. Never the
+# App's key or webhook secret, nor the bot's own AGENTBOT_* settings.
+_PASS_NAMES = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSL_CERT_FILE",
+                         "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy",
+                         "http_proxy", "no_proxy"})
+_AGENT_PREFIXES = ("ANTHROPIC_", "CLAUDE_CODE_", "OPENAI_", "CODEX_", "OPENCODE_", "OPENROUTER_",
+                   "AIDER_", "GEMINI_", "GOOGLE_API_KEY", "AZURE_OPENAI_", "MISTRAL_",
+                   "DEEPSEEK_", "GROQ_", "XAI_")
+# The shell stays outside the sandbox and records the exit code, so that an executor started
+# after a restart can still learn how an adopted sandbox ended.
+_WRAPPER = ('"$@"; code=$?; printf %s "$code" > exit-code.tmp && mv exit-code.tmp exit-code; '
+            'exit "$code"')
+
+
+def default_state_dir() -> Path:
+    """Where run records live: `AGENTBOT_LOCAL_STATE_DIR`, else ./.agentbot/runs."""
+    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+
+
+def default_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The part of the bot's environment a sandbox may see."""
+    return {k: v for k, v in environ.items() if k in _PASS_NAMES or k.startswith(_AGENT_PREFIXES)}
+
+
+def bwrap_argv(bwrap: str, run_dir: Path) -> list[str]:
+    """bubblewrap around the runner: host filesystem read-only, the run's directory and a
+    private /tmp writable, network shared (the agent's API and the bot are reached over it)."""
+    private_tmp = "/tmp"  # noqa: S108 - a fresh tmpfs inside the sandbox, not the host's /tmp
+    return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", private_tmp, "--bind", str(run_dir), str(run_dir), "--unshare-pid",
+            "--die-with-parent", "--chdir", str(run_dir), "--"]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What survives a restart of the bot: enough to find, judge and stop a sandbox."""
+
+    run_id: int
+    pid: int  # of the wrapper shell, which leads the sandbox's session
+    start_ticks: int  # /proc start time, so a reused pid is not mistaken for ours
+    run_dir: str
+    deadline: float  # wall clock (epoch seconds)
+    timeout_seconds: int
+
+
+class LocalExecutor:
+    """Runs each sandbox as a local process; statuses come from process exits."""
+
+    name = "local"
+
+    def __init__(self, *, state_dir: Path, python: str = sys.executable,
+                 env: Mapping[str, str] | None = None, bwrap: str | bool = True,
+                 deadline_grace_seconds: float = 30.0, kill_grace_seconds: float = 5.0,
+                 run_root: Path | None = None, keep_run_dirs: bool = False) -> None:
+        self._state_dir = Path(state_dir)
+        self._python = python
+        self._env = dict(env) if env is not None else default_env()
+        found = shutil.which("bwrap") if bwrap is True else bwrap or None
+        self._bwrap: str | None = found if isinstance(found, str) else None
+        self._deadline_grace = deadline_grace_seconds
+        self._kill_grace = kill_grace_seconds
+        self._run_root = run_root  # where per-run directories go; None: the system's temp
+        self._keep = keep_run_dirs
+        self._queue: asyncio.Queue[SandboxStatus | None] = asyncio.Queue()
+        self._watchers: dict[int, asyncio.Task[None]] = {}
+        self._records: dict[int, RunRecord] = {}
+        self._cancelled: set[int] = set()
+        self._closed = False
+        log.warning(NOT_ISOLATED.format(
+            f" (bubblewrap at {self._bwrap}: host filesystem read-only)" if self._bwrap
+            else "; bubblewrap is not installed"))
+
+    # --- the protocol ----------------------------------------------------------------------
+
+    async def start(self, spec: RunSpec, secrets: SandboxSecrets) -> None:
+        """Start the runner for `spec.run_id`; a run already started is left alone."""
+        run_id = spec.run_id
+        existing = self._records.get(run_id) or await asyncio.to_thread(self._load, run_id)
+        if existing is not None:
+            return
+        run_dir, output = await asyncio.to_thread(self._prepare, spec, secrets)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                "/bin/sh", "-c", _WRAPPER, "agentbot-sandbox", *self._argv(run_dir),
+                cwd=run_dir, env=self._sandbox_env(run_dir), stdin=asyncio.subprocess.DEVNULL,
+                stdout=output, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        finally:
+            output.close()
+        ticks = sessions.start_ticks(process.pid) or 0
+        record = RunRecord(run_id, process.pid, ticks, str(run_dir),
+                           time.time() + spec.limits.timeout_seconds + self._deadline_grace,
+                           spec.limits.timeout_seconds)
+        self._records[run_id] = record
+        await asyncio.to_thread(self._save, record)
+        log.info("started the local sandbox of run %d (pid %d)", run_id, process.pid)
+        self._queue.put_nowait(SandboxStatus(run_id, SandboxPhase.RUNNING))
+        self._watch(run_id, self._wait_child(record, process))
+
+    async def cancel(self, run_id: int) -> None:
+        """Stop the run's processes (SIGTERM, then SIGKILL) and remove its files."""
+        record = self._records.get(run_id) or await asyncio.to_thread(self._load, run_id)
+        if record is None:
+            return
+        self._cancelled.add(run_id)
+        await self._stop(record)
+        if run_id not in self._watchers:  # nobody waits on it: clean up here
+            await self._finish(record, None, timed_out=False)
+
+    async def reconcile(self, active_run_ids: set[int]) -> list[SandboxStatus]:
+        """Adopt the processes of active runs; report how the others ended, or GONE."""
+        records = {r.run_id: r for r in await asyncio.to_thread(self._load_all)}
+        statuses = []
+        for run_id in sorted(active_run_ids):
+            record = records.pop(run_id, None)
+            if run_id in self._watchers:
+                statuses.append(SandboxStatus(run_id, SandboxPhase.RUNNING))
+            elif record is None:
+                statuses.append(SandboxStatus(run_id, SandboxPhase.GONE,
+                                              "no local sandbox process exists for this run"))
+            elif await asyncio.to_thread(sessions.alive, record.pid, record.start_ticks):
+                self._records[run_id] = record
+                self._watch(run_id, self._wait_adopted(record))
+                statuses.append(SandboxStatus(run_id, SandboxPhase.RUNNING))
+            else:
+                statuses.append(await self._finish(record, self._exit_code(record),
+                                                   timed_out=False, report=False))
+        for record in records.values():  # runs that ended (or were cancelled) while we were away
+            if record.run_id in self._watchers:
+                continue
+            await self._stop(record)
+            await self._finish(record, None, timed_out=False, report=False)
+        return statuses
+
+    async def statuses(self) -> AsyncIterator[SandboxStatus]:
+        """Status changes of every sandbox this executor started or adopted."""
+        while (status := await self._queue.get()) is not None:
+            yield status
+
+    async def close(self) -> None:
+        """Stop watching; running sandboxes keep running and can be adopted later."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._watchers.values():
+            task.cancel()
+        await asyncio.gather(*self._watchers.values(), return_exceptions=True)
+        self._queue.put_nowait(None)
+
+    # --- watching --------------------------------------------------------------------------
+
+    def _watch(self, run_id: int, waiter: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(waiter)
+        self._watchers[run_id] = task
+        task.add_done_callback(lambda _t: self._watchers.pop(run_id, None))
+
+    async def _wait_child(self, record: RunRecord, process: asyncio.subprocess.Process) -> None:
+        timed_out = False
+        try:
+            code = await asyncio.wait_for(process.wait(), max(0.0, record.deadline - time.time()))
+        except TimeoutError:
+            timed_out = True
+            await self._stop(record)
+            code = await process.wait()
+        await self._finish(record, code, timed_out=timed_out)
+
+    async def _wait_adopted(self, record: RunRecord) -> None:
+        # Not our child: poll for its end (a pidfd would need the same pid-reuse care).
+        timed_out = False
+        while await asyncio.to_thread(sessions.alive, record.pid, record.start_ticks):
+            if time.time() >= record.deadline and not timed_out:
+                timed_out = True
+                await self._stop(record)
+            await asyncio.sleep(0.2)
+        await self._finish(record, self._exit_code(record), timed_out=timed_out)
+
+    async def _stop(self, record: RunRecord) -> None:
+        if not await self._signal(record, signal.SIGTERM):
+            return
+        deadline = time.monotonic() + self._kill_grace
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if not await asyncio.to_thread(sessions.members, record.pid):
+                return
+        await self._signal(record, signal.SIGKILL)
+
+    async def _signal(self, record: RunRecord, signum: int) -> bool:
+        return await asyncio.to_thread(sessions.signal_session, record.pid, record.start_ticks,
+                                       signum)
+
+    async def _finish(self, record: RunRecord, code: int | None, *, timed_out: bool,
+                      report: bool = True) -> SandboxStatus:
+        status = self._status(record, code, timed_out)
+        # Whatever the sandbox left in its session (a daemon started by setup) goes too.
+        await self._signal(record, signal.SIGKILL)
+        self._records.pop(record.run_id, None)
+        await asyncio.to_thread(self._cleanup, record)
+        if report:
+            self._queue.put_nowait(status)
+        log.info("local sandbox of run %d: %s %s", record.run_id, status.phase, status.reason or "")
+        return status
+
+    def _status(self, record: RunRecord, code: int | None, timed_out: bool) -> SandboxStatus:
+        run_id = record.run_id
+        if record.run_id in self._cancelled:
+            self._cancelled.discard(run_id)
+            return SandboxStatus(run_id, SandboxPhase.GONE, "the sandbox was cancelled")
+        if timed_out:
+            return SandboxStatus(run_id, SandboxPhase.TIMED_OUT, "DeadlineExceeded: the "
+                                 f"sandbox ran past its {record.timeout_seconds}s limit")
+        if code == 0:
+            return SandboxStatus(run_id, SandboxPhase.SUCCEEDED, exit_code=0)
+        if code is None:
+            return SandboxStatus(run_id, SandboxPhase.GONE,
+                                 "the sandbox process ended without recording an exit code")
+        message = self._termination_message(record)
+        reason = f"exit code {code} ({exitcodes.describe(code)})" + (
+            f": {message}" if message else "")
+        return SandboxStatus(run_id, SandboxPhase.FAILED, reason, exit_code=code)
+
+    # --- files -----------------------------------------------------------------------------
+
+    def _argv(self, run_dir: Path) -> list[str]:
+        runner = [self._python, "-m", "sandbox"]
+        return [*bwrap_argv(self._bwrap, run_dir), *runner] if self._bwrap else runner
+
+    def _sandbox_env(self, run_dir: Path) -> dict[str, str]:
+        env = dict(self._env)
+        env.update({
+            "HOME": str(run_dir / "home"),
+            # Under bwrap /tmp is a private tmpfs; without it, a directory of the run.
+            "TMPDIR": "/tmp" if self._bwrap else str(run_dir / "tmp"),  # noqa: S108
+            "AGENTBOT_SPEC_DIR": str(run_dir / "spec"),
+            "AGENTBOT_WORKSPACE": str(run_dir / "workspace"),
+            "AGENTBOT_TERMINATION_LOG": str(run_dir / "termination-log"),
+            "PYTHONPATH": str(SANDBOX_ROOT),
+        })
+        return env
+
+    def _prepare(self, spec: RunSpec, secrets: SandboxSecrets) -> tuple[Path, IO[bytes]]:
+        if self._run_root is not None:
+            self._run_root.mkdir(parents=True, exist_ok=True)
+        run_dir = Path(tempfile.mkdtemp(prefix=f"agentbot-run-{spec.run_id}-",
+                                        dir=self._run_root))  # mode 0700
+        spec_dir = run_dir / "spec"
+        spec_dir.mkdir(mode=0o700)
+        files = {SPEC_FILE: json.dumps(spec.to_json_dict()), GITHUB_TOKEN_FILE:
+                 secrets.github_token, CALLBACK_TOKEN_FILE: secrets.callback_token}
+        for name, text in files.items():
+            fd = os.open(spec_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        for name in ("home", "tmp"):
+            (run_dir / name).mkdir(mode=0o700)
+        return run_dir, open(run_dir / "sandbox.log", "ab")  # noqa: SIM115 - handed to the child
+
+    def _record_path(self, run_id: int) -> Path:
+        return self._state_dir / f"run-{int(run_id)}.json"
+
+    def _save(self, record: RunRecord) -> None:
+        self._state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = self._record_path(record.run_id).with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(record)), encoding="utf-8")
+        temporary.replace(self._record_path(record.run_id))
+
+    def _load(self, run_id: int) -> RunRecord | None:
+        try:
+            return RunRecord(**json.loads(self._record_path(run_id).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _load_all(self) -> list[RunRecord]:
+        if not self._state_dir.is_dir():
+            return []
+        found = (self._load(int(p.stem.removeprefix("run-")))
+                 for p in self._state_dir.glob("run-*.json")
+                 if p.stem.removeprefix("run-").isdigit())
+        return [record for record in found if record is not None]
+
+    def _exit_code(self, record: RunRecord) -> int | None:
+        try:
+            return int((Path(record.run_dir) / "exit-code").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _termination_message(self, record: RunRecord) -> str:
+        try:
+            return (Path(record.run_dir) / "termination-log").read_text()[:4096].strip()
+        except OSError:
+            return ""
+
+    def _cleanup(self, record: RunRecord) -> None:
+        run_dir = Path(record.run_dir)
+        # The token files go in any case; the rest only when nobody asked to keep it.
+        shutil.rmtree(run_dir / "spec" if self._keep else run_dir, ignore_errors=True)
+        self._record_path(record.run_id).unlink(missing_ok=True)
