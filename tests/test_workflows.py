@@ -193,7 +193,8 @@ def test_ci_runs_lint_types_and_tests_on_postgresql() -> None:
 
 def test_chart_workflow_runs_the_chart_tests() -> None:
     text = (WORKFLOWS / "chart.yml").read_text()
-    assert "tests/test_chart.py" in text and "helm lint --strict" in text
+    assert "tests/test_chart.py tests/test_chart_config.py" in text
+    assert "helm lint --strict" in text
 
 
 def test_e2e_runs_the_kind_driver_that_exists() -> None:
