@@ -100,25 +100,17 @@ GITHUB_OPERATIONS: dict[str, Need | str] = {
 }
 
 # What a webhook event needs the App to hold before GitHub delivers it.
-EVENT_PERMISSIONS = {
-    "issues": "issues",
-    "issue_comment": "issues",
-    "pull_request_review_comment": "pull_requests",
-    "check_run": "checks",
-}
+EVENT_PERMISSIONS = {"issues": "issues", "issue_comment": "issues",
+                     "pull_request_review_comment": "pull_requests", "check_run": "checks"}
 
 # The token a sandbox gets: one repository, read-only contents (SPEC "Security model").
 SANDBOX_TOKEN_PERMISSIONS = {"contents": "read"}
 
 # String literals in bot/ that look like a GitHub REST path.
-REST_PATH = re.compile(
-    r"^/(repos/|app(/|$)|app-manifests/|installation(/|$)|rate_limit$|orgs/|users/|user(/|$)"
-    r"|search/|graphql$|meta$|marketplace_listing/)"
-)
-GIDGETHUB_METHODS = {
-    "getitem": "GET", "getiter": "GET", "getstatus": "GET",
-    "post": "POST", "patch": "PATCH", "put": "PUT", "delete": "DELETE",
-}
+REST_PATH = re.compile(r"^/(repos/|app(/|$)|app-manifests/|installation(/|$)|rate_limit$|orgs/"
+                       r"|users/|user(/|$)|search/|graphql$|meta$|marketplace_listing/)")
+GIDGETHUB_METHODS = {"getitem": "GET", "getiter": "GET", "getstatus": "GET", "post": "POST",
+                     "patch": "PATCH", "put": "PUT", "delete": "DELETE"}
 
 
 def manifest() -> dict[str, object]:
