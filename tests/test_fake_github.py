@@ -249,6 +249,22 @@ async def test_token_requests_beyond_the_installation_are_refused(world: FakeGit
     assert status == 404
 
 
+async def test_a_selected_installation_reaches_only_its_repositories(world: FakeGitHub,
+                                                                     api: Api) -> None:
+    world.add_repo("acme", "rocket")
+    world.add_repo("acme", "secret")
+    world.add_installation(77, "acme", repositories=["acme/rocket"])
+    status, body, _ = await api.call("POST", "/app/installations/77/access_tokens",
+                                     auth=f"Bearer {app_jwt(world)}")
+    assert status == 201 and body["repository_selection"] == "selected"
+    token = f"token {body['token']}"
+    assert (await api.call("GET", "/repos/acme/rocket", auth=token))[0] == 200
+    assert (await api.call("GET", "/repos/acme/secret", auth=token))[0] == 404
+    assert (await api.call("GET", f"/repos/{REPO}", auth=token))[0] == 404
+    _, listed, _ = await api.call("GET", "/installation/repositories", auth=token)
+    assert [r["full_name"] for r in listed["repositories"]] == ["acme/rocket"]
+
+
 async def test_git_data_round_trip_is_real_git(world: FakeGitHub, api: Api) -> None:
     repo = world.repo(REPO)
     base = repo.git.refs["refs/heads/main"]
@@ -281,14 +297,16 @@ async def test_git_data_round_trip_is_real_git(world: FakeGitHub, api: Api) -> N
 async def test_ref_updates_must_fast_forward(world: FakeGitHub, api: Api) -> None:
     repo = world.repo(REPO)
     base = repo.git.refs["refs/heads/main"]
-    pull = world.add_pull(REPO, head_ref="feature", files={"f.txt": b"1\n"})
-    ahead = pull.pull.head_sha if pull.pull else ""
+    issue = world.add_pull(REPO, head_ref="feature", files={"f.txt": b"1\n"})
+    pull = issue.pull
+    assert pull is not None
+    ahead = pull.head_sha
     status, _, _ = await api.call("PATCH", f"/repos/{REPO}/git/refs/heads/feature",
                                   {"sha": base})
     assert status == 422  # going back is not a fast-forward
     status, _, _ = await api.call("PATCH", f"/repos/{REPO}/git/refs/heads/feature",
                                   {"sha": base, "force": True})
-    assert status == 200 and world.pull(REPO, pull.number).pull.head_sha == base
+    assert status == 200 and pull.head_sha == base  # the PR follows its branch
     status, _, _ = await api.call("PATCH", f"/repos/{REPO}/git/refs/heads/feature",
                                   {"sha": ahead})
     assert status == 200

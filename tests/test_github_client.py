@@ -170,14 +170,15 @@ async def test_etag_cache_turns_repeats_into_304s(world: FakeGitHub,
 
 
 async def test_from_settings_and_the_shared_session(world: FakeGitHub) -> None:
-    settings = Settings(GITHUB_APP_ID=world.app_id, GITHUB_PRIVATE_KEY=world.private_key_pem,
-                        GITHUB_WEBHOOK_SECRET="s", GITHUB_API_URL=world.url + "/")
+    settings = Settings.model_validate({
+        "GITHUB_APP_ID": world.app_id, "GITHUB_PRIVATE_KEY": world.private_key_pem,
+        "GITHUB_WEBHOOK_SECRET": "s", "GITHUB_API_URL": world.url + "/"})
     async with create_session() as session:
         app = GitHubApp.from_settings(settings, session)
         assert app.base_url == world.url and app.session is session
         assert (await app.identify())["id"] == world.app_id
     with pytest.raises(ValueError, match="GITHUB_APP_ID"):
-        GitHubApp.from_settings(Settings(), session)
+        GitHubApp.from_settings(Settings.model_validate({}), session)
 
 
 def test_retry_policy_defaults_are_bounded() -> None:

@@ -58,7 +58,8 @@ class FakeGitHubSetup:
         path = self.git_root / owner / f"{name}.git" if self.git_root else None
         repo = Repo(repo_id or state.next_id(), state.user(owner, "Organization"), name,
                     default_branch, private, GitStore(path, default_branch), state.now())
-        content = dict(files) if files is not None else {"README.md": f"# {name}\n".encode()}
+        content: dict[str, bytes | tuple[str, bytes] | None] = \
+            dict(files) if files is not None else {"README.md": f"# {name}\n".encode()}
         first = repo.git.commit_files(content, None, "Initial commit",
                                       state.person(repo.owner))
         repo.git.set_ref(f"refs/heads/{default_branch}", first)

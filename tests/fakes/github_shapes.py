@@ -68,7 +68,7 @@ def repository(f: FakeGitHub, repo: Repo, full: bool = False) -> dict[str, Any]:
     """A `repository` object; `full` adds what `GET /repos/{owner}/{repo}` adds."""
     api, html = f"{f.url}/repos/{repo.full_name}", f"{f.html_url}/{repo.full_name}"
     pushed = max((f.state.now(), repo.created_at))
-    out = {
+    out: dict[str, Any] = {
         "id": repo.id, "node_id": node_id("Repository", repo.id), "name": repo.name,
         "full_name": repo.full_name, "owner": user(f, repo.owner), "private": repo.private,
         "html_url": html, "description": None, "fork": repo.fork_of is not None, "url": api,

@@ -133,7 +133,8 @@ def tree(f: FakeGitHub, repo: Repo, sha: str, recursive: bool) -> dict[str, Any]
     def walk(tree_sha: str, prefix: str) -> None:
         for mode, name, obj in repo.git.entries(tree_sha):
             kind = kind_of_mode(mode)
-            row = {"path": prefix + name, "mode": api_mode(mode), "type": kind, "sha": obj}
+            row: dict[str, Any] = {"path": prefix + name, "mode": api_mode(mode),
+                                   "type": kind, "sha": obj}
             if kind == "blob":
                 row.update(size=len(repo.git.get(obj)), url=f"{base}/blobs/{obj}")
             elif kind == "tree":
