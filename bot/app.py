@@ -49,6 +49,7 @@ class Bot:
     inbox: Inbox | None = None
     context: Context | None = None
     executor: Any = None
+    scheduler: Any = None  # bot.scheduler.Scheduler, launched by the internal app
     health_checks: list[HealthCheck] = field(default_factory=list)
     inbox_options: InboxOptions = field(default_factory=InboxOptions)
 
@@ -63,7 +64,11 @@ def _make_github(settings: Settings, session: ClientSession) -> GitHubClients:
 
 
 async def start_bot(bot: Bot) -> None:
-    """Open the database (migrated), the GitHub session and the workers."""
+    """Open the database (migrated), the GitHub session and the workers.
+
+    The executor and the scheduler start with the internal app (the sandboxes' way back):
+    `agentbot receive` and handler tests queue runs without launching them.
+    """
     settings = bot.settings
     if bot.engine is None:
         bot.engine = create_engine(settings.database_url)
@@ -71,9 +76,15 @@ async def start_bot(bot: Bot) -> None:
     if bot.github is None:
         bot.session = ClientSession(timeout=ClientTimeout(total=30))
         bot.github = _make_github(settings, bot.session)
+
+    def run_changed() -> None:
+        if bot.scheduler is not None:
+            bot.scheduler.notify()
+
     bot.context = Context(
         settings=settings, db=bot.engine, github=bot.github, permissions=Permissions(),
         app_login=getattr(bot.github, "app_login", None),
+        on_run_change=run_changed,
     )
     bot.inbox = Inbox(bot.engine, router, bot.context, bot.inbox_options)
     if bot.engine.dialect.name == "sqlite":
@@ -94,14 +105,25 @@ async def start_bot(bot: Bot) -> None:
             return "the dispatch worker is stuck"
         return None
 
-    bot.health_checks.append(inbox_alive)
+    def scheduler_alive() -> str | None:
+        scheduler = bot.scheduler
+        if scheduler is None:
+            return None  # this process does not launch runs (no internal app)
+        return scheduler.health()
+
+    bot.health_checks.extend([inbox_alive, scheduler_alive])
 
 
 async def stop_bot(bot: Bot) -> None:
+    """Stop the workers and the scheduler, then release the executor, session and database."""
+    if bot.scheduler is not None:
+        await bot.scheduler.close()
     if bot.writer is not None:
         await bot.writer.close()
     if bot.inbox is not None:
         await bot.inbox.close()
+    if bot.executor is not None:
+        await bot.executor.close()
     if bot.session is not None:
         await bot.session.close()
     if bot.engine is not None:
@@ -171,8 +193,44 @@ def create_app(settings: Settings, *, github: GitHubClients | None = None,
 
 
 def internal_app(public: web.Application) -> web.Application:
-    """The internal port's app: sandbox callbacks and metrics, sharing the public app's Bot."""
+    """The internal port's app: sandbox callbacks and metrics, sharing the public app's Bot.
+
+    Start it after the public app (as `serve` does): its start-up launches the scheduler,
+    since runs may only start where their sandboxes can call back.
+    """
+    from bot import callbacks
+
+    bot = public[BOT_KEY]
+    settings = bot.settings
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[BOT_KEY] = public[BOT_KEY]
+    app[BOT_KEY] = bot
     app.router.add_get("/healthz", healthz)
+
+    def engine() -> AsyncEngine:
+        if bot.engine is None:
+            raise RuntimeError("the public app has not started")
+        return bot.engine
+
+    async def on_result(run_id: int, result: callbacks.Result) -> None:
+        if bot.scheduler is not None:
+            await bot.scheduler.on_result(run_id, result)
+
+    # Base64 makes the changeset's bytes a third larger; the rest is JSON around it.
+    result_limit = settings.max_result_bytes * 4 // 3 + 1024 * 1024
+    callbacks.add_routes(app, engine, callbacks.callback_key(settings.private_key_pem() or ""),
+                         on_result, result_limit)
+
+    async def launching(app: web.Application) -> Any:
+        from bot.scheduler import Scheduler, make_executor
+
+        if bot.engine is None or bot.github is None:
+            raise RuntimeError("start the public app before the internal one")
+        if bot.executor is None:
+            bot.executor = make_executor(settings)
+        bot.scheduler = Scheduler(bot.engine, bot.executor, bot.github, settings)
+        await bot.scheduler.start()
+        yield
+        await bot.scheduler.close()
+
+    app.cleanup_ctx.append(launching)
     return app

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -10,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -51,6 +54,15 @@ class AddedFile(BaseModel):
     mode: Literal["100644", "100755", "120000"]
     content_b64: str
 
+    @field_validator("content_b64")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not valid base64") from None
+        return value
+
 
 class DeletedFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -69,7 +81,7 @@ class Result(BaseModel):
 
 ResultHook = Callable[[int, Result], Awaitable[None]]
 
-ENGINE_KEY: web.AppKey[AsyncEngine] = web.AppKey("callbacks_engine", AsyncEngine)
+ENGINE_KEY: web.AppKey[Callable[[], AsyncEngine]] = web.AppKey("callbacks_engine")
 TOKEN_KEY_KEY: web.AppKey[bytes] = web.AppKey("callbacks_key", bytes)
 RESULT_HOOK_KEY: web.AppKey[ResultHook] = web.AppKey("callbacks_result_hook")
 RESULT_LIMIT_KEY: web.AppKey[int] = web.AppKey("callbacks_result_limit", int)
@@ -89,7 +101,7 @@ async def _authorised_run(request: web.Request) -> tuple[int, Any] | web.Respons
     expected = run_token(request.app[TOKEN_KEY_KEY], run_id)
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
         return _error(401, "missing or wrong run token")
-    async with request.app[ENGINE_KEY].connect() as conn:
+    async with request.app[ENGINE_KEY]().connect() as conn:
         run = (await conn.execute(select(runs.c.id, runs.c.state, runs.c.result)
                                   .where(runs.c.id == run_id))).first()
     if run is None:
@@ -128,11 +140,11 @@ async def post_events(request: web.Request) -> web.Response:
             return _error(413, f"event {item.seq}: data over {MAX_EVENT_DATA_BYTES} bytes")
     if RunState(run.state) in FINAL_STATES:
         return _error(409, f"run {run_id} is {run.state}; no more events are taken")
-    engine = request.app[ENGINE_KEY]
+    engine = request.app[ENGINE_KEY]()
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     now = utcnow()
-    rows = [{"run_id": run_id, "seq": e.seq, "ts": now, "kind": e.kind, "data": e.data}
-            for e in events]
+    rows = [{"run_id": run_id, "seq": e.seq, "ts": _when(e.ts, now), "kind": e.kind,
+             "data": e.data} for e in events]
     if rows:
         async with engine.begin() as conn:
             await conn.execute(
@@ -163,7 +175,9 @@ async def put_result(request: web.Request) -> web.Response:
         return _error(409, "a different result was stored for this run already")
     if RunState(run.state) in FINAL_STATES:
         return _error(409, f"run {run_id} is {run.state}; its result is no longer taken")
-    engine = request.app[ENGINE_KEY]
+    if run.state == RunState.QUEUED:
+        return _error(409, f"run {run_id} has not started")
+    engine = request.app[ENGINE_KEY]()
     async with engine.begin() as conn:
         changed = await conn.execute(
             update(runs).where(runs.c.id == run_id, runs.c.result.is_(None))
@@ -174,8 +188,24 @@ async def put_result(request: web.Request) -> web.Response:
             await transition(conn, run_id, RunState.RUNNING, "sandbox reported")
     log.info("result stored", extra={"run_id": run_id, "status": result.status,
                                      "changes": len(result.changes)})
-    await request.app[RESULT_HOOK_KEY](run_id, result)
+    try:
+        await request.app[RESULT_HOOK_KEY](run_id, result)
+    except Exception:
+        # The result is safe in the database and the sandbox's exit brings the run to its
+        # end anyway; a 500 here would only make the sandbox upload it again.
+        log.exception("the result hook failed", extra={"run_id": run_id})
     return web.json_response({"stored": True})
+
+
+def _when(ts: float | str, default: dt.datetime) -> dt.datetime:
+    """The sandbox's own timestamp of an event (epoch seconds or ISO 8601), else `default`."""
+    try:
+        if isinstance(ts, str):
+            parsed = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        return dt.datetime.fromtimestamp(ts, dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        return default
 
 
 def _explain(exc: ValidationError) -> str:
@@ -186,10 +216,10 @@ def _explain(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def add_routes(app: web.Application, engine: AsyncEngine, key: bytes, on_result: ResultHook,
-               result_limit: int) -> None:
-    """Mount the internal API on `app`."""
-    app[ENGINE_KEY] = engine
+def add_routes(app: web.Application, engine: AsyncEngine | Callable[[], AsyncEngine],
+               key: bytes, on_result: ResultHook, result_limit: int) -> None:
+    """Mount the internal API on `app`; `engine` may be a callable for an engine made later."""
+    app[ENGINE_KEY] = engine if callable(engine) else (lambda: engine)
     app[TOKEN_KEY_KEY] = key
     app[RESULT_HOOK_KEY] = on_result
     app[RESULT_LIMIT_KEY] = result_limit

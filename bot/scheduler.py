@@ -1,0 +1,324 @@
+"""The launcher: starts queued runs within the limits and moves runs as their sandboxes change."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import enum
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.callbacks import Result, callback_key, run_token
+from bot.executors.base import Executor, SandboxPhase, SandboxSecrets, SandboxStatus
+from bot.launch import SANDBOX_PERMISSIONS, run_spec
+from bot.redact import redact
+from bot.runs import get_run, transition
+from bot.settings import Settings
+from bot.store import FINAL_STATES, RunState, runs, utcnow
+
+log = logging.getLogger(__name__)
+
+NO_RESULT = "the sandbox exited without uploading a result"
+VANISHED = "sandbox vanished"
+START_FAILED = "could not start the sandbox: {error}"
+AGENT_FAILED = "the agent reported a failure"
+CANCELLED = "cancel requested"
+STUCK_AFTER = dt.timedelta(minutes=5)
+# Any constant shared by every replica: the lock that serialises claims on PostgreSQL.
+CLAIM_LOCK = 0x61676E74
+_STARTED = (RunState.STARTING.value, RunState.RUNNING.value)
+
+
+class TokenIssuer(Protocol):
+    """The part of the GitHub client the scheduler needs (bot.github.GitHubApp has it)."""
+
+    def installation(self, installation_id: int) -> Any:
+        """A gidgethub client acting as the installation."""
+
+    async def mint_scoped_token(self, installation_id: int, repositories: Iterable[str | int],
+                                permissions: Mapping[str, str]) -> Any:
+        """A new token limited to the repositories and permissions (`.value` is the secret)."""
+
+    async def revoke_token(self, token: Any) -> bool:
+        """Revoke a token minted before."""
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor AGENTBOT_EXECUTOR names (kubernetes in a cluster, else local)."""
+    if settings.executor_name == "kubernetes":
+        # Imported only here: it is the one module that imports the kubernetes client.
+        from bot.executors.kubernetes import KubernetesExecutor
+
+        return KubernetesExecutor.from_settings(settings)
+    from bot.executors.local import LocalExecutor, default_state_dir
+
+    return LocalExecutor(state_dir=default_state_dir())
+
+
+class Claim(enum.Enum):
+    CLAIMED = "claimed"
+    FULL = "full"  # AGENTBOT_MAX_CONCURRENT_RUNS reached: nothing else may start
+    INSTALLATION_FULL = "installation_full"  # this installation's share is used up
+    LOST = "lost"  # another replica (or a cancel) moved the run first
+
+
+class Scheduler:
+    """Prow's plank in one object: queued -> starting -> running -> final, one loop."""
+
+    def __init__(self, engine: AsyncEngine, executor: Executor, github: TokenIssuer,
+                 settings: Settings, *, key: bytes | None = None,
+                 tick_seconds: float = 5.0) -> None:
+        self._engine = engine
+        self._executor = executor
+        self._github = github
+        self._settings = settings
+        self._key = key if key is not None else callback_key(settings.private_key_pem() or "")
+        self._tick_seconds = tick_seconds
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._started = False
+        self.alive_at: dt.datetime | None = None
+        # The sandbox tokens live in memory only: a credential at rest in the database would
+        # outlive its use, and after a crash a lost token expires by itself within the hour.
+        self._tokens: dict[int, Any] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Reconcile with the executor, then run the loop and the status watch."""
+        self._started = True
+        await self.reconcile()
+        self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
+        self._watch_task = asyncio.create_task(self._watch(), name="scheduler-statuses")
+
+    @property
+    def started(self) -> bool:
+        """True once `start` was called: this process launches runs."""
+        return self._started
+
+    def notify(self) -> None:
+        """A run was queued or changed: look now instead of at the next tick."""
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stop the loop and the watch; sandboxes keep running and tokens stay valid."""
+        self._closing = True
+        for task in (self._loop_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._loop_task = self._watch_task = None
+
+    def health(self) -> str | None:
+        """None when the loop and the executor's status stream are alive, else the problem."""
+        if self._loop_task is None or self._loop_task.done():
+            return "the scheduler is not running"
+        if self._watch_task is None or self._watch_task.done():
+            return "the executor's status stream has stopped"
+        if getattr(self._executor, "watching", True) is False:
+            return "the executor is not watching its sandboxes"
+        if self.alive_at is not None and utcnow() - self.alive_at > STUCK_AFTER:
+            return "the scheduler is stuck"
+        return None
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.tick()
+            except Exception:  # one bad pass (database blip) must not stop the launcher
+                log.exception("the scheduler's pass failed; trying again")
+            self.alive_at = utcnow()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._tick_seconds)
+
+    async def _watch(self) -> None:
+        async for status in self._executor.statuses():
+            try:
+                await self.apply(status)
+            except Exception:
+                log.exception("could not apply a sandbox status", extra={"run_id": status.run_id})
+        if not self._closing:
+            log.error("the executor's status stream ended")
+
+    # --- one pass --------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Stop runs whose cancel was requested, then start queued runs within the limits."""
+        await self._cancel_requested()
+        await self._launch_queued()
+
+    async def _cancel_requested(self) -> None:
+        async with self._engine.connect() as conn:
+            ids = (await conn.execute(select(runs.c.id).where(
+                runs.c.cancel_requested.is_(True), runs.c.state.in_(_STARTED)))).scalars().all()
+        for run_id in ids:
+            try:
+                await self._executor.cancel(run_id)
+            except Exception as exc:  # the next pass tries again
+                log.warning("could not cancel the sandbox (%s)", type(exc).__name__,
+                            extra={"run_id": run_id})
+                continue
+            await self._finish(run_id, RunState.CANCELLED, CANCELLED)
+
+    async def _launch_queued(self) -> None:
+        async with self._engine.connect() as conn:
+            queued = (await conn.execute(
+                select(runs.c.id, runs.c.installation_id)
+                .where(runs.c.state == RunState.QUEUED.value)
+                .order_by(runs.c.created_at, runs.c.id))).all()
+        for row in queued:
+            claim = await self._claim(row.id, row.installation_id)
+            if claim is Claim.FULL:
+                break
+            if claim is Claim.CLAIMED:
+                await self._launch(row.id)
+
+    async def _claim(self, run_id: int, installation_id: int) -> Claim:
+        """queued -> starting if the limits allow it, counted and moved in one transaction."""
+        settings = self._settings
+        async with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Replicas count and claim one at a time, so together they keep the limits.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": CLAIM_LOCK})
+            counts = dict((await conn.execute(
+                select(runs.c.installation_id, func.count())
+                .where(runs.c.state.in_(_STARTED)).group_by(runs.c.installation_id))).all())
+            if sum(counts.values()) >= settings.max_concurrent_runs:
+                return Claim.FULL
+            if counts.get(installation_id, 0) >= settings.max_runs_per_installation:
+                return Claim.INSTALLATION_FULL
+            if not await transition(conn, run_id, RunState.STARTING, "scheduled"):
+                return Claim.LOST
+        return Claim.CLAIMED
+
+    async def _launch(self, run_id: int) -> None:
+        """Mint the sandbox's token and start its sandbox; a failure fails the run."""
+        run = await get_run(self._engine, run_id)
+        if run is None or run.state != RunState.STARTING.value:
+            return
+        token = None
+        try:
+            base_sha = run.base_sha or await self._resolve_base(run)
+            token = await self._github.mint_scoped_token(
+                run.installation_id, [run.repo_full_name], SANDBOX_PERMISSIONS)
+            self._tokens[run_id] = token
+            spec = run_spec(run, self._settings, base_sha)
+            async with self._engine.begin() as conn:
+                await conn.execute(update(runs).where(runs.c.id == run_id).values(
+                    base_sha=base_sha, branch=spec.branch, updated_at=utcnow()))
+            await self._executor.start(spec, SandboxSecrets(token.value,
+                                                            run_token(self._key, run_id)))
+        except Exception as exc:
+            reason = START_FAILED.format(error=_describe(exc, token))
+            log.warning("%s", reason, extra={"run_id": run_id})
+            await self._finish(run_id, RunState.FAILED, reason, error=reason)
+            return
+        log.info("sandbox started", extra={"run_id": run_id, "executor": self._executor.name})
+
+    async def _resolve_base(self, run: Any) -> str:
+        owner, repo = run.repo_full_name.split("/", 1)
+        gh = self._github.installation(run.installation_id)
+        branch = await gh.getitem("/repos/{owner}/{repo}/branches/{branch}",
+                                  {"owner": owner, "repo": repo, "branch": run.base_ref})
+        return str(branch["commit"]["sha"])
+
+    # --- statuses --------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """After a restart: adopt live sandboxes, restart lost `starting` runs, fail the rest."""
+        async with self._engine.connect() as conn:
+            active = {row.id: row for row in (await conn.execute(
+                select(runs.c.id, runs.c.state, runs.c.cancel_requested)
+                .where(runs.c.state.in_(_STARTED)))).all()}
+        for status in await self._executor.reconcile(set(active)):
+            row = active.get(status.run_id)
+            if (row is not None and status.phase is SandboxPhase.GONE
+                    and row.state == RunState.STARTING.value and not row.cancel_requested):
+                # Crashed between the claim and the sandbox: names are deterministic, so
+                # starting again cannot make a second sandbox.
+                log.info("restarting a run whose sandbox was never made",
+                         extra={"run_id": status.run_id})
+                await self._launch(status.run_id)
+            else:
+                await self.apply(status)
+
+    async def apply(self, status: SandboxStatus) -> None:
+        """Move the run as its sandbox's status says; every final state revokes the token."""
+        run = await get_run(self._engine, status.run_id)
+        if run is None:
+            return
+        if RunState(run.state) in FINAL_STATES:
+            await self._revoke(run.id)
+            return
+        phase = status.phase
+        if phase is SandboxPhase.PENDING:
+            return
+        if phase is SandboxPhase.RUNNING:
+            await transition(self._engine, run.id, RunState.RUNNING, "sandbox running")
+        elif phase is SandboxPhase.SUCCEEDED:
+            await self._succeeded(run)
+        elif phase is SandboxPhase.FAILED:
+            reason = status.reason or f"the sandbox failed (exit code {status.exit_code})"
+            await self._finish(run.id, RunState.FAILED, reason, error=reason)
+        elif phase is SandboxPhase.TIMED_OUT:
+            reason = status.reason or f"the run ran past its {run.timeout_seconds}s limit"
+            await self._finish(run.id, RunState.TIMED_OUT, reason, error=reason)
+        elif phase is SandboxPhase.GONE:
+            if run.cancel_requested:
+                await self._finish(run.id, RunState.CANCELLED, CANCELLED)
+            else:
+                reason = VANISHED + (f": {status.reason}" if status.reason else "")
+                await self._finish(run.id, RunState.FAILED, reason, error=reason)
+
+    async def _succeeded(self, run: Any) -> None:
+        result = run.result
+        if result is None:
+            await self._finish(run.id, RunState.FAILED, NO_RESULT, error=NO_RESULT)
+        elif result.get("status") == "failed":
+            error = result.get("summary") or AGENT_FAILED
+            await self._finish(run.id, RunState.FAILED, AGENT_FAILED, error=error)
+        else:
+            await self._finish(run.id, RunState.SUCCEEDED, f"result: {result.get('status')}")
+
+    async def on_result(self, run_id: int, result: Result) -> None:
+        """The callbacks' ResultHook: a failed result ends the run now.
+
+        A successful result waits for the sandbox's exit (SUCCEEDED); issue 4's publisher
+        plugs in here.
+        """
+        if result.status == "failed":
+            await self._finish(run_id, RunState.FAILED, AGENT_FAILED,
+                               error=result.summary or AGENT_FAILED)
+
+    async def _finish(self, run_id: int, to: RunState, reason: str, **values: Any) -> bool:
+        changed = await transition(self._engine, run_id, to, reason, **values)
+        await self._revoke(run_id)
+        return changed
+
+    async def _revoke(self, run_id: int) -> None:
+        token = self._tokens.pop(run_id, None)
+        if token is None:
+            return
+        try:
+            await self._github.revoke_token(token)
+        except Exception as exc:  # it expires within the hour anyway
+            log.warning("could not revoke the sandbox token (%s)", type(exc).__name__,
+                        extra={"run_id": run_id})
+
+
+def _describe(exc: BaseException, token: Any) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    value = getattr(token, "value", None)
+    if value:
+        text = text.replace(value, "[token]")
+    return redact(text)[:2000]
