@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentbot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the webhook server, internal API and workers")
-    receive = commands.add_parser("receive", help="put one payload through the pipeline")
-    receive.add_argument("--event", required=True, help="the X-GitHub-Event name, e.g. issues")
-    receive.add_argument("--payload", required=True, type=Path, help="a JSON payload file")
-    receive.add_argument("--dry-run", action="store_true",
+    receiving = commands.add_parser("receive", help="put one payload through the pipeline")
+    receiving.add_argument("--event", required=True, help="the X-GitHub-Event name, e.g. issues")
+    receiving.add_argument("--payload", required=True, type=Path, help="a JSON payload file")
+    receiving.add_argument("--dry-run", action="store_true",
                          help="make no call; print decisions and the requests it would send")
     commands.add_parser("migrate", help="apply database migrations")
     args = parser.parse_args(argv)

@@ -62,7 +62,8 @@ class RecordingClient:
     async def getiter(self, url: str, url_vars: dict[str, Any] | None = None,
                       **_: Any) -> AsyncIterator[Any]:
         self._record("GET", url, url_vars)
-        for item in ():
+        empty: tuple[Any, ...] = ()
+        for item in empty:  # nothing is listed in a dry run
             yield item
 
     async def _write(self, method: str, url: str, url_vars: dict[str, Any] | None,

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,7 +31,7 @@ class DeliveryRow:
     payload: bytes
 
 
-def insert_ignoring_duplicates(engine: AsyncEngine):  # type: ignore[no-untyped-def]
+def insert_ignoring_duplicates(engine: AsyncEngine) -> Any:
     """`INSERT ... ON CONFLICT (delivery_id) DO NOTHING` in the engine's dialect."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     return dialect.insert(deliveries).on_conflict_do_nothing(index_elements=["delivery_id"])
@@ -88,7 +89,7 @@ class DeliveryWriter:
 
     async def _commit(self, batch: list[tuple[DeliveryRow, asyncio.Future[None]]]) -> None:
         now = utcnow()
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "delivery_id": row.delivery_id,
                 "event": row.event,
