@@ -6,30 +6,22 @@ import json
 import logging
 import os
 import shutil
-import signal
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from sandbox import exitcodes, procs
 from sandbox.agents import adapter_for
 from sandbox.callbacks import CallbackClient, CallbackError
 from sandbox.changeset import ChangesetError, collect
-from sandbox.checkout import CheckoutError, add_excludes, auth_env, checkout, trust_env
+from sandbox.checkout import CheckoutError, add_excludes, checkout, trust_env
 from sandbox.events import Event, EventSink, Redactor, log_line, phase
 from sandbox.result import failed, succeeded, write_termination_message
 from sandbox.spec import (
     Secrets,
     Spec,
-    SpecError,
-    forget_token_files,
-    load,
-    spec_dir_from_env,
-    workspace_from_env,
 )
 
 log = logging.getLogger("sandbox")
@@ -41,10 +33,6 @@ _HIDDEN_PREFIXES = ("AGENTBOT_", "GIT_CONFIG")
 _HIDDEN_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PRIVATE_KEY",
                            "GITHUB_WEBHOOK_SECRET", "GIT_ASKPASS"})
 _OWN_ROOT = str(Path(__file__).resolve().parent.parent)
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGINT arrived: stop everything, report nothing (the bot asked for it)."""
 
 
 class Failure(Exception):
@@ -138,7 +126,7 @@ class Runner:
                               f"the limit is {self.spec.limits.max_result_bytes}.")
             self.sink.emit(phase("changeset", "succeeded", **changeset.stats))
         except Failure as failure:
-            return self._fail(failure)
+            return self.fail(failure)
         return self._upload(result)
 
     def _timed(self, name: str, step: Any) -> Any:
@@ -248,7 +236,8 @@ class Runner:
         write_termination_message(f"{result['status']}: {files} files changed")
         return exitcodes.OK
 
-    def _fail(self, failure: Failure) -> int:
+    def fail(self, failure: Failure) -> int:
+        """Report a failed step: an event, the failed result, the termination message."""
         log.error("%s", failure.summary)
         status = "timed_out" if failure.code == exitcodes.TIMEOUT else "failed"
         self.sink.emit(phase(failure.phase, status, reason=failure.summary))
@@ -266,56 +255,3 @@ class Runner:
 def _tail(lines: list[str]) -> str:
     shown = [line for line in lines if line.strip()][-5:]
     return ("\nLast output:\n" + "\n".join(shown)) if shown else ""
-
-
-class _RedactingFormatter(logging.Formatter):
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__("%(asctime)s sandbox %(levelname)s %(message)s")
-        self._redactor = redactor
-
-    def format(self, record: logging.LogRecord) -> str:
-        return self._redactor.text(super().format(record))
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(signum)
-
-
-def main() -> int:
-    """Entry point of `python -m sandbox`; returns the exit code (see `sandbox.exitcodes`)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s sandbox %(levelname)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    spec_dir, workspace = spec_dir_from_env(), workspace_from_env()
-    try:
-        spec, secrets = load(spec_dir)
-    except SpecError as exc:
-        log.error("%s", exc)
-        write_termination_message(f"bad spec: {exc}")
-        return exitcodes.BAD_SPEC
-    forget_token_files(spec_dir)
-    header = auth_env(spec.clone_url, secrets.github_token)["GIT_CONFIG_VALUE_0"]
-    redactor = Redactor([secrets.github_token, secrets.callback_token, header.split(" ")[-1]])
-    handler.setFormatter(_RedactingFormatter(redactor))
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    client = CallbackClient(spec.callback_url, secrets.callback_token)
-    sink = EventSink(client, redactor)
-    runner = Runner(spec, secrets, workspace, sink, client, redactor, os.environ)
-    flush = 5.0
-    try:
-        return runner.run()
-    except Terminated:
-        flush = 0.5
-        log.warning("terminated by a signal; stopping the run's processes")
-        write_termination_message("terminated by a signal before the run finished")
-        return exitcodes.TERMINATED
-    except Exception as exc:
-        log.exception("internal error")
-        return runner._fail(Failure(exitcodes.INTERNAL, "runner",
-                                    f"The sandbox runner failed: {type(exc).__name__}: {exc}"))
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        procs.kill_all_groups()
-        sink.close(flush)
-        shutil.rmtree(runner.tmp, ignore_errors=True)

@@ -12,12 +12,12 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import sandbox
 from bot.executors.base import RunSpec, SandboxPhase, SandboxSecrets, SandboxStatus
+from bot.executors.local_runs import RunRecord, RunStore
 from sandbox import exitcodes, sessions
 from sandbox.spec import CALLBACK_TOKEN_FILE, GITHUB_TOKEN_FILE, SPEC_FILE
 
@@ -61,18 +61,6 @@ def bwrap_argv(bwrap: str, run_dir: Path) -> list[str]:
             "--die-with-parent", "--chdir", str(run_dir), "--"]
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """What survives a restart of the bot: enough to find, judge and stop a sandbox."""
-
-    run_id: int
-    pid: int  # of the wrapper shell, which leads the sandbox's session
-    start_ticks: int  # /proc start time, so a reused pid is not mistaken for ours
-    run_dir: str
-    deadline: float  # wall clock (epoch seconds)
-    timeout_seconds: int
-
-
 class LocalExecutor:
     """Runs each sandbox as a local process; statuses come from process exits."""
 
@@ -82,7 +70,7 @@ class LocalExecutor:
                  env: Mapping[str, str] | None = None, bwrap: str | bool = True,
                  deadline_grace_seconds: float = 30.0, kill_grace_seconds: float = 5.0,
                  run_root: Path | None = None, keep_run_dirs: bool = False) -> None:
-        self._state_dir = Path(state_dir)
+        self._store = RunStore(state_dir)
         self._python = python
         self._env = dict(env) if env is not None else default_env()
         found = shutil.which("bwrap") if bwrap is True else bwrap or None
@@ -105,7 +93,7 @@ class LocalExecutor:
     async def start(self, spec: RunSpec, secrets: SandboxSecrets) -> None:
         """Start the runner for `spec.run_id`; a run already started is left alone."""
         run_id = spec.run_id
-        existing = self._records.get(run_id) or await asyncio.to_thread(self._load, run_id)
+        existing = self._records.get(run_id) or await asyncio.to_thread(self._store.load, run_id)
         if existing is not None:
             return
         run_dir, output = await asyncio.to_thread(self._prepare, spec, secrets)
@@ -121,14 +109,14 @@ class LocalExecutor:
                            time.time() + spec.limits.timeout_seconds + self._deadline_grace,
                            spec.limits.timeout_seconds)
         self._records[run_id] = record
-        await asyncio.to_thread(self._save, record)
+        await asyncio.to_thread(self._store.save, record)
         log.info("started the local sandbox of run %d (pid %d)", run_id, process.pid)
         self._queue.put_nowait(SandboxStatus(run_id, SandboxPhase.RUNNING))
         self._watch(run_id, self._wait_child(record, process))
 
     async def cancel(self, run_id: int) -> None:
         """Stop the run's processes (SIGTERM, then SIGKILL) and remove its files."""
-        record = self._records.get(run_id) or await asyncio.to_thread(self._load, run_id)
+        record = self._records.get(run_id) or await asyncio.to_thread(self._store.load, run_id)
         if record is None:
             return
         self._cancelled.add(run_id)
@@ -138,7 +126,7 @@ class LocalExecutor:
 
     async def reconcile(self, active_run_ids: set[int]) -> list[SandboxStatus]:
         """Adopt the processes of active runs; report how the others ended, or GONE."""
-        records = {r.run_id: r for r in await asyncio.to_thread(self._load_all)}
+        records = {r.run_id: r for r in await asyncio.to_thread(self._store.load_all)}
         statuses = []
         for run_id in sorted(active_run_ids):
             record = records.pop(run_id, None)
@@ -152,8 +140,8 @@ class LocalExecutor:
                 self._watch(run_id, self._wait_adopted(record))
                 statuses.append(SandboxStatus(run_id, SandboxPhase.RUNNING))
             else:
-                statuses.append(await self._finish(record, self._exit_code(record),
-                                                   timed_out=False, report=False))
+                code = await asyncio.to_thread(record.exit_code)
+                statuses.append(await self._finish(record, code, timed_out=False, report=False))
         for record in records.values():  # runs that ended (or were cancelled) while we were away
             if record.run_id in self._watchers:
                 continue
@@ -201,7 +189,8 @@ class LocalExecutor:
                 timed_out = True
                 await self._stop(record)
             await asyncio.sleep(0.2)
-        await self._finish(record, self._exit_code(record), timed_out=timed_out)
+        await self._finish(record, await asyncio.to_thread(record.exit_code),
+                           timed_out=timed_out)
 
     async def _stop(self, record: RunRecord) -> None:
         if not await self._signal(record, signal.SIGTERM):
@@ -219,7 +208,7 @@ class LocalExecutor:
 
     async def _finish(self, record: RunRecord, code: int | None, *, timed_out: bool,
                       report: bool = True) -> SandboxStatus:
-        status = self._status(record, code, timed_out)
+        status = await asyncio.to_thread(self._status, record, code, timed_out)
         # Whatever the sandbox left in its session (a daemon started by setup) goes too.
         await self._signal(record, signal.SIGKILL)
         self._records.pop(record.run_id, None)
@@ -231,7 +220,7 @@ class LocalExecutor:
 
     def _status(self, record: RunRecord, code: int | None, timed_out: bool) -> SandboxStatus:
         run_id = record.run_id
-        if record.run_id in self._cancelled:
+        if run_id in self._cancelled:
             self._cancelled.discard(run_id)
             return SandboxStatus(run_id, SandboxPhase.GONE, "the sandbox was cancelled")
         if timed_out:
@@ -242,9 +231,9 @@ class LocalExecutor:
         if code is None:
             return SandboxStatus(run_id, SandboxPhase.GONE,
                                  "the sandbox process ended without recording an exit code")
-        message = self._termination_message(record)
-        reason = f"exit code {code} ({exitcodes.describe(code)})" + (
-            f": {message}" if message else "")
+        message = record.termination_message()
+        reason = f"exit code {code} ({exitcodes.describe(code)})"
+        reason += f": {message}" if message else ""
         return SandboxStatus(run_id, SandboxPhase.FAILED, reason, exit_code=code)
 
     # --- files -----------------------------------------------------------------------------
@@ -283,43 +272,8 @@ class LocalExecutor:
             (run_dir / name).mkdir(mode=0o700)
         return run_dir, open(run_dir / "sandbox.log", "ab")  # noqa: SIM115 - handed to the child
 
-    def _record_path(self, run_id: int) -> Path:
-        return self._state_dir / f"run-{int(run_id)}.json"
-
-    def _save(self, record: RunRecord) -> None:
-        self._state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = self._record_path(record.run_id).with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(record)), encoding="utf-8")
-        temporary.replace(self._record_path(record.run_id))
-
-    def _load(self, run_id: int) -> RunRecord | None:
-        try:
-            return RunRecord(**json.loads(self._record_path(run_id).read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def _load_all(self) -> list[RunRecord]:
-        if not self._state_dir.is_dir():
-            return []
-        found = (self._load(int(p.stem.removeprefix("run-")))
-                 for p in self._state_dir.glob("run-*.json")
-                 if p.stem.removeprefix("run-").isdigit())
-        return [record for record in found if record is not None]
-
-    def _exit_code(self, record: RunRecord) -> int | None:
-        try:
-            return int((Path(record.run_dir) / "exit-code").read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def _termination_message(self, record: RunRecord) -> str:
-        try:
-            return (Path(record.run_dir) / "termination-log").read_text()[:4096].strip()
-        except OSError:
-            return ""
-
     def _cleanup(self, record: RunRecord) -> None:
         run_dir = Path(record.run_dir)
         # The token files go in any case; the rest only when nobody asked to keep it.
         shutil.rmtree(run_dir / "spec" if self._keep else run_dir, ignore_errors=True)
-        self._record_path(record.run_id).unlink(missing_ok=True)
+        self._store.remove(record.run_id)
