@@ -227,7 +227,9 @@ def internal_app(public: web.Application) -> web.Application:
             raise RuntimeError("start the public app before the internal one")
         if bot.executor is None:
             bot.executor = make_executor(settings)
-        bot.scheduler = Scheduler(bot.engine, bot.executor, bot.github, settings)
+        # bot.github is a GitHubApp here (or a test's double of one): it mints and revokes.
+        bot.scheduler = Scheduler(bot.engine, bot.executor, bot.github,  # type: ignore[arg-type]
+                                  settings)
         await bot.scheduler.start()
         yield
         await bot.scheduler.close()

@@ -190,7 +190,7 @@ class Scheduler:
                 # Replicas count and claim one at a time, so together they keep the limits.
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                    {"key": CLAIM_LOCK})
-            counts = dict((await conn.execute(
+            counts: dict[int, int] = dict((await conn.execute(
                 select(runs.c.installation_id, func.count())
                 .where(runs.c.state.in_(_STARTED)).group_by(runs.c.installation_id))).all())
             if sum(counts.values()) >= settings.max_concurrent_runs:
