@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ import yaml
 from kubernetes import client
 
 from bot import manifests
+from bot.executors import kubernetes as executor_module
 from bot.executors.base import RunSpec, SandboxLimits, SandboxPhase, SandboxSecrets, SandboxStatus
 from bot.executors.kube_status import Graces
 from bot.executors.kubernetes import KubernetesAPIError, KubernetesExecutor
@@ -421,6 +423,24 @@ async def test_a_refused_secret_is_reported_without_the_servers_message(
         await executor.start(run_spec(34), SECRETS)
     assert str(raised.value) == "create Secret agentbot-run-34: 403 Forbidden"
     assert executor.api_errors == 1  # not retried: 403 will not get better
+
+
+async def test_a_secret_the_client_refuses_is_never_quoted(
+        kube_api: KubeAPI, executor: KubernetesExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = executor_module.secret_manifest
+
+    def misspelt(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        body = real(*args, **kwargs)
+        body["stringdata"] = {"token": SECRETS.github_token}  # not a Secret field
+        return body
+
+    monkeypatch.setattr(executor_module, "secret_manifest", misspelt)
+    with pytest.raises(KubernetesAPIError) as raised:
+        await executor.start(run_spec(35), SECRETS)
+    assert str(raised.value) == "create Secret agentbot-run-35: no answer ValidationError"
+    printed = "".join(traceback.format_exception(raised.value))
+    assert SECRETS.github_token not in printed
+    assert not kube_api.exists("secrets", "agentbot-run-35")
 
 
 # --- reconcile and close -----------------------------------------------------------------------
