@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ log = logging.getLogger("sandbox.events")
 
 KINDS = ("phase", "log", "todo", "tool", "message")
 MAX_TEXT = 4000  # characters of one log line, message or tool output
+MAX_TODO_ITEMS = 100
+MAX_BATCH_BYTES = 256 * 1024  # the bot takes at most 1 MiB per request
 REDACTED = "[redacted]"
 
 
@@ -50,7 +53,10 @@ def message(text: str) -> Event:
 
 def todo(items: list[dict[str, str]]) -> Event:
     """The agent's whole plan as it stands now: [{text, status}] with pending|in_progress|..."""
-    return Event("todo", {"items": items})
+    kept = [{"text": truncate(item["text"], 500), "status": item["status"]}
+            for item in items[:MAX_TODO_ITEMS]]
+    return Event("todo", {"items": kept, **({"more": len(items) - len(kept)}
+                                             if len(items) > len(kept) else {})})
 
 
 def tool(name: str, status: str, *, call_id: str | None = None, input: str | None = None,
@@ -110,7 +116,7 @@ class EventSink:
         self._batch_size = batch_size
         self._max_queue = max_queue
         self._interval = interval
-        self._queue: collections.deque[dict[str, Any]] = collections.deque()
+        self._queue: collections.deque[tuple[int, dict[str, Any]]] = collections.deque()
         self._cond = threading.Condition()
         self._seq = 0
         self._in_flight = 0
@@ -129,8 +135,9 @@ class EventSink:
             if self._disabled or len(self._queue) >= self._max_queue:
                 self.dropped += 1
                 return
-            self._queue.append({"seq": self._seq, "ts": now_iso(), "kind": event.kind,
-                                "data": self._redactor.value(event.data)})
+            data = self._redactor.value(event.data)
+            self._queue.append((len(json.dumps(data)), {"seq": self._seq, "ts": now_iso(),
+                                                        "kind": event.kind, "data": data}))
             self._cond.notify()
 
     def flush(self, timeout: float) -> bool:
@@ -155,8 +162,7 @@ class EventSink:
                     if self._closing:
                         return
                     continue
-                size = 1 if self._single else self._batch_size
-                batch = [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
+                batch = self._take()
                 self._in_flight = len(batch)
             try:
                 self._send(batch)
@@ -164,6 +170,20 @@ class EventSink:
                 with self._cond:
                     self._in_flight = 0
                     self._cond.notify_all()
+
+    def _take(self) -> list[dict[str, Any]]:
+        """The next batch: up to the batch size, and under the byte bound unless it is one."""
+        limit = 1 if self._single else self._batch_size
+        batch: list[dict[str, Any]] = []
+        total = 0
+        while self._queue and len(batch) < limit:
+            size, event = self._queue[0]
+            if batch and total + size > MAX_BATCH_BYTES:
+                break
+            self._queue.popleft()
+            batch.append(event)
+            total += size
+        return batch
 
     def _send(self, batch: list[dict[str, Any]]) -> None:
         try:

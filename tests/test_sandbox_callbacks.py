@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from sandbox.callbacks import CallbackClient, CallbackError, RetryPolicy
-from sandbox.events import EventSink, Redactor, log_line, message
+from sandbox.events import Event, EventSink, Redactor, log_line, message, todo
 from tests.sandbox_support import CALLBACK_TOKEN
 
 FAST = RetryPolicy(attempts=4, base_seconds=0.01, max_pause_seconds=0.05,
@@ -177,3 +178,26 @@ async def test_the_sink_stops_sending_once_the_run_is_refused(aiohttp_server: An
 
     assert len(bot.bodies) == 1
     assert (sink.sent, sink.dropped) == (0, 6)
+
+
+async def test_batches_stay_under_the_bots_body_limit(aiohttp_server: Any) -> None:
+    bot = Bot()
+    client = CallbackClient(await serve(aiohttp_server, bot), CALLBACK_TOKEN)
+    sink = EventSink(client, Redactor([]), interval=0.05)
+
+    def produce() -> None:
+        for number in range(7):
+            sink.emit(Event("tool", {"name": f"t{number}", "output": "x" * 100_000}))
+        sink.close(5.0)
+
+    await asyncio.to_thread(produce)
+
+    assert [len(body) for body in bot.bodies] == [2, 2, 2, 1]
+    assert all(len(json.dumps(body)) < 256 * 1024 + 1024 for body in bot.bodies)
+
+
+def test_a_long_plan_is_capped() -> None:
+    event = todo([{"text": "y" * 900, "status": "pending"}] * 150)
+
+    assert len(event.data["items"]) == 100 and event.data["more"] == 50
+    assert event.data["items"][0]["text"].startswith("y" * 500 + "…")

@@ -157,3 +157,19 @@ async def test_the_fetch_falls_back_to_the_branch_when_a_sha_is_refused(site: Si
     assert git(workspace, "symbolic-ref", "HEAD") == f"refs/heads/agentbot/run-{RUN_ID}"
     adverts = [path for _, path, _ in site.git.requests if path.endswith("/info/refs")]
     assert len(adverts) == 2  # the refused SHA, then the branch
+
+
+async def test_what_the_runner_uploads_validates_with_the_bots_own_models(site: Site) -> None:
+    # Imported here: the bot's internal API is another part; this pins the contract.
+    from bot.callbacks import MAX_EVENT_DATA_BYTES, MAX_EVENTS_BYTES, EventsBody, Result
+
+    await run_sandbox(site.tmp, site.spec(setup=["seq 1 300"]))
+    await run_sandbox(site.tmp / "again", site.spec(prompt="mode: fail"))
+
+    assert len(site.bot.results) == 2
+    for result in site.bot.results:
+        Result.model_validate(result)
+    for body in site.bot.event_bodies:
+        assert len(json.dumps(body)) <= MAX_EVENTS_BYTES
+        for event in EventsBody.validate_python(body):
+            assert len(json.dumps(event.data)) <= MAX_EVENT_DATA_BYTES
