@@ -52,8 +52,12 @@ def check_symlink(path: str, target: bytes) -> None:
 def _git(workspace: Path, env: Mapping[str, str], *args: str, stdin: bytes | None = None
          ) -> bytes:
     try:
+        # GIT_DIR and GIT_WORK_TREE override whatever the agent wrote into .git/config
+        # (core.worktree pointing at /, say): the changeset is of the workspace, nothing else.
+        pinned = {**git_env(env), "GIT_DIR": str(workspace / ".git"),
+                  "GIT_WORK_TREE": str(workspace)}
         done = subprocess.run(
-            [*safe_git(workspace), *args], cwd=workspace, env=git_env(env), input=stdin,
+            [*safe_git(workspace), *args], cwd=workspace, env=pinned, input=stdin,
             capture_output=True, timeout=GIT_TIMEOUT_SECONDS, check=False,
         )
     except subprocess.TimeoutExpired:
@@ -101,7 +105,7 @@ def _read_blobs(workspace: Path, env: Mapping[str, str], shas: list[str]) -> dic
 
 def _numstat(workspace: Path, env: Mapping[str, str], base_sha: str) -> tuple[int, int]:
     output = _git(workspace, env, "diff", "--cached", "--numstat", "-z", "--no-renames",
-                  base_sha)
+                  "--no-ext-diff", "--no-textconv", base_sha)
     additions = deletions = 0
     for record in output.split(b"\0"):
         added, _, rest = record.partition(b"\t")

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-MAX_LINE_BYTES = 64 * 1024
+CHUNK_BYTES = 64 * 1024
+# JSON stream lines can be long (a whole file in a tool result); past this they are cut.
+MAX_LINE_BYTES = 4 * 1024 * 1024
 KILL_GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL
 DRAIN_SECONDS = 2.0  # how long to read output left in pipes after the process exited
 
@@ -50,12 +52,15 @@ def kill_all_groups() -> None:
 
 
 def _pump(stream: IO[bytes], name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
+    line = bytearray()
     try:
-        while True:
-            raw = stream.readline(MAX_LINE_BYTES)
-            if not raw:
-                break
-            lines.put((name, raw.decode("utf-8", errors="replace").rstrip("\r\n")))
+        while chunk := stream.readline(CHUNK_BYTES):
+            line += chunk[: max(0, MAX_LINE_BYTES - len(line))]
+            if chunk.endswith(b"\n"):
+                lines.put((name, line.decode("utf-8", errors="replace").rstrip("\r\n")))
+                line = bytearray()
+        if line:
+            lines.put((name, line.decode("utf-8", errors="replace")))
     except (OSError, ValueError):
         pass  # the pipe was closed under us when the run gave up on it
     finally:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sandbox import exitcodes
+from sandbox import exitcodes, sessions
 from tests.sandbox_support import (
     BINARY_CONTENT,
     CALLBACK_TOKEN,
@@ -173,3 +173,19 @@ async def test_what_the_runner_uploads_validates_with_the_bots_own_models(site: 
         assert len(json.dumps(body)) <= MAX_EVENTS_BYTES
         for event in EventsBody.validate_python(body):
             assert len(json.dumps(event.data)) <= MAX_EVENT_DATA_BYTES
+
+
+async def test_a_background_service_from_setup_lives_until_the_run_ends(site: Site) -> None:
+    pid_file = site.tmp.parent / "service.pid"
+    # The service keeps setup's output pipe open: the runner must not wait for it forever.
+    outcome = await run_sandbox(site.tmp, site.spec(setup=[f"sleep 300 & echo $! > {pid_file}"]),
+                                env={"SCRIPTED_AGENT_WATCH": str(pid_file)})
+
+    assert outcome.returncode == 0, outcome.stderr
+    assert outcome.report is not None and outcome.report["watched_alive"] is True
+    assert process_gone(int(pid_file.read_text()))
+
+
+def process_gone(pid: int) -> bool:
+    fields = sessions.stat_fields(pid)
+    return fields is None or fields[0] == "Z"

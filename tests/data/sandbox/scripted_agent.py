@@ -58,11 +58,24 @@ def probe() -> str | None:
     return "written"
 
 
+def watched_alive() -> bool | None:
+    """Whether the process in the pid file SCRIPTED_AGENT_WATCH names is running."""
+    pid_file = os.environ.get("SCRIPTED_AGENT_WATCH")
+    if not pid_file:
+        return None
+    try:
+        os.kill(int(Path(pid_file).read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def main() -> int:
     prompt = Path(sys.argv[1]).read_text(encoding="utf-8")
     stdin = sys.stdin.read()
     mode = prompt.splitlines()[0].removeprefix("mode:").strip()
-    report({"mode": mode, "prompt": prompt, "stdin": stdin, "probe": probe()})
+    report({"mode": mode, "prompt": prompt, "stdin": stdin, "probe": probe(),
+            "watched_alive": watched_alive()})
     if mode == "edit":
         edit()
     elif mode == "fail":
