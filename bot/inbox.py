@@ -16,12 +16,16 @@ from gidgethub import routing, sansio
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.github import RateLimited
 from bot.logs import log_context
 from bot.store import DeliveryStatus, deliveries, utcnow
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[Any]]
+
+# How a handler put off by a rate limit is noted in `last_error`, followed by the seconds.
+DEFERRED = "rate limited; retry in s="
 
 
 def handler_name(handler: Handler) -> str:
@@ -197,6 +201,11 @@ class Inbox:
                 await handler(event, ctx=self._context)
             except asyncio.CancelledError:
                 raise
+            except RateLimited as exc:
+                # Not the handler's fault: wait for the reset instead of spending an attempt.
+                log.warning("handler %s deferred by a GitHub rate limit", name,
+                            extra={"event": event.event, "handler": name})
+                errors[name] = f"{DEFERRED}{exc.delay():.0f}"
             except Exception as exc:
                 log.exception("handler %s failed", name,
                               extra={"event": event.event, "handler": name})
@@ -209,8 +218,13 @@ class Inbox:
         now = utcnow()
         values: dict[str, Any] = {"done_handlers": sorted(done), "lease_owner": None,
                                   "lease_until": None}
+        deferred = [float(e[len(DEFERRED):]) for e in errors.values() if e.startswith(DEFERRED)]
         if not errors:
             values.update(status=DeliveryStatus.DONE, processed_at=now, last_error=None)
+        elif len(deferred) == len(errors):
+            values.update(status=DeliveryStatus.PENDING, attempts=row.attempts - 1,
+                          next_attempt_at=now + dt.timedelta(seconds=max(deferred) + 1),
+                          last_error=orjson.dumps(errors).decode())
         elif row.attempts >= self.options.max_attempts:
             values.update(status=DeliveryStatus.FAILED, processed_at=now,
                           last_error=orjson.dumps(errors).decode())

@@ -177,3 +177,29 @@ async def test_old_processed_deliveries_are_forgotten(engine: AsyncEngine) -> No
     async with engine.connect() as conn:
         left = (await conn.execute(select(deliveries.c.delivery_id))).scalars().all()
     assert left == ["new"]
+
+
+async def test_a_rate_limited_handler_waits_for_the_reset_without_spending_attempts(
+        engine: AsyncEngine) -> None:
+    from bot.github import RateLimited
+
+    router = routing.Router()
+    limited = [True]
+
+    async def calls_github(event: sansio.Event, ctx: Any) -> None:
+        if limited[0]:
+            raise RateLimited(utcnow().timestamp() + 120, 403, "API rate limit exceeded")
+
+    router.add(calls_github, "issues")
+    await store(engine, row("rl"))
+    inbox = Inbox(engine, router, context=None, options=FAST)
+    for _ in range(FAST.max_attempts + 2):
+        await inbox.drain_once()
+        async with engine.begin() as conn:  # pretend the reset time has come
+            await conn.execute(update(deliveries).values(next_attempt_at=utcnow()))
+    deferred = await status_of(engine, "rl")
+    assert deferred.status == "pending" and deferred.attempts == 0
+    assert "rate limited" in deferred.last_error
+    limited[0] = False
+    await inbox.drain_once()
+    assert (await status_of(engine, "rl")).status == "done"

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import WEBHOOK_SECRET
-from fakes import payloads as p
-from fakes.github import FakeGitHub
+from tests.conftest import WEBHOOK_SECRET
+from tests.fakes import payloads as p
+from tests.fakes.github import FakeGitHub
 from sqlalchemy import insert, select
 
 from bot import effects

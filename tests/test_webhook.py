@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import WEBHOOK_SECRET
+from tests.conftest import WEBHOOK_SECRET
 from sqlalchemy import func, select
 
 from bot.app import BOT_KEY, create_app
