@@ -8,9 +8,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from tests.conftest import WEBHOOK_SECRET
-from tests.fakes import payloads as p
-from tests.fakes.github import FakeGitHub
 from sqlalchemy import insert, select
 
 from bot import effects
@@ -20,6 +17,9 @@ from bot.inbox import InboxOptions
 from bot.replies import FORK_REFUSED, NOT_ALLOWED
 from bot.settings import Settings
 from bot.store import github_effects, run_transitions, runs, utcnow
+from tests.conftest import WEBHOOK_SECRET
+from tests.fakes import payloads as p
+from tests.fakes.github import FakeGitHub
 
 REPO = f"{p.OWNER}/{p.REPO}"
 

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from tests.conftest import WEBHOOK_SECRET
 from sqlalchemy import func, select
 
 from bot.app import BOT_KEY, create_app
@@ -23,6 +22,7 @@ from bot.inbox import InboxOptions
 from bot.settings import Settings
 from bot.store import create_engine, deliveries
 from bot.webhook import MAX_BODY_BYTES
+from tests.conftest import WEBHOOK_SECRET
 
 DOC_SECRET = "It's a Secret to Everybody"
 DOC_PAYLOAD = b"Hello, World!"
