@@ -189,3 +189,10 @@ async def test_a_background_service_from_setup_lives_until_the_run_ends(site: Si
 def process_gone(pid: int) -> bool:
     fields = sessions.stat_fields(pid)
     return fields is None or fields[0] == "Z"
+
+
+async def test_the_changeset_ignores_a_work_tree_the_agent_moved(site: Site) -> None:
+    outcome = await run_sandbox(site.tmp, site.spec(prompt="mode: worktree-trick"))
+
+    assert outcome.returncode == 0, outcome.stderr
+    assert [c["path"] for c in site.bot.results[0]["changes"]] == ["README.md"]

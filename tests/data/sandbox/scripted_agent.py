@@ -95,6 +95,11 @@ def main() -> int:
         git = ["git", "-C", "vendored", "-c", "user.name=a", "-c", "user.email=a@b"]
         subprocess.run([*git, "add", "."], check=True)
         subprocess.run([*git, "commit", "-qm", "nested"], check=True)
+    elif mode == "worktree-trick":
+        # Point git's work tree one level up, at the run's directory: a changeset that trusted
+        # .git/config would now pick up files from outside the repository.
+        subprocess.run(["git", "config", "core.worktree", str(Path.cwd().parent)], check=True)
+        Path("README.md").write_text("# Demo\n\nHello, edited.\n", encoding="utf-8")
     elif mode == "escape-symlink":
         os.symlink("../../outside", "sneaky")
     elif mode == "wait":
