@@ -1,0 +1,1 @@
+"""Benchmarks of agentbot against its peers; see bench/README.md."""

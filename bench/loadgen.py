@@ -60,16 +60,18 @@ def parse_summary(stdout: str, prefix: str) -> Load:
 
 
 def run_wrk(url: str, *, body_file: Path, signature: str, prefix: str, event: str,
-            seconds: float, connections: int, threads: int, cpu: str,
+            seconds: int, connections: int, threads: int, cpu: str,
             timeout_seconds: int = 10) -> Load:
     """POST the signed body to `url` from `connections` keep-alive connections, pinned to `cpu`."""
+    if seconds < 1 or seconds != int(seconds):
+        raise LoadError(f"wrk takes whole seconds, not {seconds:g}")
     wrk = shutil.which("wrk")
     if wrk is None:
         raise LoadError("wrk is not installed (Debian: apt-get install wrk)")
     argv = [
         "taskset", "-c", cpu, wrk,
         f"--threads={threads}", f"--connections={connections}",
-        f"--duration={seconds:g}s", f"--timeout={timeout_seconds}s",
+        f"--duration={int(seconds)}s", f"--timeout={timeout_seconds}s",
         f"--script={LUA_SCRIPT}", url,
         "--", str(body_file), signature, prefix, event,
     ]
