@@ -9,6 +9,7 @@ import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -353,11 +354,14 @@ async def test_a_server_timeout_resumes_from_the_last_resource_version(
         kube_api: KubeAPI, make_executor: Callable[..., KubernetesExecutor]) -> None:
     executor = make_executor(watch_timeout_seconds=1)
     statuses = await started(kube_api, executor, 23)
+    # Changes the watch does not select still move the resourceVersion on.
+    kube_api.add_event("Pod", "someone-elses-pod", "Pulled", "image pulled", type_="Normal")
     version = kube_api.store.rv
     await until(lambda: len(requests(kube_api, "GET", "/jobs", watch=True)) >= 2, timeout=4)
-    rewatch = requests(kube_api, "GET", "/jobs", watch=True)[1]
-    assert int(rewatch["resourceVersion"]) <= version
-    assert rewatch["timeoutSeconds"] == "1"
+    first, rewatch = requests(kube_api, "GET", "/jobs", watch=True)[:2]
+    assert first["allowWatchBookmarks"] == "true" and first["timeoutSeconds"] == "1"
+    # Resumed from the BOOKMARK the server sent as the watch timed out.
+    assert rewatch["resourceVersion"] == str(version)
     assert len(requests(kube_api, "GET", "/jobs", watch=False)) == 1  # no new list
     assert executor.watch_restarts == 0
     kube_api.set_job_condition("agentbot-run-23", "Failed", "DeadlineExceeded")
@@ -366,6 +370,7 @@ async def test_a_server_timeout_resumes_from_the_last_resource_version(
 
 async def test_a_compacted_history_answers_410_and_the_executor_lists_again(
         kube_api: KubeAPI, make_executor: Callable[..., KubernetesExecutor]) -> None:
+    kube_api.bookmarks = False  # so the watch's resourceVersion falls behind
     executor = make_executor(watch_timeout_seconds=1)
     statuses = await started(kube_api, executor, 24)
     # Other objects move the resourceVersion on; then the history before it is forgotten.
@@ -499,3 +504,23 @@ def test_from_settings_uses_the_operators_options(kube_api: KubeAPI) -> None:
         assert executor.name == "kubernetes"
     finally:
         api.close()
+
+
+async def test_without_a_client_it_uses_the_kubeconfig(
+        kube_api: KubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "double", "cluster": {"server": kube_api.url}}],
+        "users": [{"name": "bot", "user": {"token": "kubeconfig-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "double", "user": "bot"}}],
+    }))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    executor = KubernetesExecutor(namespace=kube_api.namespace, image=IMAGE)
+    try:
+        await executor.start(run_spec(60), SECRETS)
+        assert kube_api.exists("secrets", "agentbot-run-60")
+        assert kube_api.authorizations[-1] == "Bearer kubeconfig-token"
+    finally:
+        await executor.close()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
@@ -35,6 +37,17 @@ def _lines(response: Any) -> Iterator[bytes]:
         yield buffer
 
 
+def _shutdown(response: Any) -> None:
+    """Wake a thread blocked reading the response (urllib3 before 2.3 lacks `shutdown`)."""
+    if hasattr(response, "shutdown"):
+        response.shutdown()
+        return
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class ListWatch:
     """Keeps a collection in view: list, watch from the list's resourceVersion, and on 410
     or any error list again (with backoff after errors). Never polls objects one by one."""
@@ -52,6 +65,7 @@ class ListWatch:
         self._backoff_base, self._backoff_max = backoff_base, backoff_max
         self._on_restart, self._on_error = on_restart, on_error
         self.synced = False  # the last list succeeded and no error has happened since
+        self.running = False
         self._stopping = False
         self._lock = threading.Lock()
         self._response: Any = None
@@ -60,6 +74,14 @@ class ListWatch:
     async def run(self) -> None:
         """Run until `stop()`; every event and list result is handed over on the loop."""
         self._loop = asyncio.get_running_loop()
+        self.running = True
+        try:
+            await self._list_and_watch()
+        finally:
+            self.running = False
+
+    async def _list_and_watch(self) -> None:
+        assert self._loop is not None
         delay, listed = self._backoff_base, False
         while not self._stopping:
             try:
@@ -91,7 +113,7 @@ class ListWatch:
         with self._lock:
             self._stopping = True
             if self._response is not None:
-                self._response.shutdown()
+                _shutdown(self._response)
 
     def _follow(self, version: str) -> str:
         """In a watch thread: read one watch request to its end; the last resourceVersion."""

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +60,9 @@ def default_api_client() -> client.ApiClient:
     try:
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
+        # KUBECONFIG read now: the client's own default was fixed when it was imported.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
+                                client_configuration=configuration)
     return client.ApiClient(configuration)
 
 
@@ -103,8 +106,8 @@ class KubernetesExecutor:
     @property
     def watching(self) -> bool:
         """True while both watches run and are in sync with the API (for /readyz)."""
-        return bool(self._tasks) and not self._closing and all(
-            w.synced for w in self._watches.values())
+        return self._loop is not None and not self._closing and all(
+            w.running and w.synced for w in self._watches.values())
 
     # --- the protocol ----------------------------------------------------------------------
 

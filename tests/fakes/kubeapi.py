@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import copy
 import json
 import re
@@ -82,6 +81,8 @@ class KubeAPI(Cluster):
         self.invalid_bodies: list[tuple[str, list[str]]] = []
         self.received: list[tuple[str, Obj]] = []  # (plural, body) of every create, as sent
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.authorizations: list[str] = []  # the Authorization header of each request
+        self.bookmarks = True  # end timed-out watches with a BOOKMARK when the client allows
         self._failures: list[_Failure] = []
         self.app = web.Application(middlewares=[self._middleware])
         for prefix in _PREFIXES:
@@ -127,7 +128,7 @@ class KubeAPI(Cluster):
     async def close(self) -> None:
         """End open watches so the server can stop."""
         self._signal(_END)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
 
     # --- HTTP -------------------------------------------------------------------------
 
@@ -135,6 +136,7 @@ class KubeAPI(Cluster):
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         plural = request.match_info.get("plural")
         self.requests.append((request.method, request.path, dict(request.query)))
+        self.authorizations.append(request.headers.get("Authorization", ""))
         for failure in self._failures:
             if failure.count > 0 and failure.method in (None, request.method) \
                     and failure.plural in (None, plural):
@@ -250,7 +252,8 @@ class KubeAPI(Cluster):
         try:
             await response.prepare(request)
             timeout = float(request.query.get("timeoutSeconds") or 1800)
-            async for kind, obj in self._events(watcher, backlog, timeout, resource):
+            bookmark = self.bookmarks and request.query.get("allowWatchBookmarks") == "true"
+            async for kind, obj in self._events(watcher, backlog, timeout, resource, bookmark):
                 if kind == _DROP:
                     assert request.transport is not None
                     request.transport.abort()
@@ -260,14 +263,14 @@ class KubeAPI(Cluster):
                 if kind == "ERROR":
                     break
             await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
             pass
         finally:
             self.store.watchers.discard(watcher)
         return response
 
     async def _events(self, watcher: Watcher, backlog: list[tuple[str, Obj]], seconds: float,
-                      resource: Resource) -> AsyncIterator[tuple[str, Any]]:
+                      resource: Resource, bookmark: bool) -> AsyncIterator[tuple[str, Any]]:
         for kind, obj in backlog:
             yield kind, _with_kind(obj, resource) if kind != "ERROR" else obj
         deadline = asyncio.get_running_loop().time() + seconds
@@ -276,6 +279,9 @@ class KubeAPI(Cluster):
             try:
                 kind, obj = await asyncio.wait_for(watcher.queue.get(), max(remaining, 0))
             except TimeoutError:
+                if bookmark:  # as the API server's watch cache does before a timeout
+                    yield "BOOKMARK", {"kind": resource.kind, "apiVersion": resource.api_version,
+                                       "metadata": {"resourceVersion": str(self.store.rv)}}
                 return
             if kind == _END:
                 return
@@ -301,7 +307,5 @@ async def kube_api(aiohttp_server: Any) -> AsyncIterator[KubeAPI]:
     api.url = str(server.make_url("")).rstrip("/")
     yield api
     await api.close()
-    with contextlib.suppress(Exception):
-        await asyncio.sleep(0.01)
     if api.invalid_bodies:
         pytest.fail(f"the Kubernetes API double refused invalid bodies: {api.invalid_bodies}")
