@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import unused_port
 from fakes.github import FakeGitHub
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from test_callbacks import queue_run
 
 from bot import scheduler as sched
+from bot.app import BOT_KEY, create_app, internal_app
 from bot.callbacks import Result, callback_key, run_token
 from bot.executors.base import RunSpec, SandboxPhase, SandboxSecrets, SandboxStatus
+from bot.executors.local import LocalExecutor
 from bot.github import GitHubApp
 from bot.runs import get_run, request_cancel, transition
 from bot.settings import Settings
-from bot.store import RunState, runs
+from bot.store import RunState, run_events, run_transitions, runs
+from tests.sandbox_support import GitHttpServer
 
 REPOS = {7: ("octo-org", "demo", 100), 8: ("acme", "widget", 200), 9: ("initech", "tps", 300)}
 
@@ -292,3 +300,87 @@ async def test_the_loop_launches_on_notify_and_follows_statuses(world: World) ->
     assert (run.state, run.error) == ("failed", sched.NO_RESULT)
     await scheduler.close()
     assert scheduler.health() == "the scheduler is not running"
+
+
+AGENT = '''\
+import pathlib, sys
+prompt = pathlib.Path(sys.argv[1]).read_text()
+title = next(line for line in prompt.splitlines() if line.startswith("## Issue"))
+pathlib.Path("NOTES.md").write_text(title + "\\n")
+pathlib.Path("README.md").unlink()
+'''
+
+
+class GitHubGit(GitHttpServer):
+    """The fake GitHub's repositories over smart HTTP, for tokens the fake issued and that are
+    still valid with read access to the repository (as github.com checks them)."""
+
+    def __init__(self, fake: FakeGitHub) -> None:
+        assert fake.git_root is not None
+        super().__init__(fake.git_root, "unused")
+        self.fake = fake
+
+    async def handle(self, request: web.Request) -> web.Response:
+        header = request.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        user, _, token = base64.b64decode(encoded or "").decode().partition(":")
+        issued = self.fake.state.tokens.get(token)
+        repo = self.fake.state.repos.get(request.path.strip("/").removesuffix(".git")
+                                         .split(".git/")[0])
+        valid = (scheme == "Basic" and issued is not None and not issued.revoked
+                 and repo is not None and issued.repository_ids is not None
+                 and repo.id in issued.repository_ids
+                 and issued.permissions.get("contents") in ("read", "write"))
+        self.expected = header if valid else "\0never"
+        return await super().handle(request)
+
+
+@pytest.mark.slow
+async def test_queued_to_succeeded_through_the_local_executor(
+        aiohttp_client: Any, aiohttp_server: Any, fake_github: FakeGitHub, database_url: str,
+        make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    fake_github.add_installation(7, "octo-org")
+    fake_github.add_repo("octo-org", "demo", repo_id=100,
+                         files={"README.md": b"# demo\n", "src/app.py": b"print(1)\n"})
+    git_server = await aiohttp_server(GitHubGit(fake_github).app())
+    agent = tmp_path / "agent.py"
+    agent.write_text(AGENT)
+    port = unused_port()
+    settings = make_settings(database_url=database_url, github_api_url=fake_github.url,
+                             github_app_id=fake_github.app_id,
+                             github_private_key=fake_github.private_key_pem,
+                             internal_port=port,
+                             agent_command=f"{sys.executable} {agent} {{prompt_file}}")
+    executor = LocalExecutor(state_dir=tmp_path / "state", run_root=tmp_path / "runs",
+                             env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}, bwrap=False)
+    public = create_app(settings, executor=executor)
+    await aiohttp_client(public)
+    await aiohttp_server(internal_app(public), port=port)
+    bot = public[BOT_KEY]
+    assert bot.engine is not None and bot.scheduler is not None
+    run_id = await queue_run(bot.engine, installation_id=7, repo_id=100, number=3,
+                             repo_full_name="octo-org/demo", agent="command",
+                             clone_url=str(git_server.make_url("/octo-org/demo.git")))
+    bot.scheduler.notify()
+
+    async def finished() -> bool:
+        return (await get_run(bot.engine, run_id)).state not in ("queued", "starting",
+                                                                  "running")
+
+    await until(finished, seconds=60)
+    run = await get_run(bot.engine, run_id)
+    assert (run.state, run.error) == ("succeeded", None), run.error
+    changes = {c["path"]: c for c in run.result["changes"]}
+    assert base64.b64decode(changes["NOTES.md"]["content_b64"]) == \
+        b"## Issue #3: Fix the frobnicator\n"
+    assert changes["README.md"] == {"path": "README.md", "deleted": True}
+    async with bot.engine.connect() as conn:
+        moves = (await conn.execute(select(run_transitions.c.to_state).where(
+            run_transitions.c.run_id == run_id).order_by(run_transitions.c.id))).scalars().all()
+        kinds = (await conn.execute(select(run_events.c.kind).where(
+            run_events.c.run_id == run_id))).scalars().all()
+    assert moves == ["queued", "starting", "running", "succeeded"]
+    assert "phase" in kinds
+    [sandbox_token] = [t for t in fake_github.state.tokens.values() if t.repository_ids]
+    assert sandbox_token.revoked and sandbox_token.permissions["contents"] == "read"
+    assert bot.scheduler.health() is None
