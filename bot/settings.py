@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     sandbox_cpu: str = Field("2", alias="AGENTBOT_SANDBOX_CPU")
     sandbox_memory: str = Field("4Gi", alias="AGENTBOT_SANDBOX_MEMORY")
     sandbox_ephemeral_storage: str = Field("10Gi", alias="AGENTBOT_SANDBOX_EPHEMERAL_STORAGE")
+    local_state_dir: Path = Field(Path(".agentbot/runs"), alias="AGENTBOT_LOCAL_STATE_DIR")
     default_agent: str = Field("claude", alias="AGENTBOT_DEFAULT_AGENT")
     agent_command: str | None = Field(None, alias="AGENTBOT_AGENT_COMMAND")
 
