@@ -1,12 +1,13 @@
-"""Pure helpers that turn a Run row into the sandbox's RunSpec: prompt, branch, callback URL."""
+"""What launching needs: the executor, the token issuer, and the RunSpec of a Run row."""
 
 from __future__ import annotations
 
 import re
 import shlex
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
-from bot.executors.base import RunSpec, SandboxLimits
+from bot.executors.base import Executor, RunSpec, SandboxLimits
 from bot.settings import Settings
 
 BRANCH_PREFIX = "agentbot/"
@@ -112,3 +113,29 @@ def run_spec(run: Any, settings: Settings, base_sha: str) -> RunSpec:
         agent_command=agent_command(settings) if run.agent == "command" else None,
         installation_id=int(run.installation_id),
     )
+
+
+class TokenIssuer(Protocol):
+    """The part of the GitHub client the scheduler needs (bot.github.GitHubApp has it)."""
+
+    def installation(self, installation_id: int) -> Any:
+        """A gidgethub client acting as the installation."""
+
+    async def mint_scoped_token(self, installation_id: int, repositories: Iterable[str | int],
+                                permissions: Mapping[str, str]) -> Any:
+        """A new token limited to the repositories and permissions (`.value` is the secret)."""
+
+    async def revoke_token(self, token: Any) -> bool:
+        """Revoke a token minted before."""
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor AGENTBOT_EXECUTOR names (kubernetes in a cluster, else local)."""
+    if settings.executor_name == "kubernetes":
+        # Imported only here: it is the one module that imports the kubernetes client.
+        from bot.executors.kubernetes import KubernetesExecutor
+
+        return KubernetesExecutor.from_settings(settings)
+    from bot.executors.local import LocalExecutor, default_state_dir
+
+    return LocalExecutor(state_dir=default_state_dir())

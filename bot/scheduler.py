@@ -7,18 +7,19 @@ import contextlib
 import datetime as dt
 import enum
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.callbacks import Result, callback_key, run_token
 from bot.executors.base import Executor, SandboxPhase, SandboxSecrets, SandboxStatus
-from bot.launch import SANDBOX_PERMISSIONS, run_spec
+from bot.launch import SANDBOX_PERMISSIONS, TokenIssuer, make_executor, run_spec
 from bot.redact import redact
 from bot.runs import get_run, transition
 from bot.settings import Settings
+
+__all__ = ["Scheduler", "make_executor"]
 from bot.store import FINAL_STATES, RunState, runs, utcnow
 
 log = logging.getLogger(__name__)
@@ -32,32 +33,6 @@ STUCK_AFTER = dt.timedelta(minutes=5)
 # Any constant shared by every replica: the lock that serialises claims on PostgreSQL.
 CLAIM_LOCK = 0x61676E74
 _STARTED = (RunState.STARTING.value, RunState.RUNNING.value)
-
-
-class TokenIssuer(Protocol):
-    """The part of the GitHub client the scheduler needs (bot.github.GitHubApp has it)."""
-
-    def installation(self, installation_id: int) -> Any:
-        """A gidgethub client acting as the installation."""
-
-    async def mint_scoped_token(self, installation_id: int, repositories: Iterable[str | int],
-                                permissions: Mapping[str, str]) -> Any:
-        """A new token limited to the repositories and permissions (`.value` is the secret)."""
-
-    async def revoke_token(self, token: Any) -> bool:
-        """Revoke a token minted before."""
-
-
-def make_executor(settings: Settings) -> Executor:
-    """The executor AGENTBOT_EXECUTOR names (kubernetes in a cluster, else local)."""
-    if settings.executor_name == "kubernetes":
-        # Imported only here: it is the one module that imports the kubernetes client.
-        from bot.executors.kubernetes import KubernetesExecutor
-
-        return KubernetesExecutor.from_settings(settings)
-    from bot.executors.local import LocalExecutor, default_state_dir
-
-    return LocalExecutor(state_dir=default_state_dir())
 
 
 class Claim(enum.Enum):
