@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Coroutine, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-import sandbox
+import bot
 from bot.executors.base import RunSpec, SandboxPhase, SandboxSecrets, SandboxStatus
 from bot.executors.local_runs import RunRecord, RunStore
 from sandbox import exitcodes, sessions
@@ -27,7 +27,9 @@ STATE_DIR_ENV = "AGENTBOT_LOCAL_STATE_DIR"
 DEFAULT_STATE_DIR = Path(".agentbot/runs")
 NOT_ISOLATED = ("the local executor does not isolate: sandboxes run as this user on this "
                 "machine, with its network{}; use the kubernetes executor for untrusted work")
-SANDBOX_ROOT = Path(sandbox.__file__).resolve().parent.parent
+# `sandbox` ships beside `bot` in the one distribution; found through `bot`, a `sandbox`
+# folder in the current directory cannot shadow it.
+SANDBOX_ROOT = Path(bot.__file__).resolve().parent.parent
 # What a sandbox inherits from the bot's environment: basics and agent credentials. Never the
 # App's key or webhook secret, nor the bot's own AGENTBOT_* settings.
 _PASS_NAMES = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSL_CERT_FILE",
