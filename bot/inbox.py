@@ -16,6 +16,7 @@ from gidgethub import routing, sansio
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import tasks
 from bot.github import RateLimited
 from bot.logs import log_context
 from bot.store import DeliveryStatus, deliveries, utcnow
@@ -88,13 +89,8 @@ class Inbox:
             self._task = asyncio.create_task(self._loop(), name="inbox")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
 
     async def release_abandoned(self) -> int:
         """Return every in-flight delivery to pending (one process owns an SQLite file)."""

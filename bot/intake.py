@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import tasks
 from bot.store import DeliveryStatus, deliveries, utcnow
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,8 @@ class DeliveryWriter:
             self._task = asyncio.create_task(self._loop(), name="delivery-writer")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
         for _, future in self._pending:
             if not future.done():
                 future.set_exception(StoreUnavailable("shutting down"))
