@@ -9,11 +9,18 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
+from bot import launch
 from bot.app import Bot, start_bot, stop_bot
 from bot.dryrun import RecordingGitHub
+from bot.executors.base import SandboxSecrets
 from bot.intake import DeliveryRow
+from bot.manifests import render_dry_run
+from bot.runs import get_run
 from bot.settings import Settings
-from bot.store import deliveries, run_transitions, runs
+from bot.store import RunState, deliveries, run_transitions, runs
+
+# Stands in for secret values in dry-run output; render_dry_run redacts them again anyway.
+REDACTED = "<redacted>"
 
 
 class ReceiveError(Exception):
@@ -82,10 +89,34 @@ async def _report(bot: Bot, delivery_id: str, recorder: RecordingGitHub | None) 
         errors = json.loads(delivery.last_error)
         lines.extend(f"handler {name} failed: {error}" for name, error in errors.items())
     lines.append(f"delivery {delivery_id}: {delivery.status}")
-    if recorder is not None:
-        lines.append("")
-        lines.append("# GitHub requests (not sent)")
-        lines.extend(r.render() for r in recorder.requests)
-        if not recorder.requests:
-            lines.append("none")
+    if recorder is None:
+        return "\n".join(lines)
+    queued = [row for row in made if row.to_state == RunState.QUEUED]
+    lines.append("")
+    lines.append("# GitHub requests (not sent)")
+    lines.extend(r.render() for r in recorder.requests)
+    if not recorder.requests:
+        lines.append("none")
+    for row in queued:
+        run = await get_run(bot.engine, row.run_id)
+        owner, _, name = run.repo_full_name.partition("/")
+        if run.base_sha is None:
+            lines.append(f"GET /repos/{owner}/{name}/branches/{run.base_ref} (at launch)")
+        body = json.dumps({"repositories": [name], "permissions": launch.SANDBOX_PERMISSIONS},
+                          sort_keys=True)
+        lines.append(f"POST /app/installations/{run.installation_id}/access_tokens {body}"
+                     " (at launch)")
+    if not queued:
+        return "\n".join(lines)
+    # The objects the launcher would create, exactly as sent (secret values redacted), so
+    # the text after this heading can go to `kubectl apply --dry-run=server -f -`.
+    lines.append("")
+    lines.append("# Kubernetes objects (not created)")
+    documents = []
+    for row in queued:
+        run = await get_run(bot.engine, row.run_id)
+        spec = launch.run_spec(run, bot.settings, run.base_sha or f"<head of {run.base_ref}>")
+        secrets = SandboxSecrets(REDACTED, REDACTED)
+        documents.append(render_dry_run(spec, secrets, bot.settings).rstrip())
+    lines.append("---\n" + "\n---\n".join(documents))
     return "\n".join(lines)

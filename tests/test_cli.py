@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.settings import format_duration, load_settings, parse_duration
 
@@ -118,6 +119,18 @@ def test_receive_dry_run_on_a_label_prints_decision_and_requests(tmp_path: Path)
     assert f"GET /repos/{repo}/collaborators/{payload['sender']['login']}/permission" in out
     assert f'POST /repos/{repo}/issues/{number}/reactions {{"content": "eyes"}}' in out
     assert not (tmp_path / "agentbot.db").exists()  # the real database was not touched
+    # The launch it would make: the scoped read-only token and the Job and Secret.
+    assert (f"POST /app/installations/{payload['installation']['id']}/access_tokens "
+            '{"permissions": {"contents": "read"}') in out
+    manifests = out.split("# Kubernetes objects (not created)\n", 1)[1]
+    job, secret = [d for d in yaml.safe_load_all(manifests) if d]
+    assert (job["kind"], secret["kind"]) == ("Job", "Secret")
+    assert job["metadata"]["name"] == secret["metadata"]["name"] == "agentbot-run-1"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "sandbox"
+    assert secret["stringData"]["github-token"] == "<redacted>"
+    assert secret["stringData"]["callback-token"] == "<redacted>"
+    spec = json.loads(secret["stringData"]["spec.json"])
+    assert spec["repository"] == repo and spec["base_ref"] == "main"
 
 
 def test_receive_dry_run_of_an_ignored_comment(tmp_path: Path) -> None:
