@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 import uuid
@@ -63,6 +64,10 @@ async def serve(settings: Settings) -> None:
         sites.append(web.TCPSite(internal_runner, settings.host, settings.internal_port))
     for site in sites:
         await site.start()
+    # What start-up built lives as long as the process; left to the cyclic collector, every
+    # full pass walks it and stalls the webhooks waiting on the loop (bench/README.md).
+    gc.collect()
+    gc.freeze()
     log.info("listening", extra={"port": settings.port, "internal_port": settings.internal_port,
                                  "executor": settings.executor_name})
     try:
