@@ -17,6 +17,9 @@ from pathlib import Path
 from bench import databases, payload, report, servers
 from bench.loadgen import Load, run_wrk
 
+# The names only: importing bench.experiments would import bot into the harness.
+EXPERIMENTS = ("raw-writer", "static-reply", "inbox-yield", "no-inbox", "no-parse")
+
 TARGETS = ("probot", "agentbot-sqlite", "agentbot-postgres")
 # Requests that wrk's deadline cut off may still be committing; give them this long.
 SETTLE_SECONDS = 1.0
@@ -31,6 +34,8 @@ class Options:
     load_cpu: str
     label: str
     postgres_url: str
+    keep: bool = False  # keep SQLite files and logs for a look afterwards
+    experiments: tuple[str, ...] = ()  # bench/experiments.py prototypes for agentbot rows
 
 
 @dataclass(frozen=True)
@@ -114,10 +119,14 @@ def run_target(target: str, opts: Options, fixture: Fixture, workdir: Path) -> r
         else:
             database = stack.enter_context(databases.postgres(opts.postgres_url))
         server = servers.agentbot(sub, database_url=database.url, secret=fixture.secret,
-                                  private_key=fixture.private_key, cpu=opts.server_cpu)
+                                  private_key=fixture.private_key, cpu=opts.server_cpu,
+                                  experiments=opts.experiments)
         stack.enter_context(running(server))
-        row = measure(server, opts, fixture, target, database.label, 202, database)
-    if target == "agentbot-sqlite":
+        label = database.label
+        if opts.experiments:
+            label += f" + {'+'.join(opts.experiments)}"
+        row = measure(server, opts, fixture, target, label, 202, database)
+    if target == "agentbot-sqlite" and not opts.keep:
         shutil.rmtree(sub, ignore_errors=True)  # a 20 s run writes gigabytes
     return row
 
@@ -154,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the label the payload adds (agentbot's trigger label is `agent`)")
     parser.add_argument("--postgres-url", default=databases.DEFAULT_POSTGRES,
                         help="server on which a fresh database is created and dropped")
+    parser.add_argument("--experiment", action="append", default=[], metavar="NAME",
+                        help="patch a bench/experiments.py prototype into agentbot "
+                             "(repeatable): " + ", ".join(EXPERIMENTS))
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args(argv)
@@ -161,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(targets) - set(TARGETS)
     if unknown or not targets:
         parser.error(f"targets must be among {', '.join(TARGETS)}")
+    if set(args.experiment) - set(EXPERIMENTS):
+        parser.error(f"experiments must be among {', '.join(EXPERIMENTS)}")
     opts = Options(args.duration, args.warmup, args.connections, args.server_cpu,
-                   args.load_cpu, args.label, args.postgres_url)
+                   args.load_cpu, args.label, args.postgres_url, args.keep,
+                   tuple(args.experiment))
 
     env = report.environment()
     workdir = Path(tempfile.mkdtemp(prefix="agentbot-bench-"))

@@ -120,8 +120,11 @@ class Server:
 
 
 def agentbot(workdir: Path, *, database_url: str, secret: str, private_key: str,
-             cpu: str) -> Server:
-    """A real `agentbot serve` with a configured App; GitHub points at a closed port."""
+             cpu: str, experiments: tuple[str, ...] = ()) -> Server:
+    """A real `agentbot serve` with a configured App; GitHub points at a closed port.
+
+    With `experiments`, the same serve with bench/experiments.py's prototypes patched in.
+    """
     port = free_port()
     env = {
         "GITHUB_APP_ID": "902117",
@@ -139,8 +142,11 @@ def agentbot(workdir: Path, *, database_url: str, secret: str, private_key: str,
         "PYTHONPATH": str(REPO),
     }
     # Run from the work directory so that no developer's `.env` is picked up.
-    return Server("agentbot", [str(VENV_BIN / "agentbot"), "serve"], env, workdir, port,
-                  cpu, workdir / "agentbot.log", ready_path="/readyz")
+    argv = [str(VENV_BIN / "agentbot"), "serve"]
+    if experiments:
+        argv = [str(VENV_BIN / "python"), "-m", "bench.experiments", ",".join(experiments)]
+    return Server("agentbot", argv, env, workdir, port, cpu, workdir / "agentbot.log",
+                  ready_path="/readyz")
 
 
 def probot(workdir: Path, *, secret: str, private_key: str, cpu: str) -> Server:
