@@ -24,7 +24,6 @@ from tests.chart_render import (
     values_of,
 )
 
-
 # --- Configuration --------------------------------------------------------------------------
 
 
