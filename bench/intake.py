@@ -20,7 +20,7 @@ from bench.loadgen import Load, run_wrk
 # The names only: importing bench.experiments would import bot into the harness.
 EXPERIMENTS = ("raw-writer", "static-reply", "inbox-yield", "no-inbox", "no-parse")
 
-TARGETS = ("probot", "agentbot-sqlite", "agentbot-postgres")
+TARGETS = ("probot", "aiohttp-baseline", "agentbot-sqlite", "agentbot-postgres")
 # Requests that wrk's deadline cut off may still be committing; give them this long.
 SETTLE_SECONDS = 1.0
 
@@ -112,6 +112,11 @@ def run_target(target: str, opts: Options, fixture: Fixture, workdir: Path) -> r
         with running(server):
             return measure(server, opts, fixture, target, "none (answers after its handler)",
                            200, None)
+    if target == "aiohttp-baseline":
+        server = servers.aiohttp_baseline(workdir, secret=fixture.secret, cpu=opts.server_cpu)
+        with running(server):
+            return measure(server, opts, fixture, target, "none (signature check only)", 202,
+                           None)
     sub = Path(tempfile.mkdtemp(prefix=f"{target}-", dir=workdir))
     with contextlib.ExitStack() as stack:
         if target == "agentbot-sqlite":

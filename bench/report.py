@@ -94,6 +94,10 @@ def verdicts(rows: list[Row]) -> list[str]:
         if target == "probot":
             continue
         factor = rate / peer_rate
+        if not target.startswith("agentbot"):
+            out.append(f"{target}: {rate:,.0f}/s = {factor:.2f}x Probot, p99 {p99:.2f} ms "
+                       "(stores nothing: the ceiling for an aiohttp intake here)")
+            continue
         clean = not any(r.problems for r in rows if r.target == target)
         met = factor >= THROUGHPUT_FACTOR and p99 <= peer_p99 and clean
         out.append(f"{target}: {rate:,.0f}/s = {factor:.2f}x Probot's {peer_rate:,.0f}/s "

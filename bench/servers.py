@@ -168,3 +168,11 @@ def probot(workdir: Path, *, secret: str, private_key: str, cpu: str) -> Server:
     }
     return Server("probot", [node, "server.js"], env, PROBOT_DIR, port, cpu,
                   workdir / "probot.log")
+
+
+def aiohttp_baseline(workdir: Path, *, secret: str, cpu: str) -> Server:
+    """bench/baseline.py: aiohttp on uvloop that checks the signature and stores nothing."""
+    port = free_port()
+    env = {"WEBHOOK_SECRET": secret, "PORT": str(port), "PYTHONPATH": str(REPO)}
+    return Server("aiohttp-baseline", [str(VENV_BIN / "python"), "-m", "bench.baseline"], env,
+                  workdir, port, cpu, workdir / "baseline.log")

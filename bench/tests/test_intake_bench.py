@@ -72,8 +72,10 @@ def _row(target: str, rate: float, p99: float, problems: list[str] | None = None
 
 def test_verdicts_use_medians_and_both_conditions() -> None:
     rows = [_row("probot", 1000, 10.0), _row("probot", 5000, 10.0), _row("probot", 1100, 12.0),
-            _row("agentbot-sqlite", 1650, 9.0), _row("agentbot-postgres", 1700, 12.5)]
-    met, missed = report.verdicts(rows)
+            _row("agentbot-sqlite", 1650, 9.0), _row("agentbot-postgres", 1700, 12.5),
+            _row("aiohttp-baseline", 3000, 2.0)]
+    met, missed, ceiling = report.verdicts(rows)
+    assert ceiling.startswith("aiohttp-baseline: 3,000/s = 2.73x") and "ceiling" in ceiling
     assert met.startswith("agentbot-sqlite: 1,650/s = 1.50x") and met.endswith("target met")
     assert "p99 12.50 ms vs Probot's 10.00 ms" in missed and missed.endswith("MISSED")
     rows[3].problems.append("stored 1 deliveries for 2 accepted")
