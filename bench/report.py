@@ -122,7 +122,8 @@ def environment() -> dict[str, str]:
     probot_pkg = PROBOT_DIR / "node_modules" / "probot" / "package.json"
     probot_version = (json.loads(probot_pkg.read_text())["version"]
                       if probot_pkg.is_file() else "not installed")
-    return {"cpu": f"{cpu} x{os.cpu_count()}", "kernel": platform.release(),
+    commit = first_line("git", "-C", str(PROBOT_DIR), "rev-parse", "--short", "HEAD")
+    return {"commit": commit, "cpu": f"{cpu} x{os.cpu_count()}", "kernel": platform.release(),
             "python": platform.python_version(), "node": first_line("node", "--version"),
             "probot": probot_version, "wrk": " ".join(first_line("wrk", "-v").split()[:2]),
             "load average": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
