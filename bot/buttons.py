@@ -20,7 +20,9 @@ CANCEL = "cancel"
 RETRY = "retry"
 
 
-async def _run_and_source(event: sansio.Event, ctx: Context) -> tuple[Any, Source] | None:
+async def _authorised_run(event: sansio.Event, ctx: Context
+                          ) -> tuple[Any, Source, Any] | None:
+    """Our run behind the check run, its Source and a client, if the sender may act."""
     data = event.data
     check_run = data["check_run"]
     if ignored_sender(ctx, data["sender"]):
@@ -37,19 +39,19 @@ async def _run_and_source(event: sansio.Event, ctx: Context) -> tuple[Any, Sourc
         number=run.number, is_pull_request=run.is_pull_request, sender=data["sender"],
         reaction_url=None, reaction_vars={},
     )
-    return run, source
+    gh = ctx.github.installation(source.installation_id)
+    if not await authorised(ctx, gh, source):
+        return None
+    return run, source, gh
 
 
 @router.register("check_run", action="requested_action")
 async def on_requested_action(event: sansio.Event, ctx: Context) -> None:
     """The Cancel and Retry buttons of a run's check run."""
-    found = await _run_and_source(event, ctx)
+    found = await _authorised_run(event, ctx)
     if found is None:
         return
-    run, source = found
-    gh = ctx.github.installation(source.installation_id)
-    if not await authorised(ctx, gh, source):
-        return
+    run, source, gh = found
     identifier = (event.data.get("requested_action") or {}).get("identifier")
     if identifier == CANCEL:
         if await runs.request_cancel(ctx.db, run.id, by=source.login) is not None:
@@ -64,10 +66,9 @@ async def on_requested_action(event: sansio.Event, ctx: Context) -> None:
 @router.register("check_run", action="rerequested")
 async def on_rerequested(event: sansio.Event, ctx: Context) -> None:
     """"Re-run" on a finished check run is a retry."""
-    found = await _run_and_source(event, ctx)
+    found = await _authorised_run(event, ctx)
     if found is None:
         return
-    run, source = found
-    gh = ctx.github.installation(source.installation_id)
-    if await authorised(ctx, gh, source) and RunState(run.state) in FINAL_STATES:
+    run, source, gh = found
+    if RunState(run.state) in FINAL_STATES:
         await verbs.retry(ctx, gh, source, trigger="retry", run=run)

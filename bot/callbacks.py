@@ -176,7 +176,11 @@ async def put_result(request: web.Request) -> web.Response:
     if RunState(run.state) in FINAL_STATES:
         return _error(409, f"run {run_id} is {run.state}; its result is no longer taken")
     if run.state == RunState.QUEUED:
-        return _error(409, f"run {run_id} has not started")
+        # Not a conflict: the scheduler has not marked the start yet. The sandbox retries a
+        # 503, while it would take a 409 for "already stored" and drop the result.
+        response = _error(503, f"run {run_id} has not started yet; try again")
+        response.headers["Retry-After"] = "5"
+        return response
     engine = request.app[ENGINE_KEY]()
     async with engine.begin() as conn:
         changed = await conn.execute(

@@ -244,13 +244,20 @@ async def test_result_is_stored_once(client: TestClient, engine: AsyncEngine,
     assert [(i, r.status) for i, r in hook.calls] == [(run_id, "succeeded")]
 
 
-async def test_result_of_a_run_not_started_is_refused(client: TestClient,
-                                                      engine: AsyncEngine) -> None:
+async def test_result_of_a_run_not_started_is_retryable_then_taken(
+        client: TestClient, engine: AsyncEngine) -> None:
     run_id = await queue_run(engine)
     response = await client.put(f"/internal/runs/{run_id}/result", json=RESULT,
                                 headers=auth(run_id))
-    assert response.status == 409
+    # Not 409: the sandbox reads 409 as "already stored" and would drop its result.
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "5"
     assert (await get_run(engine, run_id)).result is None
+    assert await transition(engine, run_id, RunState.STARTING, "scheduled")
+    again = await client.put(f"/internal/runs/{run_id}/result", json=RESULT,
+                             headers=auth(run_id))
+    assert again.status == 200
+    assert (await get_run(engine, run_id)).result is not None
 
 
 async def test_a_failing_hook_does_not_fail_the_upload(
