@@ -42,6 +42,7 @@ async def once(db: AsyncEngine, key: str, create: Create, find: Find | None = No
     branch) before `create` is called again.
     """
     now = utcnow()
+    raced = False
     async with db.begin() as conn:
         row = (await conn.execute(
             select(github_effects.c.status, github_effects.c.result)
@@ -53,10 +54,10 @@ async def once(db: AsyncEngine, key: str, create: Create, find: Find | None = No
                     await conn.execute(github_effects.insert().values(
                         key=key, status="pending", created_at=now, updated_at=now))
             except IntegrityError:
-                row = None  # someone else recorded it first; fall through to find
+                raced = True  # someone else recorded it first: it may be on GitHub already
     if row is not None and row.status == "done":
         return dict(row.result or {})
-    if row is not None and find is not None:
+    if (row is not None or raced) and find is not None:
         found = await find()
         if found is not None:
             log.info("effect %s found after an interrupted attempt", key)
