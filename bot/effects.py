@@ -23,16 +23,6 @@ def marker(key: str) -> str:
     return f"<!-- agentbot:{key} -->"
 
 
-async def lookup(db: AsyncEngine, key: str) -> dict[str, Any] | None:
-    """The recorded result of a completed effect, or None."""
-    async with db.connect() as conn:
-        row = (await conn.execute(
-            select(github_effects.c.status, github_effects.c.result)
-            .where(github_effects.c.key == key)
-        )).first()
-    return row.result if row is not None and row.status == "done" else None
-
-
 async def once(db: AsyncEngine, key: str, create: Create, find: Find | None = None
                ) -> dict[str, Any]:
     """Make the effect named `key` at most once and return what it produced.

@@ -47,6 +47,3 @@ class Permissions:
             allowed = role in ALLOWED_ROLES or answer.get("permission") in ("admin", "write")
         self._cache[key] = allowed
         return allowed
-
-    def forget(self, repo_full_name: str, login: str) -> None:
-        self._cache.pop((repo_full_name.lower(), login.lower()), None)

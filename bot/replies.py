@@ -19,7 +19,6 @@ ALREADY_ACTIVE = (
 )
 NOTHING_TO_CANCEL = "@{login} there is no active run on this {kind} to cancel."
 NOTHING_TO_RETRY = "@{login} there is no earlier run on this {kind} to retry."
-CANCEL_REQUESTED = "@{login} stopping run #{run_id}."
 FORK_REFUSED = (
     "@{login} this pull request comes from a fork (`{head_repo}`). agentbot publishes to the "
     "PR's branch, which it cannot do safely for forks, so it does not run on them."
