@@ -14,6 +14,8 @@ from tests.fakes.github_state import Issue, Repo, iso
 if TYPE_CHECKING:
     from tests.fakes.github import FakeGitHub
 
+CONTENT_LIMIT = 1024 * 1024  # the contents API's limit for a file's content in its JSON
+
 
 def pull_request(f: FakeGitHub, i: Issue, simple: bool = False) -> dict[str, Any]:
     """A `pull-request` (or, with `simple`, a `pull-request-simple` as lists return)."""
@@ -181,7 +183,10 @@ def content(f: FakeGitHub, repo: Repo, path: str, commit_sha: str) -> Any:
     if path in flat:
         mode, sha = flat[path]
         row = _content_row(f, repo, path, mode, sha, commit_sha)
-        if row["type"] == "file":
+        if row["type"] == "file" and row["size"] > CONTENT_LIMIT:
+            # GitHub serves 1-100 MB files' metadata only; the raw media type has the bytes.
+            row.update(content="", encoding="none")
+        elif row["type"] == "file":
             row.update(content=_b64_lines(repo.git.get(sha)), encoding="base64")
         elif row["type"] == "symlink":
             row["target"] = repo.git.get(sha).decode()
