@@ -19,6 +19,7 @@ from bot.inbox import Inbox, InboxOptions
 from bot.intake import DeliveryRow, DeliveryWriter, StoreUnavailable
 from bot.permissions import Permissions
 from bot.redact import register_secret
+from bot.repo_config import RepoConfigs
 from bot.router import router
 from bot.settings import Settings
 from bot.store import create_engine, utcnow
@@ -50,6 +51,7 @@ class Bot:
     context: Context | None = None
     executor: Any = None
     scheduler: Any = None  # bot.scheduler.Scheduler, launched by the internal app
+    reporter: Any = None  # bot.reporter.Reporter, started with the scheduler
     health_checks: list[HealthCheck] = field(default_factory=list)
     inbox_options: InboxOptions = field(default_factory=InboxOptions)
 
@@ -80,11 +82,13 @@ async def start_bot(bot: Bot) -> None:
     def run_changed() -> None:
         if bot.scheduler is not None:
             bot.scheduler.notify()
+        if bot.reporter is not None:
+            bot.reporter.notify()
 
     bot.context = Context(
         settings=settings, db=bot.engine, github=bot.github, permissions=Permissions(),
         app_login=getattr(bot.github, "app_login", None),
-        on_run_change=run_changed,
+        on_run_change=run_changed, configs=RepoConfigs(bot.github),
     )
     bot.inbox = Inbox(bot.engine, router, bot.context, bot.inbox_options)
     if bot.engine.dialect.name == "sqlite":
@@ -111,13 +115,18 @@ async def start_bot(bot: Bot) -> None:
             return None  # this process does not launch runs (no internal app)
         return scheduler.health()
 
-    bot.health_checks.extend([inbox_alive, scheduler_alive])
+    def reporter_alive() -> str | None:
+        return None if bot.reporter is None else bot.reporter.health()
+
+    bot.health_checks.extend([inbox_alive, scheduler_alive, reporter_alive])
 
 
 async def stop_bot(bot: Bot) -> None:
     """Stop the workers and the scheduler, then release the executor, session and database."""
     if bot.scheduler is not None:
         await bot.scheduler.close()
+    if bot.reporter is not None:
+        await bot.reporter.close()
     if bot.writer is not None:
         await bot.writer.close()
     if bot.inbox is not None:
@@ -221,18 +230,22 @@ def internal_app(public: web.Application) -> web.Application:
                          on_result, result_limit)
 
     async def launching(app: web.Application) -> Any:
+        from bot.reporter import Reporter
         from bot.scheduler import Scheduler, make_executor
 
         if bot.engine is None or bot.github is None:
             raise RuntimeError("start the public app before the internal one")
         if bot.executor is None:
             bot.executor = make_executor(settings)
+        bot.reporter = Reporter(bot.engine, bot.github)
         # bot.github is a GitHubApp here (or a test's double of one): it mints and revokes.
         bot.scheduler = Scheduler(bot.engine, bot.executor, bot.github,  # type: ignore[arg-type]
-                                  settings)
+                                  settings, on_change=bot.reporter.notify)
+        bot.reporter.start()
         await bot.scheduler.start()
         yield
         await bot.scheduler.close()
+        await bot.reporter.close()
 
     app.cleanup_ctx.append(launching)
     return app

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http
 import itertools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import gidgethub
 import uritemplate
 
 
@@ -31,7 +33,7 @@ class RecordingGitHub:
     app_login: str | None = None
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
-    def installation(self, installation_id: int) -> RecordingClient:
+    def installation(self, installation_id: int, cache: Any = None) -> RecordingClient:
         return RecordingClient(self)
 
 
@@ -51,6 +53,9 @@ class RecordingClient:
         if expanded.endswith("/permission"):
             # Dry runs assume the sender may trigger.
             return {"permission": "admin", "role_name": "admin"}
+        if "/contents/" in expanded:
+            # A dry run reads no repository: it assumes there is no .github/agentbot.yml.
+            raise gidgethub.BadRequest(http.HTTPStatus.NOT_FOUND, "Not Found")
         if "/pulls/" in expanded:
             number = int(expanded.rsplit("/", 1)[-1])
             return {"number": number,

@@ -58,6 +58,17 @@ async def once(db: AsyncEngine, key: str, create: Create, find: Find | None = No
     return result
 
 
+async def recorded(db: AsyncEngine, key: str) -> dict[str, Any] | None:
+    """What a completed effect produced, or None when it was not (yet) made."""
+    async with db.connect() as conn:
+        row = (await conn.execute(
+            select(github_effects.c.status, github_effects.c.result)
+            .where(github_effects.c.key == key))).first()
+    if row is None or row.status != "done":
+        return None
+    return dict(row.result or {})
+
+
 async def _complete(db: AsyncEngine, key: str, result: dict[str, Any]) -> None:
     async with db.begin() as conn:
         await conn.execute(

@@ -28,6 +28,11 @@ PROMPT_PULL = (
     "Change the code as the maintainer's instructions below ask. Edit the files in the "
     "working tree; do not commit or push: agentbot adds your changes to the pull request.\n"
 )
+PROMPT_REPO_INSTRUCTIONS = "\n## The repository's instructions for agents\n{text}\n"
+PROMPT_FORK = (
+    "\nThe checkout is the head of the pull request's branch `{ref}` from the fork {repo}; "
+    "agentbot opens your changes as a new pull request.\n"
+)
 PROMPT_REVIEW = (
     "\n## Review comment context\n"
     "The instructions were written on {path}{where}, on this part of the diff:\n"
@@ -62,6 +67,12 @@ def prompt_for(run: Any) -> str:
         text += f"\n{run.body.strip()}\n"
     if (run.instructions or "").strip():
         text += f"\n## Instructions from @{run.sender_login}\n{run.instructions.strip()}\n"
+    repo_instructions = str((run.config or {}).get("instructions") or "").strip()
+    if repo_instructions:
+        text += PROMPT_REPO_INSTRUCTIONS.format(text=repo_instructions)
+    fork = (run.context or {}).get("fork")
+    if fork:
+        text += PROMPT_FORK.format(repo=fork.get("repo"), ref=fork.get("ref"))
     context = run.context or {}
     if context.get("path"):
         line, start = context.get("line"), context.get("start_line")
@@ -101,8 +112,7 @@ def run_spec(run: Any, settings: Settings, base_sha: str) -> RunSpec:
         prompt=prompt_for(run),
         agent=run.agent,
         model=run.model,
-        # No part reads .github/agentbot.yml yet; its `setup` will arrive on the run row.
-        setup=[],
+        setup=list((run.config or {}).get("setup") or []),
         limits=SandboxLimits(
             timeout_seconds=timeout,
             setup_timeout_seconds=min(timeout, SETUP_TIMEOUT_SECONDS),

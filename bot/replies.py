@@ -20,9 +20,11 @@ ALREADY_ACTIVE = (
 NOTHING_TO_CANCEL = "@{login} there is no active run on this {kind} to cancel."
 NOTHING_TO_RETRY = "@{login} there is no earlier run on this {kind} to retry."
 FORK_REFUSED = (
-    "@{login} this pull request comes from a fork (`{head_repo}`). agentbot publishes to the "
-    "PR's branch, which it cannot do safely for forks, so it does not run on them."
+    "@{login} this pull request comes from a fork (`{head_repo}`). agentbot cannot push to "
+    "a fork, and it does not run on one unless `.github/agentbot.yml` on the default branch "
+    "says `allow_forks: true` (it then opens a new pull request with the changes)."
 )
+CONFIG_INVALID = "@{login} agentbot did not start a run: {error}"
 COMMAND_AGENT_MISSING = (
     "@{login} the `command` agent is not set up here: the operator sets its argv in "
     "`AGENTBOT_AGENT_COMMAND`."
@@ -64,13 +66,18 @@ async def reply_once(ctx: Context, gh: Any, *, key: str, repo_full_name: str, nu
         return {"id": comment["id"], "html_url": comment.get("html_url")}
 
     async def find() -> dict[str, Any] | None:
-        # Newest comments last; a reply from a crashed attempt is among the recent ones.
-        async for comment in gh.getiter(
-            "/repos/{owner}/{repo}/issues/{issue_number}/comments{?per_page}",
-            {**url_vars, "per_page": 100},
-        ):
-            if tag in (comment.get("body") or ""):
-                return {"id": comment["id"], "html_url": comment.get("html_url")}
-        return None
+        return await find_marked_comment(gh, url_vars, tag)
 
     return await effects.once(ctx.db, key, create, find)
+
+
+async def find_marked_comment(gh: Any, url_vars: dict[str, Any], tag: str
+                              ) -> dict[str, Any] | None:
+    """The id and link of the comment on an issue or PR whose body carries `tag`."""
+    async for comment in gh.getiter(
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments{?per_page}",
+        {**url_vars, "per_page": 100},
+    ):
+        if tag in (comment.get("body") or ""):
+            return {"id": comment["id"], "html_url": comment.get("html_url")}
+    return None

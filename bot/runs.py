@@ -49,6 +49,7 @@ class NewRun:
     comment_id: int | None = None
     retry_of: int | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] | None = None  # the repo config that applied (repo_config.Effective)
 
 
 @dataclass(frozen=True)

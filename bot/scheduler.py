@@ -7,15 +7,19 @@ import contextlib
 import datetime as dt
 import enum
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import leases
 from bot.callbacks import Result, callback_key, run_token
 from bot.executors.base import Executor, SandboxPhase, SandboxSecrets, SandboxStatus
 from bot.launch import SANDBOX_PERMISSIONS, TokenIssuer, make_executor, run_spec
+from bot.publisher import Publisher, Refused
 from bot.redact import redact
+from bot.refs import resolve_base
 from bot.runs import get_run, transition
 from bot.settings import Settings
 
@@ -29,6 +33,8 @@ VANISHED = "sandbox vanished"
 START_FAILED = "could not start the sandbox: {error}"
 AGENT_FAILED = "the agent reported a failure"
 CANCELLED = "cancel requested"
+PUBLISH_FAILED = "could not publish the result after {attempts} attempts: {error}"
+PUBLISH_ATTEMPTS = 6
 STUCK_AFTER = dt.timedelta(minutes=5)
 # Any constant shared by every replica: the lock that serialises claims on PostgreSQL.
 CLAIM_LOCK = 0x61676E74
@@ -47,13 +53,17 @@ class Scheduler:
 
     def __init__(self, engine: AsyncEngine, executor: Executor, github: TokenIssuer,
                  settings: Settings, *, key: bytes | None = None,
-                 tick_seconds: float = 5.0) -> None:
+                 tick_seconds: float = 5.0, publisher: Publisher | None = None,
+                 on_change: Callable[[], None] = lambda: None) -> None:
         self._engine = engine
         self._executor = executor
         self._github = github
         self._settings = settings
         self._key = key if key is not None else callback_key(settings.private_key_pem() or "")
         self._tick_seconds = tick_seconds
+        self._publisher = publisher or Publisher(engine, github, settings)
+        self._on_change = on_change
+        self._publish_failures: dict[int, tuple[int, float]] = {}  # run -> (count, retry at)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -127,14 +137,18 @@ class Scheduler:
     # --- one pass --------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Stop runs whose cancel was requested, then start queued runs within the limits."""
+        """Stop runs whose cancel was requested, publish finished ones, start queued ones."""
         await self._cancel_requested()
+        await self._publish_pending()
         await self._launch_queued()
 
     async def _cancel_requested(self) -> None:
         async with self._engine.connect() as conn:
+            # Once its result is being published, a run is past cancelling: it ends as
+            # published or refused, never half of it.
             ids = (await conn.execute(select(runs.c.id).where(
-                runs.c.cancel_requested.is_(True), runs.c.state.in_(_STARTED)))).scalars().all()
+                runs.c.cancel_requested.is_(True), runs.c.state.in_(_STARTED),
+                runs.c.publish_state.is_(None)))).scalars().all()
         for run_id in ids:
             try:
                 await self._executor.cancel(run_id)
@@ -201,11 +215,9 @@ class Scheduler:
         log.info("sandbox started", extra={"run_id": run_id, "executor": self._executor.name})
 
     async def _resolve_base(self, run: Any) -> str:
-        owner, repo = run.repo_full_name.split("/", 1)
         gh = self._github.installation(run.installation_id)
-        branch = await gh.getitem("/repos/{owner}/{repo}/branches/{branch}",
-                                  {"owner": owner, "repo": repo, "branch": run.base_ref})
-        return str(branch["commit"]["sha"])
+        sha, _ = await resolve_base(self._engine, gh, run)
+        return sha
 
     # --- statuses --------------------------------------------------------------------------
 
@@ -239,7 +251,8 @@ class Scheduler:
         if phase is SandboxPhase.PENDING:
             return
         if phase is SandboxPhase.RUNNING:
-            await transition(self._engine, run.id, RunState.RUNNING, "sandbox running")
+            if await transition(self._engine, run.id, RunState.RUNNING, "sandbox running"):
+                self._on_change()
         elif phase is SandboxPhase.SUCCEEDED:
             await self._succeeded(run)
         elif phase is SandboxPhase.FAILED:
@@ -249,7 +262,11 @@ class Scheduler:
             reason = status.reason or f"the run ran past its {run.timeout_seconds}s limit"
             await self._finish(run.id, RunState.TIMED_OUT, reason, error=reason)
         elif phase is SandboxPhase.GONE:
-            if run.cancel_requested:
+            if run.result is not None and run.result.get("status") != "failed":
+                # The sandbox uploaded its result, then its Job went (its TTL ran out while
+                # the bot was down, say): the work is done and can be published.
+                await self._succeeded(run)
+            elif run.cancel_requested and run.publish_state is None:
                 await self._finish(run.id, RunState.CANCELLED, CANCELLED)
             else:
                 reason = VANISHED + (f": {status.reason}" if status.reason else "")
@@ -262,8 +279,65 @@ class Scheduler:
         elif result.get("status") == "failed":
             error = result.get("summary") or AGENT_FAILED
             await self._finish(run.id, RunState.FAILED, AGENT_FAILED, error=error)
+        elif result.get("status") == "no_changes":
+            await self._finish(run.id, RunState.SUCCEEDED, "result: no_changes")
         else:
-            await self._finish(run.id, RunState.SUCCEEDED, f"result: {result.get('status')}")
+            async with self._engine.begin() as conn:
+                await conn.execute(update(runs).where(
+                    runs.c.id == run.id, runs.c.publish_state.is_(None))
+                    .values(publish_state="pending", updated_at=utcnow()))
+            await self.publish(run.id)
+
+    async def _publish_pending(self) -> None:
+        async with self._engine.connect() as conn:
+            ids = (await conn.execute(select(runs.c.id).where(
+                runs.c.publish_state == "pending", runs.c.state.in_(_STARTED))
+                .order_by(runs.c.id))).scalars().all()
+        now = asyncio.get_running_loop().time()
+        for run_id in ids:
+            if self._publish_failures.get(run_id, (0, 0.0))[1] <= now:
+                await self.publish(run_id)
+
+    async def publish(self, run_id: int) -> None:
+        """Publish a run whose result waits for it; one process at a time, once."""
+        async with leases.holding(self._engine, run_id, "publish") as held:
+            if not held:
+                return  # another replica is at it
+            run = await get_run(self._engine, run_id)
+            if (run is None or run.publish_state != "pending"
+                    or RunState(run.state) in FINAL_STATES):
+                return
+            try:
+                published = await self._publisher.publish(run)
+            except Refused as exc:
+                reason = redact(str(exc))
+                await self._finish(run_id, RunState.FAILED, "refused", error=reason,
+                                   publish_state="refused")
+                return
+            except Exception as exc:
+                await self._publish_failed(run_id, exc)
+                return
+            self._publish_failures.pop(run_id, None)
+            what = (f"opened PR #{published.pr_number}" if published.pr_number
+                    else f"pushed to {published.branch}")
+            await self._finish(run_id, RunState.SUCCEEDED, what, publish_state="done",
+                               branch=published.branch, commit_sha=published.commit_sha,
+                               pr_number=published.pr_number, pr_url=published.pr_url)
+
+    async def _publish_failed(self, run_id: int, exc: Exception) -> None:
+        count = self._publish_failures.get(run_id, (0, 0.0))[0] + 1
+        error = _describe(exc, None)
+        if count >= PUBLISH_ATTEMPTS:
+            log.error("giving up publishing: %s", error, extra={"run_id": run_id})
+            reason = PUBLISH_FAILED.format(attempts=count, error=error)
+            self._publish_failures.pop(run_id, None)
+            await self._finish(run_id, RunState.FAILED, reason, error=reason,
+                               publish_state="failed")
+            return
+        delay = min(5.0 * 4 ** (count - 1), 600.0)
+        self._publish_failures[run_id] = (count, asyncio.get_running_loop().time() + delay)
+        log.warning("publishing failed (%s); trying again in %.0fs", error, delay,
+                    extra={"run_id": run_id})
 
     async def on_result(self, run_id: int, result: Result) -> None:
         """The callbacks' ResultHook: a failed result ends the run now.
@@ -278,6 +352,8 @@ class Scheduler:
     async def _finish(self, run_id: int, to: RunState, reason: str, **values: Any) -> bool:
         changed = await transition(self._engine, run_id, to, reason, **values)
         await self._revoke(run_id)
+        if changed:
+            self._on_change()
         return changed
 
     async def _revoke(self, run_id: int) -> None:

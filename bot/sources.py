@@ -49,11 +49,18 @@ class Source:
         return {"owner": owner, "repo": name}
 
 
-def ignored_sender(ctx: Context, sender: dict[str, Any]) -> bool:
-    """Bots, and the App itself, never trigger (the repo config may allow bots later)."""
-    if sender.get("type") == "Bot":
-        return True
+def is_the_app(ctx: Context, sender: dict[str, Any]) -> bool:
+    """The App's own comments and labels never trigger it, whatever the config says."""
     return ctx.app_login is not None and sender.get("login") == ctx.app_login
+
+
+def is_bot(sender: dict[str, Any]) -> bool:
+    return sender.get("type") == "Bot" or str(sender.get("login", "")).endswith("[bot]")
+
+
+def ignored_sender(ctx: Context, sender: dict[str, Any]) -> bool:
+    """Senders that never act without the repo config: bots, and the App itself."""
+    return is_bot(sender) or is_the_app(ctx, sender)
 
 
 async def acknowledge(gh: Any, source: Source) -> None:

@@ -80,6 +80,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def aware(when: dt.datetime) -> dt.datetime:
+    """A stored time as an aware UTC datetime (SQLite hands them back naive)."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
 deliveries = Table(
     "deliveries",
     metadata,
@@ -145,6 +150,18 @@ runs = Table(
     Column("pr_number", Integer),
     Column("check_run_id", BigInteger),
     Column("status_comment_id", BigInteger),
+    # the repository's .github/agentbot.yml as it applied to this run (capped by the operator)
+    Column("config", JSON),
+    Column("base_tree", String(64)),  # the tree of base_sha, the commit's starting point
+    Column("commit_sha", String(64)),
+    Column("pr_url", String(500)),
+    # pending once a successful result waits to be published, done after
+    Column("publish_state", String(16)),
+    Column("last_reported_at", DateTime(timezone=True)),
+    Column("last_reported_seq", Integer),  # the newest event the check run has shown
+    # Which process publishes or reports this run now: replicas take turns through it.
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),
     # One active run per issue or PR, enforced by the database so that two replicas
     # racing on two deliveries cannot both start one.
     Index(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from gidgethub import routing, sansio
 
 from bot import replies, verbs
 from bot.commands import CommandError, parse_commands, usage_text
 from bot.context import Context
-from bot.sources import Source, acknowledge, authorised, ignored_sender, issue_source, reply
+from bot.repo_config import ConfigError, Effective
+from bot.sources import Source, acknowledge, authorised, is_bot, is_the_app, issue_source, reply
 
 log = logging.getLogger(__name__)
 
@@ -18,17 +20,28 @@ router = routing.Router()
 
 @router.register("issues", action="labeled")
 async def on_issue_labeled(event: sansio.Event, ctx: Context) -> None:
-    """The trigger label on an issue starts a run for it."""
+    """The trigger label (the repo config's, else the operator's) on an issue starts a run."""
     label = (event.data.get("label") or {}).get("name")
-    if label != ctx.settings.trigger_label or ignored_sender(ctx, event.data["sender"]):
+    sender = event.data["sender"]
+    if not label or is_the_app(ctx, sender) or "pull_request" in event.data["issue"]:
         return
     source = issue_source(event, None)
     gh = ctx.github.installation(source.installation_id)
-    # Labelling needs triage access already; no reply to people who cannot trigger.
-    if not await authorised(ctx, gh, source, quiet=True):
+    config = await verbs.repo_config(ctx, source)
+    if isinstance(config, ConfigError):
+        # Only the trigger label is worth a reply; other labels come and go all day.
+        if label == ctx.settings.trigger_label and await authorised(ctx, gh, source,
+                                                                     quiet=True):
+            await acknowledge(gh, source)
+            await reply(ctx, gh, source, replies.CONFIG_INVALID.format(
+                login=source.login, error=config))
+        return
+    if label != config.trigger_label:
+        return
+    if not await _may_trigger(ctx, gh, source, config, quiet=True):
         return
     await acknowledge(gh, source)
-    await verbs.start_run(ctx, gh, source, trigger="label", command=None)
+    await verbs.start_run(ctx, gh, source, trigger="label", command=None, config=config)
 
 
 @router.register("issue_comment", action="created")
@@ -70,14 +83,14 @@ async def on_review_comment(event: sansio.Event, ctx: Context) -> None:
 
 
 async def _on_command_comment(ctx: Context, source: Source, body: str | None) -> None:
-    if ignored_sender(ctx, source.sender):
+    if is_the_app(ctx, source.sender):
         return
     parsed = parse_commands(body)
     if not parsed:
         return  # most comments are not for us: no GitHub call at all
     first = parsed[0]  # one command per comment; the rest are ignored (see docs)
     gh = ctx.github.installation(source.installation_id)
-    if not await authorised(ctx, gh, source):
+    if not await _may_trigger(ctx, gh, source, None, quiet=False):
         return
     await acknowledge(gh, source)
     label = ctx.settings.trigger_label
@@ -86,3 +99,20 @@ async def _on_command_comment(ctx: Context, source: Source, body: str | None) ->
             login=source.login, message=first.message, usage=usage_text(label)))
         return
     await verbs.VERBS[first.verb](ctx, gh, source, first)
+
+
+async def _may_trigger(ctx: Context, gh: Any, source: Source, config: Effective | None, *,
+                       quiet: bool) -> bool:
+    """People need write access; bots need to be in the repo config's `allowed_bots`."""
+    if not is_bot(source.sender):
+        return await authorised(ctx, gh, source, quiet=quiet)
+    if config is None:
+        loaded = await verbs.repo_config(ctx, source)
+        if isinstance(loaded, ConfigError):
+            return False  # a bot does not read replies; the config's error waits for a human
+        config = loaded
+    allowed = config.allows_bot(source.login)
+    if not allowed:
+        log.info("ignoring a bot that allowed_bots does not list",
+                 extra={"login": source.login, "repo": source.repo_full_name})
+    return allowed

@@ -9,6 +9,7 @@ from typing import Any
 from bot import replies, runs
 from bot.commands import Command, help_text
 from bot.context import Context
+from bot.repo_config import ConfigError, Effective, effective
 from bot.sources import Source, reply, run_link
 from bot.store import RunState
 
@@ -17,12 +18,31 @@ log = logging.getLogger(__name__)
 Verb = Callable[[Context, Any, Source, Command], Awaitable[None]]
 
 
+async def repo_config(ctx: Context, source: Source) -> Effective | ConfigError:
+    """The repository's .github/agentbot.yml from its default branch, capped by the operator."""
+    try:
+        config = await ctx.configs.load(source.installation_id, source.repo_full_name,
+                                        source.repo.get("default_branch") or "main")
+        return effective(config, ctx.settings)
+    except ConfigError as exc:
+        return exc
+
+
 async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
-                      command: Command | None) -> runs.NewRun | None:
+                      command: Command | None,
+                      config: Effective | None = None) -> runs.NewRun | None:
     """The run a trigger asks for, or None after replying why there is none."""
     settings = ctx.settings
-    agent = (command.agent if command else None) or settings.default_agent
-    timeout = settings.run_timeout
+    if config is None:
+        loaded = await repo_config(ctx, source)
+        if isinstance(loaded, ConfigError):
+            await reply(ctx, gh, source, replies.CONFIG_INVALID.format(
+                login=source.login, error=loaded))
+            return None
+        config = loaded
+    agent = (command.agent if command else None) or config.agent
+    model = (command.model if command else None) or config.model
+    timeout = config.timeout_seconds
     if command and command.timeout:
         timeout = min(command.timeout, settings.run_timeout)  # the operator's cap wins
     instructions = command.text.strip() if command else ""
@@ -31,6 +51,7 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
         return None
     base_ref = source.repo.get("default_branch") or "main"
     head_ref = base_sha = None
+    context = dict(source.context)
     if source.is_pull_request:
         if not instructions:
             await reply(ctx, gh, source,
@@ -40,13 +61,19 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
             "/repos/{owner}/{repo}/pulls/{pull_number}",
             {**source.owner_repo(), "pull_number": source.number})
         head_repo = (pull.get("head") or {}).get("repo") or {}
-        if head_repo.get("id") != source.repo["id"]:
+        base_sha = pull["head"]["sha"]
+        if head_repo.get("id") == source.repo["id"]:
+            # Iterating on a PR: the work starts from, and is published to, its head branch.
+            head_ref = base_ref = pull["head"]["ref"]
+        elif config.allow_forks and head_repo:
+            # agentbot cannot push to a fork: it starts from the fork's head (GitHub serves
+            # it from this repository too) and opens a new PR into the same base branch.
+            base_ref = pull["base"]["ref"]
+            context["fork"] = {"repo": head_repo.get("full_name"), "ref": pull["head"]["ref"]}
+        else:
             await reply(ctx, gh, source, replies.FORK_REFUSED.format(
                 login=source.login, head_repo=head_repo.get("full_name", "a deleted fork")))
             return None
-        # Iterating on a PR: the work starts from, and is published to, its head branch.
-        head_ref = base_ref = pull["head"]["ref"]
-        base_sha = pull["head"]["sha"]
     return runs.NewRun(
         installation_id=source.installation_id,
         repo_id=source.repo["id"],
@@ -65,17 +92,27 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
         title=source.title,
         body=source.body,
         instructions=instructions,
-        context=source.context,
+        context=context,
         agent=agent,
-        model=command.model if command else None,
+        model=model,
         timeout_seconds=timeout,
+        config=config_snapshot(config),
     )
 
 
+def config_snapshot(config: Effective) -> dict[str, Any]:
+    """What a run keeps of its repo config (JSON): setup, instructions, draft, policy."""
+    return {
+        "setup": list(config.setup), "instructions": config.instructions,
+        "draft": config.draft, "max_changed_files": config.max_changed_files,
+        "protected_paths": list(config.protected_paths), "allow_forks": config.allow_forks,
+    }
+
+
 async def start_run(ctx: Context, gh: Any, source: Source, *, trigger: str,
-                    command: Command | None) -> None:
+                    command: Command | None, config: Effective | None = None) -> None:
     """Write a queued run for the source, or reply why not."""
-    new = await new_run_for(ctx, gh, source, trigger=trigger, command=command)
+    new = await new_run_for(ctx, gh, source, trigger=trigger, command=command, config=config)
     if new is not None:
         await _create(ctx, gh, source, new)
 
@@ -120,17 +157,27 @@ async def retry(ctx: Context, gh: Any, source: Source, *, trigger: str,
                 login=source.login, kind=source.kind))
             return
         run = latest[0]
+    # The same inputs, under the repository's config as it is now: a retry is how a
+    # maintainer picks up a fixed `setup` or `protected_paths`.
+    config = await repo_config(ctx, source)
+    if isinstance(config, ConfigError):
+        await reply(ctx, gh, source, replies.CONFIG_INVALID.format(
+            login=source.login, error=config))
+        return
+    fork = bool((run.context or {}).get("fork"))
     new = runs.NewRun(
         installation_id=run.installation_id, repo_id=run.repo_id,
         repo_full_name=run.repo_full_name, clone_url=run.clone_url, number=run.number,
         is_pull_request=run.is_pull_request, base_ref=run.base_ref,
-        # A PR's branch may have moved since: the launcher resolves the SHA again.
-        base_sha=None, head_ref=run.head_ref, trigger=trigger,
+        # A PR's branch may have moved since: it is resolved again. A fork's head cannot
+        # be (its branch is not here), so its retry starts where the run did.
+        base_sha=run.base_sha if fork else None, head_ref=run.head_ref, trigger=trigger,
         sender_login=source.login, sender_id=source.sender["id"],
         delivery_id=source.event.delivery_id, comment_id=source.comment_id,
         retry_of=run.id, title=run.title, body=run.body, instructions=run.instructions,
         context=run.context, agent=run.agent, model=run.model,
-        timeout_seconds=run.timeout_seconds,
+        timeout_seconds=min(run.timeout_seconds, ctx.settings.run_timeout),
+        config=config_snapshot(config),
     )
     await _create(ctx, gh, source, new)
 

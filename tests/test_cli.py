@@ -97,9 +97,9 @@ def test_migrate_creates_the_schema_and_is_repeatable(tmp_path: Path) -> None:
     env = {"AGENTBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"}
     first = agentbot("migrate", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "database at revision 0001" in first.stdout
+    assert "database at revision 0002" in first.stdout
     again = agentbot("migrate", env=env, cwd=tmp_path)
-    assert again.returncode == 0 and "0001" in again.stdout
+    assert again.returncode == 0 and "0002" in again.stdout
 
 
 def test_receive_dry_run_on_a_label_prints_decision_and_requests(tmp_path: Path) -> None:

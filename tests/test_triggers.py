@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -104,10 +105,13 @@ async def test_label_by_a_maintainer_queues_a_run_and_acknowledges(harness: Harn
     assert len(harness.calls("GET", "/collaborators/octocat/permission")) == 1
 
 
-async def test_other_labels_cost_no_github_call(harness: Harness) -> None:
+async def test_other_labels_cost_only_the_config_lookup(harness: Harness) -> None:
+    # The repository may name its own trigger label, so its config is read (a conditional
+    # request once cached); nobody's permission is asked and nothing is written.
     await harness.deliver("issues", p.issues_labeled(label="bug"))
     assert await harness.runs() == []
-    assert [r for r in harness.fake.requests if "/repos/" in r.path] == []
+    assert [(r.method, r.operation) for r in harness.fake.requests if "/repos/" in r.path] == [
+        ("GET", "GET /repos/{owner}/{repo}/contents/{path}")]
 
 
 async def test_label_by_a_reader_does_nothing_quietly(harness: Harness) -> None:
@@ -150,14 +154,74 @@ async def test_edited_and_deleted_comments_never_trigger(harness: Harness, actio
     assert harness.fake.requests == []
 
 
-@pytest.mark.parametrize("login, kind", [("dependabot[bot]", "Bot"), ("agentbot[bot]", "Bot")])
-async def test_bots_and_the_app_itself_are_ignored(harness: Harness, login: str,
-                                                   kind: str) -> None:
-    await harness.deliver("issue_comment", harness.comment("/agent do it", login=login,
-                                                           sender_type=kind))
-    await harness.deliver("issues", p.issues_labeled(login=login, sender_type=kind))
+CONFIG_LOOKUP = ("GET", "GET /repos/{owner}/{repo}/contents/{path}")
+
+
+def config_lookups_only(harness: Harness) -> bool:
+    calls = [(r.method, r.operation) for r in harness.fake.requests if "/repos/" in r.path]
+    return set(calls) == {CONFIG_LOOKUP}
+
+
+async def test_bots_are_ignored_unless_the_repo_config_allows_them(harness: Harness) -> None:
+    await harness.deliver("issue_comment", harness.comment(
+        "/agent do it", login="dependabot[bot]", sender_type="Bot"))
+    await harness.deliver("issues", p.issues_labeled(login="dependabot[bot]", sender_type="Bot"))
+    assert await harness.runs() == []
+    # Only the config was read (to see `allowed_bots`): no permission asked, no 👀, no reply.
+    assert config_lookups_only(harness)
+    harness.fake.push(REPO, {".github/agentbot.yml": b"allowed_bots: [renovate]\n"})
+    await harness.deliver("issue_comment", harness.comment(
+        "/agent bump it", login="renovate[bot]", sender_type="Bot"))
+    [run] = await harness.runs()
+    assert (run.sender_login, run.instructions) == ("renovate[bot]", "bump it")
+    assert harness.calls("GET", "/collaborators/renovate[bot]/permission") == []
+
+
+async def test_the_app_itself_never_triggers(harness: Harness) -> None:
+    harness.fake.push(REPO, {".github/agentbot.yml": b"allowed_bots: [agentbot]\n"})
+    harness.bot.context = dataclasses.replace(harness.bot.context, app_login="agentbot[bot]")
+    assert harness.bot.inbox is not None
+    harness.bot.inbox._context = harness.bot.context
+    harness.fake.requests.clear()
+    await harness.deliver("issue_comment", harness.comment(
+        "/agent do it", login="agentbot[bot]", sender_type="Bot"))
     assert await harness.runs() == []
     assert harness.fake.requests == []
+
+
+async def test_the_repo_config_names_the_trigger_label_and_run_defaults(
+        harness: Harness) -> None:
+    harness.fake.push(REPO, {".github/agentbot.yml": (
+        b"trigger_label: robot\nagent: codex\nmodel: gpt-5\ntimeout: 10m\n"
+        b"setup: [make deps]\ndraft: false\n")})
+    await harness.deliver("issues", p.issues_labeled(label="agent"))
+    assert await harness.runs() == []
+    await harness.deliver("issues", p.issues_labeled(label="robot"))
+    [run] = await harness.runs()
+    assert (run.agent, run.model, run.timeout_seconds) == ("codex", "gpt-5", 600)
+    assert run.config["setup"] == ["make deps"] and run.config["draft"] is False
+    # A command's options beat the config; its timeout is still capped by the operator.
+    harness.fake.add_issue(REPO, 7)
+    await harness.deliver("issue_comment", harness.comment(
+        "/agent --agent aider --timeout 2h do it", number=7))
+    second = (await harness.runs())[1]
+    assert (second.agent, second.model) == ("aider", "gpt-5")
+    assert second.timeout_seconds == harness.bot.settings.run_timeout
+
+
+async def test_an_invalid_config_starts_nothing_and_names_line_and_key(
+        harness: Harness) -> None:
+    harness.fake.push(REPO, {".github/agentbot.yml": b"agent: claude\ntimout: 20m\n"})
+    await harness.deliver("issue_comment", harness.comment("/agent do it"))
+    assert await harness.runs() == []
+    [reply] = harness.comments(p.ISSUE_NUMBER)
+    assert "`.github/agentbot.yml`, line 2, key `timout`: unknown key" in reply
+    assert "did you mean `timeout`?" in reply
+    # The trigger label with a broken config gets the same answer; other labels get none.
+    await harness.deliver("issues", p.issues_labeled(label="bug"))
+    await harness.deliver("issues", p.issues_labeled(label="agent"))
+    assert len(harness.comments(p.ISSUE_NUMBER)) == 2
+    assert await harness.runs() == []
 
 
 async def test_comments_without_a_command_cost_nothing(harness: Harness) -> None:

@@ -66,6 +66,18 @@ class FakeGitHubSetup:
         state.repos[repo.full_name] = repo
         return repo
 
+    def push(self, repo: str | Repo, files: dict[str, bytes | tuple[str, bytes] | None], *,
+             branch: str | None = None, message: str = "Change files",
+             user: str = "octocat") -> str:
+        """A new commit on `branch` (the default one) writing or, for None, deleting files."""
+        found = self._repo(repo)
+        ref = f"refs/heads/{branch or found.default_branch}"
+        head = found.git.commit_files(dict(files), found.git.refs.get(ref), message,
+                                      self.state.person(self.state.user(user)))
+        found.git.set_ref(ref, head)
+        self.state.refs_moved(found)
+        return head
+
     def add_collaborator(self, repo: str | Repo, login: str, permission: str = "write") -> None:
         """Give `login` a role on the repo: read, triage, write, maintain or admin."""
         assert permission in ROLES, permission
