@@ -43,8 +43,10 @@ ICONS = {
     RunState.TIMED_OUT: "⌛",
 }
 WAITING = "Waiting for a sandbox."
-WORKING = "The agent is working. Its live progress is in the [check run]({check_url})."
-WORKING_NO_CHECK = "The agent is working."
+IN_PROGRESS = "in progress"
+WORKING = ("agentbot is on it. Its live progress is in the [check run]({check_url}); this "
+           "comment tells the outcome when the run ends.")
+WORKING_NO_CHECK = "agentbot is on it; this comment tells the outcome when the run ends."
 PR_OPENED = "Opened {draft}pull request #{number}: {url}"
 PUSHED = "Pushed {sha} to `{branch}`."
 NO_CHANGES = "The agent finished without changing any file."
@@ -120,10 +122,20 @@ def title(run: Any, progress: Progress | None = None) -> str:
 
 
 def comment_body(run: Any, check_url: str | None, now: dt.datetime) -> str:
-    """The sticky status comment, with its marker so a lost one can be found again."""
+    """The sticky status comment, with its marker so a lost one can be found again.
+
+    It is written twice: when the run is queued, pointing at the check run for the live
+    progress, and when the run ends, with the outcome. Edits in between would only repeat
+    the check run and cost GitHub's content-creating budget.
+    """
     state = RunState(run.state)
-    text = COMMENT_HEAD.format(icon=ICONS[state], id=run.id, title=title(run))
-    text += _headline(run, now) + "\n\n" + _outcome(run, check_url)
+    if state in ACTIVE_STATES:
+        text = COMMENT_HEAD.format(icon=ICONS[RunState.QUEUED], id=run.id, title=IN_PROGRESS)
+        text += _headline(run, None) + "\n\n"
+        text += WORKING.format(check_url=check_url) if check_url else WORKING_NO_CHECK
+    else:
+        text = COMMENT_HEAD.format(icon=ICONS[state], id=run.id, title=title(run))
+        text += _headline(run, now) + "\n\n" + _outcome(run, check_url)
     if check_url:
         text += "\n\n" + DETAILS.format(check_url=check_url)
     tag = effects.marker(f"status_comment:{run.id}")
@@ -137,7 +149,7 @@ def _outcome(run: Any, check_url: str | None) -> str:
     if state in (RunState.QUEUED, RunState.STARTING):
         return WAITING
     if state is RunState.RUNNING:
-        return WORKING.format(check_url=check_url) if check_url else WORKING_NO_CHECK
+        return "The agent is working."
     if state is RunState.SUCCEEDED:
         if result.get("status") == "no_changes":
             text = NO_CHANGES
@@ -156,9 +168,11 @@ def _outcome(run: Any, check_url: str | None) -> str:
     return FAILED.format(reason=clip(reason, 20_000)) + "\n\n" + RETRY_HINT
 
 
-def _headline(run: Any, now: dt.datetime) -> str:
+def _headline(run: Any, now: dt.datetime | None) -> str:
     model = f" ({run.model})" if run.model else ""
-    if run.started_at is None:
+    if now is None:  # a text that is not kept up to date says no time
+        elapsed = "queued " + _iso(run.created_at).replace("T", " ").replace("Z", " UTC")
+    elif run.started_at is None:
         elapsed = "not started"
     elif run.finished_at is not None:
         seconds = (aware(run.finished_at) - aware(run.started_at)).total_seconds()

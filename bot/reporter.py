@@ -20,7 +20,7 @@ from bot.refs import resolve_base
 from bot.replies import find_marked_comment
 from bot.report_text import CHECK_NAME, Progress, check_run_body, comment_body
 from bot.runs import get_run
-from bot.store import RunState, run_events, runs, utcnow
+from bot.store import FINAL_STATES, RunState, run_events, runs, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,9 @@ class Reporter:
                                   "last_reported_seq": progress.seq}
         if check is not None:
             values["check_run_id"] = check["id"]
-        if run.last_reported_state != run.state:
+        if run.last_reported_state is None or (
+                RunState(run.state) in FINAL_STATES
+                and RunState(run.last_reported_state) not in FINAL_STATES):
             comment = await self._comment(gh, run, (check or {}).get("html_url"), now)
             values["status_comment_id"] = comment["id"]
         async with self._engine.begin() as conn:

@@ -20,7 +20,7 @@ from bot.settings import Settings
 from bot.store import create_engine
 
 # The suite's doubles of GitHub and of the Kubernetes API, as fixtures for every test.
-pytest_plugins = ["tests.fakes.github", "tests.fakes.kubeapi"]
+pytest_plugins = ["tests.fakes.github", "tests.fakes.kubeapi", "tests.flow.fixtures"]
 
 PG_ENV = "AGENTBOT_TEST_DATABASE_URL"
 WEBHOOK_SECRET = "test-webhook-secret"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hashlib
 import json
@@ -106,6 +107,8 @@ class FakeGitHub(FakeGitHubSetup):
         self.requests: list[RecordedRequest] = []
         self.violations: list[str] = []
         self._faults: list[Fault] = []
+        self._hangs: list[Fault] = []
+        self.hung = asyncio.Event()
         self._window = clock()
         self._used: dict[object, int] = {}
         self.app = web.Application(client_max_size=110 * 1024 * 1024)
@@ -170,7 +173,26 @@ class FakeGitHub(FakeGitHubSetup):
         except Exception:  # a bug in the fake must fail the test, not hide in a log
             self._violate(f"{request.method} {path}: the fake crashed\n{traceback.format_exc()}")
             reply, key = Reply(500, {"message": "Server Error"}), None
+        hang = next((h for h in self._hangs if h.matches(request.method, path,
+                                                          (record.operation or " ").split(" ")[1])
+                     and 200 <= reply.status < 300), None)
+        if hang is not None:
+            # Done on "GitHub", but the answer never comes back: what a client sees when it
+            # dies, or its connection does, right after sending a request.
+            self._hangs.remove(hang)
+            record.status = reply.status
+            self.hung.set()
+            await asyncio.Event().wait()
         return self._respond(request, reply, record, key)
+
+    def hang_after(self, method: str, path_pattern: str) -> asyncio.Event:
+        """Carry out the next matching request, then never answer it; `.hung` is set then.
+
+        The pattern is a documented template or a glob, as for `fail_next`.
+        """
+        self._hangs.append(Fault(method.upper(), path_pattern, 0, {}, None, 1))
+        self.hung = asyncio.Event()
+        return self.hung
 
     def _dispatch(self, request: web.Request, raw: bytes,
                   record: RecordedRequest) -> tuple[Reply, object]:

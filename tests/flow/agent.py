@@ -1,0 +1,58 @@
+"""A scripted coding agent for end-to-end tests: it does what the test's plan file says.
+
+argv: <prompt file> <plan file> <log dir>. The plan (JSON) may hold `write` {path: text},
+`write_b64` {path: base64}, `delete` [paths], `chmod_x` [paths], `todo` [texts],
+`summary`, `wait_for` (a path that must exist before the agent edits), `sleep` (seconds)
+and `fail` (exit 1). The prompt is copied to <log dir>/prompt-<n>.txt for the test to read.
+"""
+
+import base64
+import json
+import os
+import pathlib
+import sys
+import time
+
+
+def emit(kind: str, data: dict) -> None:
+    print(json.dumps({"kind": kind, "data": data}), flush=True)
+
+
+def main() -> int:
+    prompt_file, plan_file, log_dir = sys.argv[1:4]
+    plan = json.loads(pathlib.Path(plan_file).read_text())
+    logs = pathlib.Path(log_dir)
+    count = len(list(logs.glob("prompt-*.txt")))
+    (logs / f"prompt-{count}.txt").write_text(pathlib.Path(prompt_file).read_text())
+    (logs / f"pid-{count}").write_text(str(os.getpid()))
+    todo = plan.get("todo") or []
+    if todo:
+        emit("todo", {"items": [{"text": t, "status": "in_progress" if i == 0 else "pending"}
+                                for i, t in enumerate(todo)]})
+    emit("tool", {"name": "edit", "status": "started", "input": "the files"})
+    if plan.get("wait_for"):
+        while not pathlib.Path(plan["wait_for"]).exists():
+            time.sleep(0.05)
+    if plan.get("sleep"):
+        time.sleep(float(plan["sleep"]))
+    for path, text in (plan.get("write") or {}).items():
+        target = pathlib.Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    for path, data in (plan.get("write_b64") or {}).items():
+        pathlib.Path(path).write_bytes(base64.b64decode(data))
+    for path in plan.get("chmod_x") or []:
+        os.chmod(path, 0o755)
+    for path in plan.get("delete") or []:
+        pathlib.Path(path).unlink()
+    if todo:
+        emit("todo", {"items": [{"text": t, "status": "completed"} for t in todo]})
+    if plan.get("fail"):
+        emit("message", {"text": plan.get("summary") or "I could not do it."})
+        return 1
+    emit("message", {"text": plan.get("summary") or "Done."})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
