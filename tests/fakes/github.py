@@ -109,6 +109,7 @@ class FakeGitHub(FakeGitHubSetup):
         self._faults: list[Fault] = []
         self._hangs: list[Fault] = []
         self.hung = asyncio.Event()
+        self._released = asyncio.Event()
         self._window = clock()
         self._used: dict[object, int] = {}
         self.app = web.Application(client_max_size=110 * 1024 * 1024)
@@ -182,8 +183,12 @@ class FakeGitHub(FakeGitHubSetup):
             self._hangs.remove(hang)
             record.status = reply.status
             self.hung.set()
-            await asyncio.Event().wait()
+            await self._released.wait()  # until the test has stopped the client
         return self._respond(request, reply, record, key)
+
+    def release(self) -> None:
+        """Let hung requests answer (to nobody, once their client is gone)."""
+        self._released.set()
 
     def hang_after(self, method: str, path_pattern: str) -> asyncio.Event:
         """Carry out the next matching request, then never answer it; `.hung` is set then.
@@ -192,6 +197,7 @@ class FakeGitHub(FakeGitHubSetup):
         """
         self._hangs.append(Fault(method.upper(), path_pattern, 0, {}, None, 1))
         self.hung = asyncio.Event()
+        self._released = asyncio.Event()
         return self.hung
 
     def _dispatch(self, request: web.Request, raw: bytes,

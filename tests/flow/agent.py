@@ -42,7 +42,7 @@ def main() -> int:
     for path, data in (plan.get("write_b64") or {}).items():
         pathlib.Path(path).write_bytes(base64.b64decode(data))
     for path in plan.get("chmod_x") or []:
-        os.chmod(path, 0o755)
+        os.chmod(path, 0o755)  # noqa: S103 - the test wants an executable file
     for path in plan.get("delete") or []:
         pathlib.Path(path).unlink()
     if todo:

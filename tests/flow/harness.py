@@ -95,6 +95,7 @@ class Flow:
         if self.client is not None:
             await self.client.close()
         self.internal = self.client = None
+        self.fake.release()
 
     async def close(self) -> None:
         await self.stop()
