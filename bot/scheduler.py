@@ -25,6 +25,7 @@ from bot.settings import Settings
 
 __all__ = ["Scheduler", "make_executor"]
 from bot.store import FINAL_STATES, RunState, runs, utcnow
+from sandbox import exitcodes
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,10 @@ class Scheduler:
                 self._on_change()
         elif phase is SandboxPhase.SUCCEEDED:
             await self._succeeded(run)
+        elif phase is SandboxPhase.FAILED and status.exit_code == exitcodes.TIMEOUT:
+            # The runner's own limit (set a little inside the Job's deadline) stopped it.
+            reason = status.reason or f"the run ran past its {run.timeout_seconds}s limit"
+            await self._finish(run.id, RunState.TIMED_OUT, reason, error=reason)
         elif phase is SandboxPhase.FAILED:
             reason = status.reason or f"the sandbox failed (exit code {status.exit_code})"
             await self._finish(run.id, RunState.FAILED, reason, error=reason)
@@ -277,8 +282,8 @@ class Scheduler:
         if result is None:
             await self._finish(run.id, RunState.FAILED, NO_RESULT, error=NO_RESULT)
         elif result.get("status") == "failed":
-            error = result.get("summary") or AGENT_FAILED
-            await self._finish(run.id, RunState.FAILED, AGENT_FAILED, error=error)
+            await self._failed_result(run.id, result.get("summary") or "",
+                                      result.get("stats") or {})
         elif result.get("status") == "no_changes":
             await self._finish(run.id, RunState.SUCCEEDED, "result: no_changes")
         else:
@@ -346,8 +351,15 @@ class Scheduler:
         plugs in here.
         """
         if result.status == "failed":
+            await self._failed_result(run_id, result.summary, result.stats)
+
+    async def _failed_result(self, run_id: int, summary: str, stats: dict[str, Any]) -> None:
+        if stats.get("timed_out") is True:
+            await self._finish(run_id, RunState.TIMED_OUT, "time limit",
+                               error=summary or "the run ran past its time limit")
+        else:
             await self._finish(run_id, RunState.FAILED, AGENT_FAILED,
-                               error=result.summary or AGENT_FAILED)
+                               error=summary or AGENT_FAILED)
 
     async def _finish(self, run_id: int, to: RunState, reason: str, **values: Any) -> bool:
         changed = await transition(self._engine, run_id, to, reason, **values)

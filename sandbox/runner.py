@@ -242,6 +242,9 @@ class Runner:
         status = "timed_out" if failure.code == exitcodes.TIMEOUT else "failed"
         self.sink.emit(phase(failure.phase, status, reason=failure.summary))
         self.stats["total_seconds"] = round(time.monotonic() - self.started, 3)
+        # The result's status is failed either way; the bot tells a time limit by these.
+        self.stats["failed_phase"] = failure.phase
+        self.stats["timed_out"] = failure.code == exitcodes.TIMEOUT
         self.sink.flush(FLUSH_SECONDS)
         try:
             self.client.put_result(self.redactor.value(failed(failure.summary, self.stats)))
