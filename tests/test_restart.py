@@ -22,7 +22,7 @@ from test_scheduler import GitHubGit
 
 from bot.app import BOT_KEY, create_app, internal_app
 from bot.executors.kube_status import Graces
-from bot.executors.kubernetes import KubernetesExecutor
+from bot.executors.kubernetes import API_PERMISSIONS, KubernetesExecutor
 from bot.executors.local import LocalExecutor
 from bot.runs import get_run
 from bot.settings import Settings
@@ -282,6 +282,11 @@ async def test_the_kubernetes_executor_adopts_the_job_and_the_run_completes(
                    if path.endswith("/jobs") and query.get("watch") == "true"]
         assert all(int(w["resourceVersion"]) > 0 for w in watches)
         await _assert_token_handling(fake_github, sandbox_token)
+        # The new process removes the ended sandbox's Secret; the Job stays for its TTL.
+        await until(lambda: not kube_api.exists("secrets", job))
+        assert kube_api.exists("jobs", job)
+        assert kube_api.rbac_calls() <= {(group, resource, verb) for (group, resource), verbs
+                                         in API_PERMISSIONS.items() for verb in verbs}
         assert second.bot.scheduler.health() is None
     finally:
         for served in servers:
