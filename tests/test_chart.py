@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from bot.executors.kubernetes import API_PERMISSIONS
 from tests.chart_render import (
     CHART,
     KUBERNETES_VERSION,
@@ -29,16 +30,9 @@ from tests.chart_render import (
 )
 from tests.pss import check_restricted
 
-# What the Kubernetes executor calls (bot/executors/kubernetes.py), and nothing more.
-EXECUTOR_GRANTS = {
-    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-    ("", "secrets"): {"create", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "pods/log"): {"get", "list", "watch"},
-}
-# Calls the executor makes knowing the Role may refuse them (it reads events only to explain a
-# pod that never started); the chart does not grant them.
-BEST_EFFORT_CALLS = {("", "events", "list")}
+# What the Kubernetes executor calls, as it declares it; tests/test_kubernetes_executor.py
+# checks the declaration against the requests the API double receives.
+EXECUTOR_GRANTS = {key: set(verbs) for key, verbs in API_PERMISSIONS.items()}
 CLIENT_CALL = re.compile(r"\b(create|read|list|delete|patch|replace)_namespaced_([a-z_]+)\b")
 CLIENT_VERBS = {"create": "create", "read": "get", "list": "list", "delete": "delete",
                 "patch": "patch", "replace": "update"}
@@ -176,7 +170,7 @@ def test_role_grants_exactly_what_the_executor_calls(name: str) -> None:
     assert account["automountServiceAccountToken"] is False
 
 
-def test_every_kubernetes_call_in_the_code_is_granted() -> None:
+def test_the_kubernetes_calls_in_the_code_are_exactly_the_grants() -> None:
     calls = set()
     for source in (ROOT / "bot").rglob("*.py"):
         for verb, kind in CLIENT_CALL.findall(source.read_text()):
@@ -184,13 +178,13 @@ def test_every_kubernetes_call_in_the_code_is_granted() -> None:
             resource = "pods/log" if kind == "pod_log" else f"{kind}s"
             call = (group, resource, CLIENT_VERBS[verb])
             calls.add(call)
-            if verb == "list" and call not in BEST_EFFORT_CALLS:
+            if verb == "list":
                 # The executor watches what it lists, from the list's resourceVersion.
                 calls.add((group, resource, "watch"))
     assert calls, "found no Kubernetes client call in bot/"
     granted = {(group, resource, verb)
                for (group, resource), verbs in EXECUTOR_GRANTS.items() for verb in verbs}
-    assert calls - BEST_EFFORT_CALLS <= granted
+    assert calls == granted
 
 
 # --- Guards and schema ----------------------------------------------------------------------

@@ -88,6 +88,13 @@ def test_a_job_without_a_pod() -> None:
     assert at(30, job(), None).status.phase is SandboxPhase.PENDING
     assert at(30, job(), None).recheck_at == T0 + 60
     assert at(61, job(), None).stuck
+    # Only an Event would say why the API refused the pod: the reason names the usual causes.
+    assert at(61, job(), None).status.reason == (
+        "NoPod: no pod was created for the Job within 60s (a ResourceQuota or an admission "
+        "policy can refuse its pods)")
+    with_runtime_class = job()
+    with_runtime_class["spec"] = {"template": {"spec": {"runtimeClassName": "runsc"}}}
+    assert 'is the RuntimeClass "runsc" installed?' in at(61, with_runtime_class).status.reason
     # Not while the pod list is unknown, nor while the Job counts an active pod.
     assert not at(61, job(), None, pods_known=False).stuck
     assert not at(61, job(active=1), None).stuck

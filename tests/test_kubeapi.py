@@ -223,3 +223,26 @@ async def test_other_namespaces_and_kinds_are_not_served(kube_api: KubeAPI, apis
     with pytest.raises(ApiException) as kind:
         await asyncio.to_thread(core.list_namespaced_config_map, kube_api.namespace)
     assert kind.value.status == 404
+
+
+async def test_requests_are_recorded_as_rbac_sees_them(kube_api: KubeAPI, apis: Any) -> None:
+    batch, core = apis
+    ns = kube_api.namespace
+    job = await asyncio.to_thread(batch.create_namespaced_job, ns, job_body("r"))
+    await asyncio.to_thread(batch.read_namespaced_job, "r", ns)
+    await asyncio.to_thread(core.create_namespaced_secret, ns, secret_body("r", job.metadata.uid))
+    await asyncio.to_thread(core.delete_namespaced_secret, "r", ns)
+    await asyncio.to_thread(core.list_namespaced_pod, ns)
+    watch = await asyncio.to_thread(core.list_namespaced_pod, ns, watch=True, timeout_seconds=0,
+                                    _preload_content=False)
+    watch.release_conn()
+    with pytest.raises(ApiException):  # not served, still authorised (or not) as pods/log
+        await asyncio.to_thread(core.read_namespaced_pod_log, "nope", ns)
+
+    assert kube_api.rbac_calls() == {
+        ("batch", "jobs", "create"), ("batch", "jobs", "get"), ("", "secrets", "create"),
+        ("", "secrets", "delete"), ("", "pods", "list"), ("", "pods", "watch"),
+        ("", "pods/log", "get")}
+    assert kubeapi.rbac_call("DELETE", f"/api/v1/namespaces/{ns}/pods", {}) == (
+        "", "pods", "deletecollection")
+    assert kubeapi.rbac_call("GET", "/version", {}) is None

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from bot import manifests
 from bot.executors import kubernetes as executor_module
 from bot.executors.base import RunSpec, SandboxLimits, SandboxPhase, SandboxSecrets, SandboxStatus
 from bot.executors.kube_status import Graces
-from bot.executors.kubernetes import KubernetesAPIError, KubernetesExecutor
+from bot.executors.kubernetes import API_PERMISSIONS, KubernetesAPIError, KubernetesExecutor
 from bot.settings import Settings
 from tests.fakes import kubeapi
 from tests.fakes.kubeapi import KubeAPI
@@ -32,6 +32,17 @@ IMAGE = "ghcr.io/agentbot/agentbot-sandbox:0.1.0"
 SECRETS = SandboxSecrets(github_token="ghs_sandboxReadOnly0123456789abcdefABCD",
                          callback_token="cbtok-5f1d2e3c4b5a69788796a5b4c3d2e1f0")
 Stream = AsyncIterator[SandboxStatus]
+# The executor's declared calls, one (group, resource, verb) each: what the chart's Role grants.
+PERMITTED = {(group, resource, verb)
+             for (group, resource), verbs in API_PERMISSIONS.items() for verb in verbs}
+
+
+@pytest.fixture(autouse=True)
+def calls_within_the_role(kube_api: KubeAPI) -> Iterator[None]:
+    """Every request any test here makes through the executor is one the Role grants."""
+    yield
+    undeclared = kube_api.rbac_calls() - PERMITTED
+    assert not undeclared, f"calls the executor does not declare: {sorted(undeclared)}"
 
 
 def run_spec(run_id: int) -> RunSpec:
@@ -202,9 +213,14 @@ async def test_a_job_that_completes(kube_api: KubeAPI, executor: KubernetesExecu
     statuses = await started(kube_api, executor, 10)
     kube_api.set_pod_running("agentbot-run-10")
     assert (await statuses.next()).phase is SandboxPhase.RUNNING
+    assert kube_api.exists("secrets", "agentbot-run-10")  # the pod still mounts it
     kube_api.set_pod_terminated("agentbot-run-10", 0)
     kube_api.set_job_condition("agentbot-run-10", "Complete")
     assert await statuses.next() == SandboxStatus(10, SandboxPhase.SUCCEEDED, exit_code=0)
+    # The tokens go at once; the Job stays for its TTL, for its pod to be inspected.
+    await until(lambda: not kube_api.exists("secrets", "agentbot-run-10"))
+    assert ("secrets", "agentbot-run-10", "Background") in kube_api.deletions
+    assert kube_api.exists("jobs", "agentbot-run-10")
     await statuses.quiet()
     # Watched, never polled: no GET of a single Job, one list of Jobs.
     assert not requests(kube_api, "GET", "/jobs/agentbot-run-10")
@@ -222,6 +238,7 @@ async def test_a_failed_job_reports_the_exit_code_and_message(
     kube_api.set_pod_terminated("agentbot-run-11", 3, "setup failed: npm ci exited 1")
     assert await statuses.next() == SandboxStatus(
         11, SandboxPhase.FAILED, "exit code 3: setup failed: npm ci exited 1", exit_code=3)
+    await until(lambda: not kube_api.exists("secrets", "agentbot-run-11"))
     await statuses.quiet()
 
 
@@ -278,8 +295,10 @@ async def test_unschedulable_fails_only_after_the_grace_period(
     await until(lambda: not kube_api.exists("jobs", "agentbot-run-15"))
 
 
-async def test_a_missing_runtime_class_fails_with_the_jobs_event(
+async def test_a_missing_runtime_class_fails_the_run_without_reading_events(
         kube_api: KubeAPI, make_executor: Callable[..., KubernetesExecutor]) -> None:
+    # The API refuses the Job controller's pod: the Job stays without a pod, active 0, no
+    # condition; only an Event (which the Role does not grant) would name the RuntimeClass.
     kube_api.runtime_classes = {"gvisor"}  # the cluster has no "runsc"
     executor = make_executor(graces=Graces(pod_create=0.5, pod_start=30, unschedulable=30))
     statuses = await watched(executor)
@@ -287,26 +306,24 @@ async def test_a_missing_runtime_class_fails_with_the_jobs_event(
     failed = await statuses.next()
     if failed.phase is SandboxPhase.PENDING:  # skipped when the whole-second clock says so
         failed = await statuses.next()
-    assert failed.phase is SandboxPhase.FAILED
-    assert failed.reason == (
-        "NoPod: no pod was created for the Job within 0.5s; FailedCreate: Error creating: pods "
-        '"agentbot-run-16-" is forbidden: pod rejected: RuntimeClass "runsc" not found')
+    assert failed == SandboxStatus(16, SandboxPhase.FAILED, (
+        "NoPod: no pod was created for the Job within 0.5s (is the RuntimeClass \"runsc\" "
+        "installed? A ResourceQuota or an admission policy can also refuse its pods)"))
     await until(lambda: not kube_api.exists("jobs", "agentbot-run-16"))
+    await until(lambda: not kube_api.exists("secrets", "agentbot-run-16"))
+    assert not requests(kube_api, "GET", "/events")
 
 
-async def test_a_pod_stuck_creating_its_sandbox_fails_with_the_pods_event(
+async def test_a_pod_stuck_creating_its_sandbox_fails_with_its_waiting_reason(
         kube_api: KubeAPI, make_executor: Callable[..., KubernetesExecutor]) -> None:
+    # A RuntimeClass whose handler the node lacks: the pod stays in ContainerCreating.
     # Two seconds, as the API's whole-second clock may already have used up one.
     executor = make_executor(graces=Graces(pod_create=30, pod_start=2, unschedulable=30))
     statuses = await started(kube_api, executor, 17)
-    pod = kube_api.pods_of("agentbot-run-17")[0]["metadata"]["name"]
     kube_api.set_pod_waiting("agentbot-run-17", "ContainerCreating")
-    kube_api.add_event("Pod", pod, "FailedCreatePodSandBox", "Failed to create pod sandbox: "
-                       'no runtime for "runsc" is configured')
     assert await statuses.next(timeout=5) == SandboxStatus(17, SandboxPhase.FAILED, (
-        "PodStartTimeout: pod still Pending after 2s (ContainerCreating); "
-        'FailedCreatePodSandBox: Failed to create pod sandbox: no runtime for "runsc" is '
-        "configured"))
+        "PodStartTimeout: pod still Pending after 2s (ContainerCreating)"))
+    await until(lambda: not kube_api.exists("jobs", "agentbot-run-17"))
 
 
 # --- the watch: disconnects, 410 Gone, server timeouts, 500s -----------------------------------
@@ -428,6 +445,9 @@ async def test_a_refused_secret_is_reported_without_the_servers_message(
         await executor.start(run_spec(34), SECRETS)
     assert str(raised.value) == "create Secret agentbot-run-34: 403 Forbidden"
     assert executor.api_errors == 1  # not retried: 403 will not get better
+    # Its pod would wait for the Secret's volume until the deadline: the Job goes at once.
+    assert ("jobs", "agentbot-run-34", "Background") in kube_api.deletions
+    assert not kube_api.exists("jobs", "agentbot-run-34")
 
 
 async def test_a_secret_the_client_refuses_is_never_quoted(
@@ -449,6 +469,29 @@ async def test_a_secret_the_client_refuses_is_never_quoted(
 
 
 # --- reconcile and close -----------------------------------------------------------------------
+
+
+async def test_the_executor_makes_every_call_the_role_grants(
+        kube_api: KubeAPI, make_executor: Callable[..., KubernetesExecutor]) -> None:
+    """A run's whole life, restart included, uses each declared call; none is left unused."""
+    before = make_executor()
+    await before.start(run_spec(70), SECRETS)
+    await before.start(run_spec(70), SECRETS)  # 409: the Job is read back for its uid
+    await before.start(run_spec(71), SECRETS)
+    await before.close()
+    after = make_executor()
+    await after.reconcile({70, 71})
+    statuses = await watched(after)
+    await until(lambda: bool(kube_api.pods_of("agentbot-run-70")))
+    kube_api.set_pod_terminated("agentbot-run-70", 0)
+    kube_api.set_job_condition("agentbot-run-70", "Complete")
+    # The pod's exit may show first (RUNNING, as 71 may be PENDING): the Job's verdict follows.
+    while (status := await statuses.next()).phase is not SandboxPhase.SUCCEEDED:
+        assert status.phase in (SandboxPhase.PENDING, SandboxPhase.RUNNING)
+    await until(lambda: not kube_api.exists("secrets", "agentbot-run-70"))
+    await after.cancel(71)
+
+    assert kube_api.rbac_calls() == PERMITTED
 
 
 async def test_reconcile_adopts_running_jobs_and_reports_vanished_ones(

@@ -22,6 +22,12 @@ TERMINAL_PHASES = frozenset({
 })
 CONTROLLER_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
 MAX_REASON = 1000
+# The API server refused the Job controller's pods; only an Event (which the Role does not
+# grant) would say which check did, so the reason names the likely ones.
+NO_POD = "NoPod: no pod was created for the Job within {grace:g}s"
+NO_POD_HINT = " (a ResourceQuota or an admission policy can refuse its pods)"
+NO_POD_RUNTIME_CLASS_HINT = (' (is the RuntimeClass "{name}" installed? A ResourceQuota or an '
+                             "admission policy can also refuse its pods)")
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,10 @@ def judge(
     created = timestamp((job.get("metadata") or {}).get("creationTimestamp")) or now
     deadline = created + graces.pod_create
     if now >= deadline:
-        reason = f"NoPod: no pod was created for the Job within {graces.pod_create:g}s"
+        pod_spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+        runtime_class = pod_spec.get("runtimeClassName")
+        hint = (NO_POD_RUNTIME_CLASS_HINT.format(name=runtime_class) if runtime_class
+                else NO_POD_HINT)
+        reason = NO_POD.format(grace=graces.pod_create) + hint
         return Verdict(SandboxStatus(run_id, SandboxPhase.FAILED, reason), stuck=True)
     return Verdict(SandboxStatus(run_id, SandboxPhase.PENDING), recheck_at=deadline)

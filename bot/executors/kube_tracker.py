@@ -22,18 +22,21 @@ from bot.executors.kube_status import (
 JOBS, PODS = "jobs", "pods"
 EXIT_CODE_WAIT = 2.0  # seconds a failed Job's pod may lag behind it in the pod watch
 Obj = dict[str, Any]
-# Called with the run id, the Job's uid, the FAILED status and the name of the object at fault.
-OnStuck = Callable[[int, "str | None", SandboxStatus, str], None]
+# Called with the run id, the Job's uid and the FAILED status.
+OnStuck = Callable[[int, "str | None", SandboxStatus], None]
+# Called with the run id when its sandbox has ended: succeeded, failed or timed out.
+OnFinal = Callable[[int], None]
 
 
 class SandboxTracker:
     """Holds the latest Job and pod of each run, as lists and watch events deliver them, and
     queues a run's status whenever it changes. Runs on the event loop; never calls the API."""
 
-    def __init__(self, *, graces: Graces, on_stuck: OnStuck,
-                 pods_known: Callable[[], bool]) -> None:
+    def __init__(self, *, graces: Graces, on_stuck: OnStuck, pods_known: Callable[[], bool],
+                 on_final: OnFinal = lambda run_id: None) -> None:
         self.queue: asyncio.Queue[SandboxStatus | None] = asyncio.Queue()
         self._graces, self._on_stuck, self._pods_known = graces, on_stuck, pods_known
+        self._on_final = on_final
         self._jobs: dict[int, Obj] = {}
         self._pods: dict[int, Obj] = {}
         self._pod_seen: set[str] = set()  # uids of Jobs whose pod has been in view
@@ -85,6 +88,7 @@ class SandboxTracker:
             status = self._decide(run_id, job, pod, pods_known=True) or SandboxStatus(
                 run_id, SandboxPhase.RUNNING)
         self._last[run_id] = (uid_of(job) if job else None, status)
+        self._ended(status)
         return status
 
     def evaluate(self, run_id: int) -> None:
@@ -104,6 +108,7 @@ class SandboxTracker:
             return
         self._last[run_id] = (uid, status)
         self.queue.put_nowait(status)
+        self._ended(status)
 
     def stuck_handled(self, run_id: int) -> None:
         """The executor has reported (or given up reporting) a stuck run."""
@@ -136,7 +141,7 @@ class SandboxTracker:
         settled = last is not None and last[0] == job_uid and last[1].phase in TERMINAL_PHASES
         if verdict.stuck and verdict.status and not settled and run_id not in self._failing:
             self._failing.add(run_id)
-            self._on_stuck(run_id, job_uid, verdict.status, (pod or job)["metadata"]["name"])
+            self._on_stuck(run_id, job_uid, verdict.status)
         return verdict.status
 
     def _await_exit_code(self, verdict: Verdict, job_uid: str | None) -> Verdict:
@@ -150,6 +155,12 @@ class SandboxTracker:
         if time.time() - first >= EXIT_CODE_WAIT:
             return verdict
         return Verdict(None, recheck_at=first + EXIT_CODE_WAIT)
+
+    def _ended(self, status: SandboxStatus) -> None:
+        # GONE, or stuck: the Job is deleted (or about to be) and the collector takes the Secret.
+        if (status.phase in TERMINAL_PHASES and status.phase is not SandboxPhase.GONE
+                and status.run_id not in self._failing):
+            self._on_final(status.run_id)
 
     def _cancel_timer(self, run_id: int) -> None:
         if (timer := self._timers.pop(run_id, None)) is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -17,7 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from bot.executors.base import RunSpec, SandboxSecrets, SandboxStatus
-from bot.executors.kube_status import Graces, run_id_of, timestamp
+from bot.executors.kube_status import Graces, run_id_of
 from bot.executors.kube_tracker import JOBS, PODS, SandboxTracker
 from bot.executors.kube_watch import ListWatch
 from bot.manifests import (
@@ -32,6 +33,14 @@ log = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({0, 429, 500, 502, 503, 504})  # 0: no HTTP answer at all
 Obj = dict[str, Any]
+# Every call this module makes, as RBAC sees it; the chart's Role grants exactly this. No
+# events, no pod logs: a pod's status says why it never started, and a failed container's
+# termination message holds its log's tail (FallbackToLogsOnError).
+API_PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
+    ("batch", "jobs"): frozenset({"create", "get", "list", "watch", "delete"}),
+    ("", "secrets"): frozenset({"create", "delete"}),
+    ("", "pods"): frozenset({"list", "watch"}),
+}
 
 
 class KubernetesAPIError(RuntimeError):
@@ -88,6 +97,7 @@ class KubernetesExecutor:
         self.watch_restarts = 0  # lists after each watch's first one, for metrics
         self.api_errors = 0  # failed calls and broken watches, for metrics
         self._tracker = SandboxTracker(graces=graces, on_stuck=self._on_stuck,
+                                       on_final=self._on_final,
                                        pods_known=lambda: self._watches[PODS].synced)
         self._tasks: set[asyncio.Task[Any]] = set()
         # The two long-lived streams get their own threads rather than pinning the loop's.
@@ -121,8 +131,14 @@ class KubernetesExecutor:
                                    name, namespace)
         # The pod waits in ContainerCreating until this Secret, its volume, exists.
         secret = secret_manifest(spec, secrets, namespace=namespace, job_uid=job.metadata.uid)
-        await self._call(f"create Secret {name}", self._core.create_namespaced_secret,
-                         namespace, secret, expected=409, sensitive=True)
+        try:
+            await self._call(f"create Secret {name}", self._core.create_namespaced_secret,
+                             namespace, secret, expected=409, sensitive=True)
+        except Exception:
+            # Without its Secret the pod would wait for its volume until the deadline.
+            with contextlib.suppress(KubernetesAPIError):
+                await self._delete_job(name)
+            raise
         log.info("started Job %s", name)
         self._ensure_watching()
 
@@ -217,6 +233,16 @@ class KubernetesExecutor:
             # A read timeout past the server's own ends a connection that silently died.
             _request_timeout=(10, self._watch_timeout + 30))
 
+    async def _delete_secret(self, run_id: int) -> None:
+        """Remove a finished sandbox's Secret now rather than with its Job, which stays for
+        `ttlSecondsAfterFinished` so its pod can be inspected; the tokens have no use left."""
+        name = run_name(run_id)
+        try:
+            await self._call(f"delete Secret {name}", self._core.delete_namespaced_secret, name,
+                             self.options.namespace, expected=404, sensitive=True)
+        except KubernetesAPIError as exc:  # the Job's garbage collection takes it later
+            log.warning("%s", exc)
+
     async def _delete_job(self, name: str) -> None:
         # 404 is fine: the Job is gone, which is what was asked.
         await self._call(f"delete Job {name}", self._batch.delete_namespaced_job, name,
@@ -252,45 +278,23 @@ class KubernetesExecutor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # --- sandboxes that never start ----------------------------------------------------------
+    # --- sandboxes that ended or never start -------------------------------------------------
 
-    def _on_stuck(self, run_id: int, uid: str | None, status: SandboxStatus, about: str) -> None:
+    def _on_final(self, run_id: int) -> None:
         if not self._closing:
-            self._spawn(self._fail_stuck(run_id, uid, status, about))
+            self._spawn(self._delete_secret(run_id))
+
+    def _on_stuck(self, run_id: int, uid: str | None, status: SandboxStatus) -> None:
+        if not self._closing:
+            self._spawn(self._fail_stuck(run_id, uid, status))
         else:
             self._tracker.stuck_handled(run_id)
 
-    async def _fail_stuck(self, run_id: int, uid: str | None, status: SandboxStatus,
-                          about: str) -> None:
-        """Fail a run whose pod will never start, say why, and remove its Job."""
+    async def _fail_stuck(self, run_id: int, uid: str | None, status: SandboxStatus) -> None:
+        """Fail a run whose pod will never start and remove its Job (its Secret goes with it)."""
         try:
-            if status.reason and status.reason.startswith(("NoPod", "PodStartTimeout")):
-                detail = await self._latest_warning(about)
-                if detail:
-                    status = dataclasses.replace(status, reason=f"{status.reason}; {detail}")
             self._tracker.publish(run_id, uid, status)
             log.warning("run %d cannot start: %s", run_id, status.reason)
             await self._delete_job(run_name(run_id))
         finally:
             self._tracker.stuck_handled(run_id)
-
-    async def _latest_warning(self, name: str) -> str | None:
-        """The newest Warning event about an object; best effort, as the Role may not allow it."""
-        def newest() -> str | None:
-            response: Any = self._core.list_namespaced_event(
-                self.options.namespace, field_selector=f"involvedObject.name={name}",
-                _preload_content=False)
-            try:
-                items = json.loads(response.data).get("items") or []
-            finally:
-                response.release_conn()
-            warnings = [e for e in items if e.get("type") == "Warning"]
-            if not warnings:
-                return None
-            event = max(warnings, key=lambda e: timestamp(e.get("lastTimestamp")) or 0)
-            return f"{event.get('reason')}: {event.get('message')}"[:600]
-
-        try:
-            return await asyncio.to_thread(newest)
-        except Exception:  # noqa: BLE001 - the reason without the event is still a reason
-            return None

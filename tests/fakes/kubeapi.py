@@ -121,6 +121,11 @@ class KubeAPI(Cluster):
         """How many watch connections are open."""
         return sum(1 for w in self.store.watchers if plural in (None, w.plural))
 
+    def rbac_calls(self) -> set[tuple[str, str, str]]:
+        """Every request received, as RBAC would authorise it: (API group, resource, verb)."""
+        return {call for method, path, query in self.requests
+                if (call := rbac_call(method, path, query)) is not None}
+
     def _signal(self, signal: str) -> None:
         for watcher in list(self.store.watchers):
             watcher.queue.put_nowait((signal, None))
@@ -289,6 +294,28 @@ class KubeAPI(Cluster):
                 yield "ERROR", status_body(410, "Expired", "too old resource version")
                 return
             yield kind, (_with_kind(obj, resource) if obj is not None else None)
+
+
+def rbac_call(method: str, path: str, query: dict[str, str]) -> tuple[str, str, str] | None:
+    """A namespaced request as RBAC sees it: (group, resource[/subresource], verb)."""
+    parts = path.strip("/").split("/")
+    if parts[:2] == ["api", "v1"]:
+        group, rest = "", parts[2:]
+    elif parts[0] == "apis" and len(parts) > 3:
+        group, rest = parts[1], parts[3:]
+    else:
+        return None
+    if len(rest) < 3 or rest[0] != "namespaces":
+        return None
+    resource, named = rest[2], len(rest) > 3
+    if len(rest) > 4:
+        resource += "/" + rest[4]
+    if method == "GET":
+        verb = "get" if named else ("watch" if query.get("watch") in ("true", "1") else "list")
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete" if named else "deletecollection"}.get(method, method.lower())
+    return group, resource, verb
 
 
 def _with_kind(obj: Obj, resource: Resource) -> Obj:
