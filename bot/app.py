@@ -29,9 +29,9 @@ READY_DB_TIMEOUT = 2.0
 
 SETUP_MODE_LOG = (
     "agentbot is in setup mode: GITHUB_APP_ID, GITHUB_PRIVATE_KEY(_PATH) and "
-    "GITHUB_WEBHOOK_SECRET are unset. Run `agentbot setup` to create the GitHub App from "
-    "app-manifest.yml (it writes them to .env), then start `agentbot serve` again. "
-    "Until then /webhook answers 503."
+    "GITHUB_WEBHOOK_SECRET are unset. Open this server's / page (or run `agentbot setup`) to "
+    "create the GitHub App from app-manifest.yml; its credentials go to .env and agentbot "
+    "starts with them. Until then /webhook answers 503."
 )
 
 HealthCheck = Callable[[], str | None]
@@ -180,7 +180,11 @@ def create_app(settings: Settings, *, github: GitHubClients | None = None,
     app.router.add_get("/readyz", readyz)
 
     if settings.setup_mode:
+        from bot import setup_page
+
         log.warning(SETUP_MODE_LOG)
+        setup_page.add_routes(app, setup_page.SetupFlow(api_url=settings.github_api_url,
+                                                        public_url=settings.public_url))
         return app
 
     async def lifecycle(app: web.Application) -> Any:
