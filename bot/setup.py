@@ -174,8 +174,12 @@ async def exchange_code(session: aiohttp.ClientSession, api_url: str,
         created = await github.post("/app-manifests/{code}/conversions", {"code": code},
                                     data=b"")
     except gidgethub.HTTPException as exc:
-        raise SetupError(f"GitHub refused the code ({int(exc.status_code)}): it converts "
-                         "once and expires after an hour. Start again.") from exc
+        status = int(exc.status_code)
+        if status >= 500:
+            raise SetupError(f"GitHub failed to convert the code ({status}). Start again.",
+                             502) from exc
+        raise SetupError(f"GitHub refused the code ({status}): it converts once and expires "
+                         "after an hour. Start again.") from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise SetupError(f"GitHub could not be reached at {api_url} "
                          f"({type(exc).__name__})", 502) from exc

@@ -192,6 +192,17 @@ async def test_invalid_code_gives_an_error_page_and_writes_nothing(
     assert not flow.env_path.exists() and not flow.completed.is_set()
 
 
+async def test_github_failing_to_convert_is_a_502_page(
+        client: TestClient, fake_github: FakeGitHub, flow: SetupFlow) -> None:
+    fake_github.add_manifest_code("good-code")
+    fake_github.fail_next("POST", "/app-manifests/{code}/conversions", 500)
+    _, state = await open_page(client)
+    response = await client.get("/setup/callback", params={"code": "good-code", "state": state})
+    assert response.status == 502
+    assert "GitHub failed to convert the code (500)" in await response.text()
+    assert not flow.env_path.exists()
+
+
 async def test_serve_in_setup_mode_serves_the_page_at_root(
         aiohttp_client: Any, fake_github: FakeGitHub, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
