@@ -16,6 +16,8 @@ COPY bot ./bot
 COPY sandbox ./sandbox
 RUN /opt/agentbot/bin/pip install --no-cache-dir . \
     && /opt/agentbot/bin/python -m compileall -q /opt/agentbot/lib
+# The setup page (serve with no App configured) reads the manifest from the venv's prefix.
+COPY app-manifest.yml /opt/agentbot/app-manifest.yml
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="agentbot" \

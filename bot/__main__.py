@@ -1,4 +1,4 @@
-"""The `agentbot` command line: serve, receive, migrate."""
+"""The `agentbot` command line: serve, receive, migrate, setup."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ from bot.settings import Settings, load_settings
 log = logging.getLogger("bot")
 
 EXIT_CONFIG = 2
+
+SETUP_OPEN = "Open {url} in a browser to create the GitHub App."
+SETUP_WROTE = ("Wrote the GitHub App {slug} to {env} (mode 0600). Install it on repositories: "
+               "{install}\nThen start agentbot with: agentbot serve")
+SETUP_CONFIGURED = ("a GitHub App is configured already (GITHUB_APP_ID, its key and webhook "
+                    "secret are set); remove them from the environment and .env to create "
+                    "another")
+SETUP_NO_PUBLIC_URL = ("setup needs the address GitHub delivers webhooks to: pass --public-url "
+                       "https://agentbot.example.com or set AGENTBOT_PUBLIC_URL")
 
 
 def _settings_or_exit(*, allow_problems: bool = False) -> Settings:
@@ -47,21 +56,44 @@ def _configure_logging(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
+async def _created_app_settings(settings: Settings) -> Settings:
+    """Serve the setup page until the App is created, then the settings it wrote to .env.
+
+    The bot then starts in this same process, as Probot does: nothing outside (a supervisor,
+    a second command) has to notice that setup finished.
+    """
+    from bot.app import create_app
+    from bot.setup_page import run_until_created
+
+    def announce(url: str) -> None:
+        log.warning("setup mode: open %s to create the GitHub App", settings.public_url or url)
+
+    credentials = await run_until_created(create_app(settings), settings.host, settings.port,
+                                          announce)
+    created, problems = load_settings()
+    if created is None or problems or created.setup_mode:
+        for problem in problems or ["the settings written to .env did not load"]:
+            print(f"agentbot: {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+    log.info("the GitHub App %s is created; starting", credentials.slug)
+    return created
+
+
 async def serve(settings: Settings) -> None:
-    """Run the public and internal servers until interrupted."""
+    """Run the public and internal servers until interrupted (after setup, in setup mode)."""
     from aiohttp import web
 
     from bot.app import create_app, internal_app
 
+    if settings.setup_mode:
+        settings = await _created_app_settings(settings)
     public = create_app(settings)
     runner = web.AppRunner(public, access_log=None)
     await runner.setup()
     sites = [web.TCPSite(runner, settings.host, settings.port, backlog=1024)]
-    internal_runner = None
-    if not settings.setup_mode:
-        internal_runner = web.AppRunner(internal_app(public), access_log=None)
-        await internal_runner.setup()
-        sites.append(web.TCPSite(internal_runner, settings.host, settings.internal_port))
+    internal_runner = web.AppRunner(internal_app(public), access_log=None)
+    await internal_runner.setup()
+    sites.append(web.TCPSite(internal_runner, settings.host, settings.internal_port))
     for site in sites:
         await site.start()
     # What start-up built lives as long as the process; left to the cyclic collector, every
@@ -73,8 +105,7 @@ async def serve(settings: Settings) -> None:
     try:
         await asyncio.Event().wait()
     finally:
-        if internal_runner is not None:
-            await internal_runner.cleanup()
+        await internal_runner.cleanup()
         await runner.cleanup()
 
 
@@ -90,6 +121,30 @@ async def migrate(settings: Settings) -> str | None:
         await engine.dispose()
 
 
+async def setup(settings: Settings, public_url: str, host: str, port: int,
+                manifest: Path | None) -> int:
+    """`agentbot setup`: the setup page on a local port until the App is created."""
+    from bot.setup import ENV_PATH, SetupError, check_public_url
+    from bot.setup_page import DONE_COMMAND, SetupFlow, add_routes, run_until_created
+
+    try:
+        public_url = check_public_url(public_url)
+    except SetupError as exc:
+        print(f"agentbot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    from aiohttp import web
+
+    app = web.Application()
+    add_routes(app, SetupFlow(api_url=settings.github_api_url, env_path=ENV_PATH,
+                              manifest_path=manifest, public_url=public_url,
+                              done_message=DONE_COMMAND))
+    credentials = await run_until_created(
+        app, host, port, lambda url: print(SETUP_OPEN.format(url=url), flush=True))
+    print(SETUP_WROTE.format(slug=credentials.slug, env=ENV_PATH,
+                             install=credentials.install_url), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentbot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     receiving.add_argument("--dry-run", action="store_true",
                          help="make no call; print decisions and the requests it would send")
     commands.add_parser("migrate", help="apply database migrations")
+    creating = commands.add_parser(
+        "setup", help="create the GitHub App from app-manifest.yml and write .env (mode 0600)")
+    creating.add_argument("--public-url", help="where GitHub will deliver webhooks "
+                                               "(default: AGENTBOT_PUBLIC_URL)")
+    creating.add_argument("--host", default="127.0.0.1", help="address of the local page")
+    creating.add_argument("--port", type=int, help="port of the local page (default: "
+                                                   "AGENTBOT_PORT; 0 picks a free one)")
+    creating.add_argument("--manifest", type=Path, help="the manifest (default: "
+                                                        "app-manifest.yml)")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -129,6 +193,21 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_CONFIG
         print(report)
         return 0
+    if args.command == "setup":
+        settings = _settings_or_exit(allow_problems=True)
+        _configure_logging(settings)
+        if not settings.setup_mode and not settings.app_problems():
+            print(f"agentbot: {SETUP_CONFIGURED}", file=sys.stderr)
+            return EXIT_CONFIG
+        public_url = args.public_url or settings.public_url
+        if not public_url:
+            print(f"agentbot: {SETUP_NO_PUBLIC_URL}", file=sys.stderr)
+            return EXIT_CONFIG
+        port = settings.port if args.port is None else args.port
+        try:
+            return int(_run(setup(settings, public_url, args.host, port, args.manifest)))
+        except KeyboardInterrupt:
+            return 1
     parser.error(f"unknown command {args.command}")
     return EXIT_CONFIG
 

@@ -13,14 +13,16 @@ from aiohttp import ClientSession, ClientTimeout, web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import migrate, webhook
+from bot import migrate, runs, webhook
 from bot.context import Context, GitHubClients
 from bot.inbox import Inbox, InboxOptions
 from bot.intake import DeliveryRow, DeliveryWriter, StoreUnavailable
+from bot.metrics import Metrics
+from bot.metrics import handler as metrics_handler
 from bot.permissions import Permissions
 from bot.redact import register_secret
 from bot.repo_config import RepoConfigs
-from bot.router import router
+from bot.router import handled_events, router
 from bot.settings import Settings
 from bot.store import create_engine, utcnow
 
@@ -30,9 +32,9 @@ READY_DB_TIMEOUT = 2.0
 
 SETUP_MODE_LOG = (
     "agentbot is in setup mode: GITHUB_APP_ID, GITHUB_PRIVATE_KEY(_PATH) and "
-    "GITHUB_WEBHOOK_SECRET are unset. Run `agentbot setup` to create the GitHub App from "
-    "app-manifest.yml (it writes them to .env), then start `agentbot serve` again. "
-    "Until then /webhook answers 503."
+    "GITHUB_WEBHOOK_SECRET are unset. Open this server's / page (or run `agentbot setup`) to "
+    "create the GitHub App from app-manifest.yml; its credentials go to .env and agentbot "
+    "starts with them. Until then /webhook answers 503."
 )
 
 HealthCheck = Callable[[], str | None]
@@ -54,15 +56,25 @@ class Bot:
     reporter: Any = None  # bot.reporter.Reporter, started with the scheduler
     health_checks: list[HealthCheck] = field(default_factory=list)
     inbox_options: InboxOptions = field(default_factory=InboxOptions)
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(handled_events(), executor=lambda: self.executor)
+
+    def observe_finished(self, engine: AsyncEngine, state: Any, seconds: float) -> None:
+        """runs.FINISHED_OBSERVERS: only this bot's database (tests run several bots)."""
+        if engine is self.engine:
+            self.metrics.run_finished(state, seconds)
 
 
 BOT_KEY: web.AppKey[Bot] = web.AppKey("bot", Bot)
 
 
-def _make_github(settings: Settings, session: ClientSession) -> GitHubClients:
+def _make_github(bot: Bot, session: ClientSession) -> GitHubClients:
     from bot.github import GitHubApp
 
-    return GitHubApp.from_settings(settings, session)
+    return GitHubApp.from_settings(bot.settings, session,
+                                   on_response=bot.metrics.github_response)
 
 
 async def start_bot(bot: Bot) -> None:
@@ -77,7 +89,7 @@ async def start_bot(bot: Bot) -> None:
     await migrate.upgrade(bot.engine)
     if bot.github is None:
         bot.session = ClientSession(timeout=ClientTimeout(total=30))
-        bot.github = _make_github(settings, bot.session)
+        bot.github = _make_github(bot, bot.session)
 
     def run_changed() -> None:
         if bot.scheduler is not None:
@@ -184,18 +196,27 @@ def create_app(settings: Settings, *, github: GitHubClients | None = None,
         await bot.writer.store(row)
 
     app[webhook.STORE_KEY] = store
+    app[webhook.OBSERVE_KEY] = bot.metrics.observe_delivery
     app.router.add_post("/webhook", webhook.handle_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
 
     if settings.setup_mode:
+        from bot import setup_page
+
         log.warning(SETUP_MODE_LOG)
+        setup_page.add_routes(app, setup_page.SetupFlow(api_url=settings.github_api_url,
+                                                        public_url=settings.public_url))
         return app
 
     async def lifecycle(app: web.Application) -> Any:
-        await start_bot(bot)
-        yield
-        await stop_bot(bot)
+        runs.FINISHED_OBSERVERS.append(bot.observe_finished)
+        try:
+            await start_bot(bot)
+            yield
+            await stop_bot(bot)
+        finally:
+            runs.FINISHED_OBSERVERS.remove(bot.observe_finished)
 
     app.cleanup_ctx.append(lifecycle)
     return app
@@ -214,6 +235,7 @@ def internal_app(public: web.Application) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[BOT_KEY] = bot
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_handler(bot.metrics, lambda: bot.engine))
 
     def engine() -> AsyncEngine:
         if bot.engine is None:

@@ -99,6 +99,8 @@ async def _report(bot: Bot, delivery_id: str, recorder: RecordingGitHub | None) 
         lines.append("none")
     for row in queued:
         run = await get_run(bot.engine, row.run_id)
+        if run is None:  # made by this delivery a moment ago; nothing deletes runs
+            continue
         owner, _, name = run.repo_full_name.partition("/")
         if run.base_sha is None:
             lines.append(f"GET /repos/{owner}/{name}/branches/{run.base_ref} (at launch)")
@@ -115,6 +117,8 @@ async def _report(bot: Bot, delivery_id: str, recorder: RecordingGitHub | None) 
     documents = []
     for row in queued:
         run = await get_run(bot.engine, row.run_id)
+        if run is None:
+            continue
         spec = launch.run_spec(run, bot.settings, run.base_sha or f"<head of {run.base_ref}>")
         secrets = SandboxSecrets(REDACTED, REDACTED)
         documents.append(render_dry_run(spec, secrets, bot.settings).rstrip())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,10 @@ from bot.store import (
 )
 
 log = logging.getLogger(__name__)
+
+# Told (engine, final state, seconds since the run started) when a started run finishes; the
+# metrics subscribe. It fires inside the transaction, so a rollback after it over-counts one.
+FINISHED_OBSERVERS: list[Callable[[AsyncEngine, RunState, float], None]] = []
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,24 @@ async def transition(db: AsyncEngine | AsyncConnection, run_id: int, to: RunStat
     await conn.execute(insert(run_transitions).values(
         run_id=run_id, from_state=current, to_state=to.value, reason=reason, at=now))
     log.info("run %s -> %s", current, to.value, extra={"run_id": run_id, "reason": reason})
+    if to in FINAL_STATES and FINISHED_OBSERVERS:
+        await _tell_finished(conn, run_id, to, now)
     return True
+
+
+async def _tell_finished(conn: AsyncConnection, run_id: int, state: RunState,
+                         now: dt.datetime) -> None:
+    started = (await conn.execute(select(runs.c.started_at).where(runs.c.id == run_id))
+               ).scalar_one()
+    if started is None:  # cancelled or failed while queued: it never ran
+        return
+    if started.tzinfo is None:  # SQLite hands times back without their zone
+        started = started.replace(tzinfo=dt.UTC)
+    for observer in list(FINISHED_OBSERVERS):
+        try:
+            observer(conn.engine, state, (now - started).total_seconds())
+        except Exception:  # a metrics bug must not undo the run's transition
+            log.exception("a finished-run observer failed")
 
 
 async def request_cancel(db: AsyncEngine, run_id: int, by: str) -> RunState | None:

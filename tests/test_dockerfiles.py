@@ -149,7 +149,7 @@ def test_build_context_leaves_out_local_secrets_and_state() -> None:
     # Deny everything, then allow only what the images build from.
     assert rules[0] == "*"
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "bot", "sandbox"}
+    assert allowed == {"pyproject.toml", "README.md", "app-manifest.yml", "bot", "sandbox"}
     # Re-excluded even inside the allowed directories.
     assert {"**/.env", "**/*.db"} <= set(rules)
 

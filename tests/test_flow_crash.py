@@ -30,8 +30,8 @@ STEPS = [
 
 
 async def assert_one_of_each(flow: Flow) -> None:
-    [run] = await flow.runs()
-    run = await flow.settled(run.id)
+    run = await flow.settled((await flow.wait_for_run()).id)
+    assert len(await flow.runs()) == 1
     assert (run.state, run.error) == ("succeeded", None)
     assert len(flow.check_runs()) == 1
     [check] = flow.check_runs()
