@@ -53,6 +53,8 @@ class Flow:
         self.logs.mkdir(exist_ok=True)
         self.client: TestClient | None = None
         self.internal: TestServer | None = None
+        # Builds each process's executor; the local one unless a test swaps it.
+        self.make_executor: Callable[[], Any] = self._local_executor
         self.plan()
 
     @classmethod
@@ -77,11 +79,13 @@ class Flow:
 
     # --- the bot's life ----------------------------------------------------------------------
 
+    def _local_executor(self) -> LocalExecutor:
+        return LocalExecutor(state_dir=self.tmp / "state", run_root=self.tmp / "runs",
+                             env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
+                             bwrap=False, kill_grace_seconds=2.0)
+
     async def start(self) -> None:
-        executor = LocalExecutor(state_dir=self.tmp / "state", run_root=self.tmp / "runs",
-                                 env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
-                                 bwrap=False, kill_grace_seconds=2.0)
-        public = create_app(self.settings, executor=executor)
+        public = create_app(self.settings, executor=self.make_executor())
         self.client = TestClient(TestServer(public))
         await self.client.start_server()
         self.internal = TestServer(internal_app(public), port=self.settings.internal_port)
