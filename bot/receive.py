@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiohttp import web
 from sqlalchemy import select
 
 from bot import launch
-from bot.app import Bot, start_bot, stop_bot
+from bot.app import BOT_KEY, Bot, internal_app, start_bot, stop_bot
 from bot.dryrun import RecordingGitHub
 from bot.executors.base import SandboxSecrets
 from bot.intake import DeliveryRow
 from bot.manifests import render_dry_run
 from bot.runs import get_run
 from bot.settings import Settings
-from bot.store import RunState, deliveries, run_transitions, runs
+from bot.store import FINAL_STATES, RunState, deliveries, run_transitions, runs
 
+# Past the run's own time limit, how long `receive` waits for publishing and reporting.
+FOLLOW_SLACK_SECONDS = 300
+FOLLOW_POLL_SECONDS = 0.2
 # Stands in for secret values in dry-run output; render_dry_run redacts them again anyway.
 REDACTED = "<redacted>"
 
@@ -62,9 +67,63 @@ async def receive(settings: Settings, event: str, payload: Path, *, dry_run: boo
             installation_id=installation.get("id") if isinstance(installation, dict) else None,
             payload=body))
         await bot.inbox.drain_once()
-        return await _report(bot, delivery_id, recorder)
+        report = await _report(bot, delivery_id, recorder)
+        if not dry_run:
+            report += await _follow(bot, delivery_id)
+        return report
     finally:
         await stop_bot(bot)
+
+
+async def _follow(bot: Bot, delivery_id: str) -> str:
+    """Run what the delivery queued to its end, as `serve` would, and say how it ended."""
+    assert bot.engine is not None
+    async with bot.engine.connect() as conn:
+        found = (await conn.execute(select(runs.c.id, runs.c.timeout_seconds).where(
+            runs.c.delivery_id == delivery_id))).all()
+    run_ids = [row.id for row in found]
+    if not found:
+        return ""
+    public = web.Application()
+    public[BOT_KEY] = bot
+    # The internal API takes the sandbox's events and result; its start-up launches the
+    # scheduler and the reporter, exactly as in `serve`.
+    runner = web.AppRunner(internal_app(public), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, bot.settings.host, bot.settings.internal_port).start()
+        limit = max(int(row.timeout_seconds) for row in found) + FOLLOW_SLACK_SECONDS
+        async with asyncio.timeout(limit):
+            # The run moves in other tasks' database writes: polling is the simple way to see.
+            while not await _all_reported(bot, run_ids):  # noqa: ASYNC110
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+    except TimeoutError:
+        return "\n\n# outcome\nthe run did not finish in time; `agentbot serve` carries it on"
+    finally:
+        await runner.cleanup()
+    lines = ["", "", "# outcome"]
+    for run_id in run_ids:
+        run = await get_run(bot.engine, run_id)
+        assert run is not None
+        line = f"run #{run.id}: {run.state}"
+        if run.pr_url:
+            line += f", pull request {run.pr_url}"
+        elif run.commit_sha:
+            line += f", commit {run.commit_sha} on {run.branch}"
+        if run.error:
+            line += f"\n{run.error}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+async def _all_reported(bot: Bot, run_ids: list[int]) -> bool:
+    assert bot.engine is not None
+    for run_id in run_ids:
+        run = await get_run(bot.engine, run_id)
+        if run is None or RunState(run.state) not in FINAL_STATES \
+                or run.last_reported_state != run.state:
+            return False
+    return True
 
 
 async def _report(bot: Bot, delivery_id: str, recorder: RecordingGitHub | None) -> str:

@@ -30,7 +30,7 @@ async def test_a_pr_comment_adds_one_fast_forward_commit_to_its_branch(flow: Flo
     assert "make it better" in flow.prompt()
     [check] = flow.check_runs()
     assert (check.head_sha, check.conclusion) == (head, "success")
-    assert "Pushed a commit to feature" == check.output["title"]
+    assert check.output["title"] == "Pushed a commit to feature"
     [status] = flow.status_comments(pull.number)
     assert "feature" in status.body and run.commit_sha[:12] in status.body
 
