@@ -57,8 +57,8 @@ RETRY_HINT = "Comment `/agent retry` to run it again."
 DETAILS = "[Check run]({check_url})"
 AGENT_SUMMARY = "\n\n<details><summary>The agent's summary</summary>\n\n{summary}\n\n</details>"
 
-_PLAN_MARKS = {"completed": "[x]", "cancelled": "[x] ~~", "in_progress": "[ ] **",
-               "pending": "[ ]"}
+PLAN_LINES = {"completed": "- [x] {text}\n", "cancelled": "- [x] ~~{text}~~\n",
+              "in_progress": "- [ ] **{text}**\n", "pending": "- [ ] {text}\n"}
 
 
 @dataclass(frozen=True)
@@ -188,15 +188,8 @@ def _plan_text(progress: Progress) -> str:
     if progress.plan:
         text += "\n\n#### Plan\n"
         for item in progress.plan[:PLAN_MAX_ITEMS]:
-            status = str(item.get("status") or "pending")
-            mark = _PLAN_MARKS.get(status, "[ ]")
-            line = _one_line(str(item.get("text") or ""))
-            if mark.endswith("~~"):
-                text += f"- {mark}{line}~~\n"
-            elif mark.endswith("**"):
-                text += f"- {mark}{line}**\n"
-            else:
-                text += f"- {mark} {line}\n"
+            line = PLAN_LINES.get(str(item.get("status")), PLAN_LINES["pending"])
+            text += line.format(text=_one_line(str(item.get("text") or "")))
         more = len(progress.plan) - PLAN_MAX_ITEMS + progress.plan_more
         if more > 0:
             text += f"- … and {more} more\n"
