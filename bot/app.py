@@ -21,7 +21,7 @@ from bot.metrics import Metrics
 from bot.metrics import handler as metrics_handler
 from bot.permissions import Permissions
 from bot.redact import register_secret
-from bot.repo_config import RepoConfigs
+from bot.repo_configs import RepoConfigs
 from bot.router import handled_events, router
 from bot.settings import Settings
 from bot.store import create_engine, utcnow

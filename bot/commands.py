@@ -15,7 +15,7 @@ VERB_CUTOFF = 0.75
 # Suggestions for a wrong option or agent name, which are errors anyway, may be looser.
 SUGGESTION_CUTOFF = 0.6
 # A model is passed to the agent CLI as one argv item; keep it to the characters names use.
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,99}")
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,99}")
 _COMMAND_LINE = re.compile(r" {0,3}" + re.escape(PREFIX) + r"(?=\s|$)")
 _WORD = re.compile(r"\S+")
 
@@ -230,14 +230,15 @@ def _parse_line(rest: str, following: list[str], line: int) -> Command:
         # A lone word close to a verb is a typo; a run with it as instructions would surprise.
         suggestion = _suggest(word, list(_VERBS), VERB_CUTOFF, f"{PREFIX} ")
         if suggestion:
-            raise _Invalid(UNKNOWN_VERB.format(word=_code(first, 40)) + suggestion)
+            raise _Invalid(UNKNOWN_VERB.format(word=code_span(first, 40)) + suggestion)
     command = info or _VERBS["run"]
     values, index = _parse_options(command, word, [w.group() for w in words])
     text = rest[words[index].start():].strip() if index < len(words) else ""
     if not command.takes_input:
         if text:
-            raise _Invalid(NO_TEXT.format(command=_code(f"{PREFIX} {word}"), word=_code(first, 40),
-                                          hint=_code(f"{PREFIX} run {first} {text}", 60)))
+            raise _Invalid(NO_TEXT.format(command=code_span(f"{PREFIX} {word}"),
+                                          word=code_span(first, 40),
+                                          hint=code_span(f"{PREFIX} run {first} {text}", 60)))
         return Command(verb=command.name, line=line)
     lines = ([text] if text else []) + following
     while lines and not lines[0].strip():
@@ -263,21 +264,21 @@ def _parse_options(command: CommandInfo, verb: str,
         if word == "--":
             break
         if not command.takes_input:
-            raise _Invalid(NO_OPTIONS.format(command=_code(f"{PREFIX} {verb}")))
+            raise _Invalid(NO_OPTIONS.format(command=code_span(f"{PREFIX} {verb}")))
         name, has_value, value = word[2:].partition("=")
         option = _OPTIONS_BY_NAME.get(name.lower())
         if option is None:
-            raise _Invalid(UNKNOWN_OPTION.format(option=_code("--" + name, 40))
+            raise _Invalid(UNKNOWN_OPTION.format(option=code_span("--" + name, 40))
                            + _suggest(name.lower(), list(_OPTIONS_BY_NAME), SUGGESTION_CUTOFF,
                                       "--"))
         if not has_value and index < len(words) and not words[index].startswith("--"):
             value = words[index]
             index += 1
         if not value:
-            raise _Invalid(MISSING_VALUE.format(option=_code(option.flag),
+            raise _Invalid(MISSING_VALUE.format(option=code_span(option.flag),
                                                 metavar=option.metavar))
         if option.name in values:
-            raise _Invalid(REPEATED_OPTION.format(option=_code(option.flag)))
+            raise _Invalid(REPEATED_OPTION.format(option=code_span(option.flag)))
         values[option.name] = _option_value(option, value)
     return values, index
 
@@ -288,26 +289,26 @@ def _option_value(option: OptionInfo, value: str) -> str | int:
         try:
             return parse_duration(value)
         except ValueError:
-            raise _Invalid(BAD_DURATION.format(value=_code(value, 40),
-                                               option=_code(option.flag))) from None
+            raise _Invalid(BAD_DURATION.format(value=code_span(value, 40),
+                                               option=code_span(option.flag))) from None
     if option.name == "agent":
         if value.lower() in AGENTS:
             return value.lower()
-        agents = ", ".join(_code(agent) for agent in AGENTS)
-        raise _Invalid(UNKNOWN_AGENT.format(value=_code(value, 40), agents=agents)
+        agents = ", ".join(code_span(agent) for agent in AGENTS)
+        raise _Invalid(UNKNOWN_AGENT.format(value=code_span(value, 40), agents=agents)
                        + _suggest(value.lower(), list(AGENTS), SUGGESTION_CUTOFF))
-    if not _MODEL_NAME.fullmatch(value):
-        raise _Invalid(BAD_MODEL.format(value=_code(value, 40)))
+    if not MODEL_NAME.fullmatch(value):
+        raise _Invalid(BAD_MODEL.format(value=code_span(value, 40)))
     return value
 
 
 def _suggest(word: str, choices: list[str], cutoff: float, prefix: str = "") -> str:
     """A "did you mean" for the closest choice, or nothing when none is close."""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=cutoff)
-    return DID_YOU_MEAN.format(suggestion=_code(prefix + close[0])) if close else ""
+    return DID_YOU_MEAN.format(suggestion=code_span(prefix + close[0])) if close else ""
 
 
-def _code(text: str, limit: int | None = None) -> str:
+def code_span(text: str, limit: int | None = None) -> str:
     """Text as one inline code span, whatever backticks it holds; cut to limit characters."""
     if limit is not None and len(text) > limit:
         text = text[:limit - 1] + "…"
@@ -325,20 +326,20 @@ def usage_text(trigger_label: str) -> str:
         lines += [info.usage.replace(f"{PREFIX} {info.name}", f"{PREFIX} {alias}", 1)
                   for alias in info.aliases]
     block = "\n".join(["```text", *lines, "```"])
-    footer = USAGE_FOOTER.format(label=_code(trigger_label), help=_code(f"{PREFIX} help"))
+    footer = USAGE_FOOTER.format(label=code_span(trigger_label), help=code_span(f"{PREFIX} help"))
     return f"{USAGE_TITLE}\n\n{block}\n\n{footer}"
 
 
 def help_text(trigger_label: str) -> str:
     """The reply to `/agent help`: every command, the options and the label trigger."""
-    parts = [HELP_TITLE, "", HELP_INTRO.format(prefix=_code(PREFIX)), ""]
+    parts = [HELP_TITLE, "", HELP_INTRO.format(prefix=code_span(PREFIX)), ""]
     for info in COMMANDS:
-        aliases = ", ".join(_code(f"{PREFIX} {alias}") for alias in info.aliases)
+        aliases = ", ".join(code_span(f"{PREFIX} {alias}") for alias in info.aliases)
         also = HELP_ALIASES.format(aliases=aliases) if aliases else ""
-        parts.append(f"- {_code(info.usage)}{also}: {info.summary}")
-    parts += ["", HELP_OPTIONS.format(example=_code("--name=value"), end=_code("--")), ""]
-    parts += [f"- {_code(f'{o.flag} {o.metavar}')}: {o.summary}" for o in OPTIONS]
-    parts += ["", HELP_LABEL.format(label=_code(trigger_label), prefix=_code(PREFIX))]
+        parts.append(f"- {code_span(info.usage)}{also}: {info.summary}")
+    parts += ["", HELP_OPTIONS.format(example=code_span("--name=value"), end=code_span("--")), ""]
+    parts += [f"- {code_span(f'{o.flag} {o.metavar}')}: {o.summary}" for o in OPTIONS]
+    parts += ["", HELP_LABEL.format(label=code_span(trigger_label), prefix=code_span(PREFIX))]
     return "\n".join(parts)
 
 
@@ -351,6 +352,7 @@ def commands_table_markdown() -> str:
     """A Markdown table of the commands (for the README), from the registry."""
     rows = ["| Command | Aliases | What it does |", "| --- | --- | --- |"]
     for info in COMMANDS:
-        aliases = ", ".join(_code(f"{PREFIX} {alias}") for alias in info.aliases)
-        rows.append(f"| {_cell(_code(info.usage))} | {_cell(aliases)} | {_cell(info.summary)} |")
+        aliases = ", ".join(code_span(f"{PREFIX} {alias}") for alias in info.aliases)
+        usage = _cell(code_span(info.usage))
+        rows.append(f"| {usage} | {_cell(aliases)} | {_cell(info.summary)} |")
     return "\n".join(rows)

@@ -34,5 +34,5 @@ class Context:
     on_run_change: Callable[[], None] = lambda: None
     # The App's own bot login ("<slug>[bot]"), ignored as a sender.
     app_login: str | None = None
-    # bot.repo_config.RepoConfigs: each repository's .github/agentbot.yml, ETag-cached.
+    # bot.repo_configs.RepoConfigs: each repository's .github/agentbot.yml, ETag-cached.
     configs: Any = None

@@ -1,20 +1,17 @@
-"""`.github/agentbot.yml`: parsed and checked with line numbers, capped, loaded with ETags."""
+"""`.github/agentbot.yml`: parsed and checked with line numbers, capped by the operator."""
 
 from __future__ import annotations
 
-import base64
 import difflib
 import re
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import gidgethub
 import yaml
-from cachetools import LRUCache
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from bot.commands import _MODEL_NAME, AGENTS, SUGGESTION_CUTOFF, _code
+from bot.commands import AGENTS, MODEL_NAME, SUGGESTION_CUTOFF, code_span
 from bot.settings import Settings, parse_duration
 
 CONFIG_PATH = ".github/agentbot.yml"
@@ -25,7 +22,7 @@ LABEL_LIMIT = 50  # GitHub's limit for a label's name
 # Instructions longer than this are a whole document pasted into every prompt, not guidance.
 INSTRUCTIONS_LIMIT = 64 * 1024
 _LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}(?:\[bot\])?")
-_FILE_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
+FILE_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
 _BOOL, _INT, _NULL = (f"tag:yaml.org,2002:{name}" for name in ("bool", "int", "null"))
 
 INVALID_YAML = "not valid YAML: {problem}"
@@ -70,8 +67,8 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         line = f", line {self.line}" if self.line is not None else ""
-        key = f", key {_code(self.key, 40)}" if self.key is not None else ""
-        return f"{_code(self.path, 100)}{line}{key}: {self.message}"
+        key = f", key {code_span(self.key, 40)}" if self.key is not None else ""
+        return f"{code_span(self.path, 100)}{line}{key}: {self.message}"
 
 
 class RepoConfig(BaseModel):
@@ -119,7 +116,7 @@ def _kind(node: yaml.Node) -> str:
 
 
 def _shown(node: yaml.Node) -> str:
-    return _code(node.value, 40) if isinstance(node, yaml.ScalarNode) else _kind(node)
+    return code_span(node.value, 40) if isinstance(node, yaml.ScalarNode) else _kind(node)
 
 
 def _text(node: yaml.Node, *, one_line: bool = True) -> str | None:
@@ -185,28 +182,29 @@ def _checked(check: Callable[[str], str | None], *, one_line: bool = True,
 def _agent_problem(value: str) -> str | None:
     if value.lower() in AGENTS:
         return None
-    return UNKNOWN_AGENT.format(value=_code(value, 40), suggestion=_suggest(value.lower(), AGENTS),
-                                agents=", ".join(_code(agent) for agent in AGENTS))
+    return UNKNOWN_AGENT.format(value=code_span(value, 40),
+                                suggestion=_suggest(value.lower(), AGENTS),
+                                agents=", ".join(code_span(agent) for agent in AGENTS))
 
 
 def _duration_problem(value: str) -> str | None:
     try:
         parse_duration(value)
     except ValueError:
-        return BAD_DURATION.format(value=_code(value, 40))
+        return BAD_DURATION.format(value=code_span(value, 40))
     return None
 
 
 def _suggest(word: str, choices: tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=SUGGESTION_CUTOFF)
-    return DID_YOU_MEAN.format(suggestion=_code(close[0])) if close else ""
+    return DID_YOU_MEAN.format(suggestion=code_span(close[0])) if close else ""
 
 
 _CHECKS: dict[str, Callable[[yaml.Node], Any]] = {
     "trigger_label": _checked(lambda v: LONG_LABEL if len(v) > LABEL_LIMIT else None),
     "agent": _checked(_agent_problem, convert=str.lower),
-    "model": _checked(lambda v: None if _MODEL_NAME.fullmatch(v)
-                      else BAD_MODEL.format(value=_code(v, 40))),
+    "model": _checked(lambda v: None if MODEL_NAME.fullmatch(v)
+                      else BAD_MODEL.format(value=code_span(v, 40))),
     "timeout": _checked(_duration_problem, convert=parse_duration),
     "setup": _texts("a shell command"),
     "instructions": _checked(lambda v: LONG_INSTRUCTIONS if len(v) > INSTRUCTIONS_LIMIT
@@ -216,7 +214,7 @@ _CHECKS: dict[str, Callable[[yaml.Node], Any]] = {
     # Globs match paths from the repository's root, so "/src/**" means "src/**".
     "protected_paths": lambda node: _globs(_texts("a path glob")(node)),
     "allowed_bots": _texts("a login", lambda v: None if _LOGIN.fullmatch(v)
-                           else BAD_LOGIN.format(value=_code(v, 40))),
+                           else BAD_LOGIN.format(value=code_span(v, 40))),
     "allow_forks": _flag,
 }
 
@@ -266,7 +264,7 @@ def parse(text: str | bytes, path: str = CONFIG_PATH) -> RepoConfig:
         if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL:
             raise ConfigError(NOT_A_NAME, path=path, line=line)
         if key not in _CHECKS:
-            keys = ", ".join(_code(k) for k in KEYS)
+            keys = ", ".join(code_span(k) for k in KEYS)
             raise ConfigError(UNKNOWN_KEY.format(suggestion=_suggest(key.lower(), KEYS),
                                                  keys=keys), path=path, line=line, key=key)
         if key in lines:
@@ -326,92 +324,3 @@ def effective(config: RepoConfig, settings: Settings) -> Effective:
         timeout_seconds=timeout, setup=config.setup, instructions=config.instructions,
         draft=config.draft, max_changed_files=max_files, protected_paths=config.protected_paths,
         allowed_bots=config.allowed_bots, allow_forks=config.allow_forks, capped=capped)
-
-
-def instructions_path(instructions: str) -> str | None:
-    """The repository path `instructions` names, or None when it is text.
-
-    A path is one word (no whitespace, no `://`) with a `/` in it or ending in .md,
-    .markdown, .txt or .rst: `docs/agent.md`, `AGENTS.md`, `./notes.txt`.
-    """
-    word = instructions.strip()
-    if not word or any(c.isspace() for c in word) or "://" in word:
-        return None
-    if "/" not in word and not word.lower().endswith(_FILE_SUFFIXES):
-        return None
-    return word.removeprefix("./").strip("/")
-
-
-class _Unreadable(Exception):
-    """A path GitHub has, but not as a file it serves: a directory, a symlink, over 1 MB."""
-
-
-class RepoConfigs:
-    """Loads configs through the installation clients, cached with their ETag per installation.
-
-    Each installation has its own gidgethub cache, so a response fetched with one
-    installation's token is never served to another. Errors other than a 404 (a 403 for a
-    permission the App lacks, a 5xx) stay gidgethub's exceptions, for the caller to retry.
-    """
-
-    def __init__(self, github: Any, *, per_installation: int = 256,
-                 installations: int = 1024) -> None:
-        self._github = github
-        self._per_installation = per_installation
-        self._caches: LRUCache[int, MutableMapping[str, Any]] = LRUCache(maxsize=installations)
-
-    def _cache(self, installation_id: int) -> MutableMapping[str, Any]:
-        cache = self._caches.get(installation_id)
-        if cache is None:
-            cache = self._caches[installation_id] = LRUCache(maxsize=self._per_installation)
-        return cache
-
-    async def load(self, installation_id: int, repo_full_name: str, ref: str) -> RepoConfig:
-        """The config at `ref` (the default branch); no file gives the defaults."""
-        gh = self._github.installation(installation_id, cache=self._cache(installation_id))
-        try:
-            data = await _fetch(gh, repo_full_name, CONFIG_PATH, ref, THE_FILE)
-        except _Unreadable as exc:
-            raise ConfigError(str(exc)) from None
-        if data is None:
-            return RepoConfig()
-        config = parse(data)
-        path = instructions_path(config.instructions)
-        if path is None:
-            return config
-        where: dict[str, Any] = {"line": config.line_of("instructions"), "key": "instructions"}
-        shown = _code(path, 100)
-        if any(part in ("", ".", "..") for part in path.split("/")):
-            raise ConfigError(OUTSIDE.format(what=shown), **where)
-        try:
-            data = await _fetch(gh, repo_full_name, path, ref, shown)
-            text = None if data is None else data.decode("utf-8-sig").strip()
-        except _Unreadable as exc:
-            raise ConfigError(str(exc), **where) from None
-        except UnicodeDecodeError:
-            raise ConfigError(NOT_UTF8_FILE.format(what=shown), **where) from None
-        if text is None:
-            raise ConfigError(INSTRUCTIONS_MISSING.format(what=shown, ref=_code(ref, 100)),
-                              **where)
-        if len(text) > INSTRUCTIONS_LIMIT:
-            raise ConfigError(LONG_INSTRUCTIONS, **where)
-        return config.model_copy(update={"instructions": text})
-
-
-async def _fetch(gh: Any, repo_full_name: str, path: str, ref: str, shown: str) -> bytes | None:
-    """A file's bytes through the contents API; None when `ref` has nothing at `path`."""
-    owner, _, repo = repo_full_name.partition("/")
-    try:
-        item = await gh.getitem(CONTENTS_URL, {"owner": owner, "repo": repo, "path": path,
-                                               "ref": ref})
-    except gidgethub.BadRequest as exc:
-        if exc.status_code == 404:
-            return None
-        raise
-    kind = "directory" if isinstance(item, list) else item.get("type")
-    if kind != "file":
-        raise _Unreadable(NOT_A_FILE.format(what=shown, kind=kind))
-    if item.get("encoding") != "base64":
-        # From 1 MB to 100 MB GitHub answers with `encoding: none` and no content.
-        raise _Unreadable(TOO_LARGE.format(what=shown))
-    return base64.b64decode(item.get("content") or "")

@@ -13,11 +13,10 @@ from bot.repo_config import (
     KEYS,
     ConfigError,
     RepoConfig,
-    RepoConfigs,
     effective,
-    instructions_path,
     parse,
 )
+from bot.repo_configs import RepoConfigs, instructions_path
 from bot.settings import Settings
 from tests.fakes.github import FakeGitHub
 
