@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import leases
 from bot.callbacks import Result, callback_key, run_token
 from bot.executors.base import Executor, SandboxPhase, SandboxSecrets, SandboxStatus
 from bot.launch import SANDBOX_PERMISSIONS, TokenIssuer, make_executor, run_spec
-from bot.publisher import Publisher, Refused
+from bot.publisher import Publisher
+from bot.publishing import PublishQueue
 from bot.redact import redact
 from bot.refs import resolve_base
 from bot.runs import get_run, transition
@@ -34,8 +34,6 @@ VANISHED = "sandbox vanished"
 START_FAILED = "could not start the sandbox: {error}"
 AGENT_FAILED = "the agent reported a failure"
 CANCELLED = "cancel requested"
-PUBLISH_FAILED = "could not publish the result after {attempts} attempts: {error}"
-PUBLISH_ATTEMPTS = 6
 STUCK_AFTER = dt.timedelta(minutes=5)
 # Any constant shared by every replica: the lock that serialises claims on PostgreSQL.
 CLAIM_LOCK = 0x61676E74
@@ -62,9 +60,9 @@ class Scheduler:
         self._settings = settings
         self._key = key if key is not None else callback_key(settings.private_key_pem() or "")
         self._tick_seconds = tick_seconds
-        self._publisher = publisher or Publisher(engine, github, settings)
         self._on_change = on_change
-        self._publish_failures: dict[int, tuple[int, float]] = {}  # run -> (count, retry at)
+        self._publishing = PublishQueue(engine, publisher or Publisher(engine, github, settings),
+                                        self._finish)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -140,7 +138,7 @@ class Scheduler:
     async def tick(self) -> None:
         """Stop runs whose cancel was requested, publish finished ones, start queued ones."""
         await self._cancel_requested()
-        await self._publish_pending()
+        await self._publishing.pending()
         await self._launch_queued()
 
     async def _cancel_requested(self) -> None:
@@ -287,62 +285,7 @@ class Scheduler:
         elif result.get("status") == "no_changes":
             await self._finish(run.id, RunState.SUCCEEDED, "result: no_changes")
         else:
-            async with self._engine.begin() as conn:
-                await conn.execute(update(runs).where(
-                    runs.c.id == run.id, runs.c.publish_state.is_(None))
-                    .values(publish_state="pending", updated_at=utcnow()))
-            await self.publish(run.id)
-
-    async def _publish_pending(self) -> None:
-        async with self._engine.connect() as conn:
-            ids = (await conn.execute(select(runs.c.id).where(
-                runs.c.publish_state == "pending", runs.c.state.in_(_STARTED))
-                .order_by(runs.c.id))).scalars().all()
-        now = asyncio.get_running_loop().time()
-        for run_id in ids:
-            if self._publish_failures.get(run_id, (0, 0.0))[1] <= now:
-                await self.publish(run_id)
-
-    async def publish(self, run_id: int) -> None:
-        """Publish a run whose result waits for it; one process at a time, once."""
-        async with leases.holding(self._engine, run_id, "publish") as held:
-            if not held:
-                return  # another replica is at it
-            run = await get_run(self._engine, run_id)
-            if (run is None or run.publish_state != "pending"
-                    or RunState(run.state) in FINAL_STATES):
-                return
-            try:
-                published = await self._publisher.publish(run)
-            except Refused as exc:
-                reason = redact(str(exc))
-                await self._finish(run_id, RunState.FAILED, "refused", error=reason,
-                                   publish_state="refused")
-                return
-            except Exception as exc:
-                await self._publish_failed(run_id, exc)
-                return
-            self._publish_failures.pop(run_id, None)
-            what = (f"opened PR #{published.pr_number}" if published.pr_number
-                    else f"pushed to {published.branch}")
-            await self._finish(run_id, RunState.SUCCEEDED, what, publish_state="done",
-                               branch=published.branch, commit_sha=published.commit_sha,
-                               pr_number=published.pr_number, pr_url=published.pr_url)
-
-    async def _publish_failed(self, run_id: int, exc: Exception) -> None:
-        count = self._publish_failures.get(run_id, (0, 0.0))[0] + 1
-        error = _describe(exc, None)
-        if count >= PUBLISH_ATTEMPTS:
-            log.error("giving up publishing: %s", error, extra={"run_id": run_id})
-            reason = PUBLISH_FAILED.format(attempts=count, error=error)
-            self._publish_failures.pop(run_id, None)
-            await self._finish(run_id, RunState.FAILED, reason, error=reason,
-                               publish_state="failed")
-            return
-        delay = min(5.0 * 4 ** (count - 1), 600.0)
-        self._publish_failures[run_id] = (count, asyncio.get_running_loop().time() + delay)
-        log.warning("publishing failed (%s); trying again in %.0fs", error, delay,
-                    extra={"run_id": run_id})
+            await self._publishing.enqueue(run.id)
 
     async def on_result(self, run_id: int, result: Result) -> None:
         """The callbacks' ResultHook: a failed result ends the run now.

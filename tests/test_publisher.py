@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import publishing
 from bot.github import GitHubApp
 from bot.publisher import PR_BODY_MAX, Publisher, Refused
 from bot.runs import get_run, transition
@@ -125,3 +126,38 @@ async def test_a_long_summary_is_cut_to_fit_the_pull_request_body(
     [pull] = world.pulls(REPO)
     assert len(pull.body) <= PR_BODY_MAX
     assert "Closes #1" in pull.body and "(truncated)" in pull.body
+
+
+class Broken:
+    """A publisher whose GitHub is down for good."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def publish(self, run: Any) -> Any:
+        self.calls += 1
+        raise ConnectionError("GitHub is unreachable")
+
+
+async def test_publishing_gives_up_after_its_attempts_and_fails_the_run(
+        engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(publishing, "RETRY_BASE_SECONDS", 0.0)
+    run = await finished_run(engine, result({"a.txt": b"a\n"}))
+    finished: list[tuple[int, RunState, dict[str, Any]]] = []
+
+    async def finish(run_id: int, state: RunState, reason: str, **values: Any) -> bool:
+        finished.append((run_id, state, values))
+        return await transition(engine, run_id, state, reason, **values)
+
+    broken = Broken()
+    queue = publishing.PublishQueue(engine, broken, finish)  # type: ignore[arg-type]
+    await queue.enqueue(run.id)
+    assert (await get_run(engine, run.id)).publish_state == "pending"
+    while not finished:
+        await queue.pending()
+    assert broken.calls == publishing.PUBLISH_ATTEMPTS
+    [(run_id, state, values)] = finished
+    assert (run_id, state, values["publish_state"]) == (run.id, RunState.FAILED, "failed")
+    assert "GitHub is unreachable" in values["error"]
+    await queue.pending()
+    assert broken.calls == publishing.PUBLISH_ATTEMPTS  # a final run is not tried again
