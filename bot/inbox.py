@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,6 +55,11 @@ class InboxOptions:
     lease_seconds: int = 120
     max_attempts: int = 5
     poll_seconds: float = 1.0
+    # While the intake stored a delivery this recently, dispatch waits (GitHub waits on
+    # the intake; nobody waits on dispatch to the millisecond), but never longer than
+    # max_yield_seconds at a time, so that it keeps moving under load that never pauses.
+    intake_quiet_seconds: float = 0.05
+    max_yield_seconds: float = 1.0
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
     retention: dt.timedelta = dt.timedelta(days=7)
@@ -79,9 +85,11 @@ class Inbox:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._limit = asyncio.Semaphore(self.options.concurrency)
         self.alive_at: dt.datetime | None = None
+        self._stored_at = -float("inf")  # time.monotonic() of the intake's last commit
 
     def notify(self) -> None:
         """A delivery was stored: look now instead of at the next poll."""
+        self._stored_at = time.monotonic()
         self._wakeup.set()
 
     def start(self) -> None:
@@ -107,6 +115,7 @@ class Inbox:
         while True:
             self.alive_at = utcnow()
             try:
+                await self._yield_to_intake()
                 claimed = await self.drain_once()
                 if self.alive_at - last_cleanup > dt.timedelta(hours=1):
                     await self.forget_old()
@@ -122,6 +131,17 @@ class Inbox:
                 except TimeoutError:
                     pass
                 self._wakeup.clear()
+
+    async def _yield_to_intake(self) -> None:
+        """Wait while the intake is busy, up to max_yield_seconds."""
+        give_up = time.monotonic() + self.options.max_yield_seconds
+        while True:
+            now = time.monotonic()
+            quiet_at = self._stored_at + self.options.intake_quiet_seconds
+            if now >= quiet_at or now >= give_up:
+                return
+            self.alive_at = utcnow()
+            await asyncio.sleep(min(quiet_at, give_up) - now)
 
     async def drain_once(self) -> int:
         """Claim one batch and process it; returns how many deliveries were claimed."""

@@ -1,0 +1,166 @@
+"""The delivery writer's rows, dedupe and failures, and dispatch yielding to the intake."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from gidgethub import routing, sansio
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.inbox import Inbox, InboxOptions
+from bot.intake import POSTGRES_COMMITS_IN_FLIGHT, DeliveryRow, DeliveryWriter, StoreUnavailable
+from bot.store import DeliveryStatus, deliveries, utcnow
+
+BODY = b'{"action":"labeled","issue":{"number":5},"repository":{"id":1}}'
+
+
+def _row(delivery_id: str, installation_id: int | None = 7) -> DeliveryRow:
+    return DeliveryRow(delivery_id, "issues", "labeled", installation_id, BODY)
+
+
+async def _rows(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
+    async with engine.connect() as conn:
+        result = await conn.execute(select(deliveries).order_by(deliveries.c.id))
+        return {r.delivery_id: r._asdict() for r in result}
+
+
+async def test_rows_are_what_sqlalchemy_would_store(engine: AsyncEngine) -> None:
+    now = utcnow()
+    async with engine.begin() as conn:  # the reference: the table's own types do the work
+        await conn.execute(insert(deliveries).values(
+            delivery_id="reference", event="issues", action="labeled", installation_id=7,
+            payload=BODY, received_at=now, status=DeliveryStatus.PENDING.value, attempts=0,
+            next_attempt_at=now, done_handlers=[]))
+    writer = DeliveryWriter(engine)
+    writer.start()
+    try:
+        await asyncio.gather(writer.store(_row("one")), writer.store(_row("two", None)))
+    finally:
+        await writer.close()
+    rows = await _rows(engine)
+    assert set(rows) == {"reference", "one", "two"}
+    assert rows["one"]["received_at"] == rows["one"]["next_attempt_at"]
+    assert rows["two"]["installation_id"] is None
+    ours, reference = dict(rows["one"]), dict(rows["reference"])
+    for column in ("id", "delivery_id", "received_at", "next_attempt_at"):
+        assert type(ours.pop(column)) is type(reference.pop(column))
+    assert ours == reference
+    assert ours["done_handlers"] == [] and ours["payload"] == BODY
+
+
+async def test_a_delivery_id_is_stored_once_within_and_across_batches(
+        engine: AsyncEngine) -> None:
+    writer = DeliveryWriter(engine)
+    writer.start()
+    try:
+        # Queued before the writer runs, so they share one batch, duplicate included.
+        await asyncio.gather(*(writer.store(_row(d)) for d in ("a", "b", "a", "c", "b")))
+        await writer.store(_row("a"))  # a redelivery later on: accepted, not stored again
+    finally:
+        await writer.close()
+    assert list(await _rows(engine)) == ["a", "b", "c"]
+
+
+async def test_lost_connections_fail_their_batch_and_are_replaced(engine: AsyncEngine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a server-side disconnect needs PostgreSQL")
+    writer = DeliveryWriter(engine)
+    writer.start()
+    lanes = POSTGRES_COMMITS_IN_FLIGHT
+    outcomes: dict[str, bool] = {}
+    try:
+        await asyncio.gather(*(writer.store(_row(f"before-{i}")) for i in range(50)))
+        async with engine.begin() as conn:  # the server drops the writer's connections
+            killed = (await conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))).scalar_one()
+        assert killed >= 1
+        # One at a time, so that every connection meets the loss on its own delivery.
+        for i in range(3 * lanes):
+            try:
+                await writer.store(_row(f"after-{i}"))
+                outcomes[f"after-{i}"] = True
+            except StoreUnavailable:
+                outcomes[f"after-{i}"] = False
+    finally:
+        await writer.close()
+    assert 1 <= list(outcomes.values()).count(False) <= lanes
+    assert all(list(outcomes.values())[-lanes:])  # every connection was replaced
+    stored = set(await _rows(engine))
+    assert stored == {f"before-{i}" for i in range(50)} | {d for d, ok in outcomes.items() if ok}
+
+
+async def test_a_stopped_writer_refuses_deliveries(engine: AsyncEngine) -> None:
+    writer = DeliveryWriter(engine)
+    with pytest.raises(StoreUnavailable):
+        await writer.store(_row("never"))
+    writer.start()
+    await writer.close()
+    with pytest.raises(StoreUnavailable):
+        await writer.store(_row("never"))
+    assert await _rows(engine) == {}
+
+
+class Seen:
+    """A router whose one handler notes when each delivery was dispatched."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+        self.dispatched = asyncio.Event()
+        self.router = routing.Router()
+        self.router.add(self.handle, "issues")
+
+    async def handle(self, event: sansio.Event, ctx: Any) -> None:
+        self.at[event.delivery_id] = time.monotonic()
+        self.dispatched.set()
+
+
+async def _store(engine: AsyncEngine, *rows: DeliveryRow) -> None:
+    writer = DeliveryWriter(engine)
+    writer.start()
+    try:
+        await asyncio.gather(*(writer.store(r) for r in rows))
+    finally:
+        await writer.close()
+
+
+async def test_dispatch_waits_while_the_intake_is_busy_but_not_past_its_floor(
+        engine: AsyncEngine) -> None:
+    await _store(engine, _row("busy"))
+    seen = Seen()
+    options = InboxOptions(intake_quiet_seconds=0.2, max_yield_seconds=0.6, poll_seconds=0.05)
+    inbox = Inbox(engine, seen.router, context=None, options=options)
+    inbox.notify()
+    started = time.monotonic()
+    inbox.start()
+    try:
+        # The intake keeps storing (a commit every 50 ms) for longer than the floor.
+        while time.monotonic() - started < 1.5 and not seen.dispatched.is_set():
+            inbox.notify()
+            await asyncio.sleep(0.05)
+        async with asyncio.timeout(5):
+            await seen.dispatched.wait()
+    finally:
+        await inbox.close()
+    waited = seen.at["busy"] - started
+    assert 0.55 <= waited < 1.4  # after the floor, while the intake was still busy
+
+
+async def test_dispatch_starts_at_once_once_the_intake_is_quiet(engine: AsyncEngine) -> None:
+    await _store(engine, _row("quiet"))
+    seen = Seen()
+    options = InboxOptions(intake_quiet_seconds=0.05, max_yield_seconds=10)
+    inbox = Inbox(engine, seen.router, context=None, options=options)
+    inbox.notify()  # the last delivery of a burst
+    started = time.monotonic()
+    inbox.start()
+    try:
+        async with asyncio.timeout(5):
+            await seen.dispatched.wait()
+    finally:
+        await inbox.close()
+    assert seen.at["quiet"] - started < 1.0
