@@ -65,6 +65,38 @@ async def test_a_delivery_id_is_stored_once_within_and_across_batches(
     assert list(await _rows(engine)) == ["a", "b", "c"]
 
 
+async def test_a_batch_is_one_transaction(engine: AsyncEngine) -> None:
+    writer = DeliveryWriter(engine)
+    writer.start()
+    broken = DeliveryRow("broken", None, None, None, BODY)  # type: ignore[arg-type]
+    try:
+        # Queued together, so they share one batch; `event` may not be NULL.
+        results = await asyncio.gather(writer.store(_row("good")), writer.store(broken),
+                                       return_exceptions=True)
+        assert [type(r) for r in results] == [StoreUnavailable, StoreUnavailable]
+        await writer.store(_row("later"))  # the writer goes on with the next batch
+    finally:
+        await writer.close()
+    assert list(await _rows(engine)) == ["later"]
+
+
+async def test_postgres_compresses_payloads_with_lz4(engine: AsyncEngine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("TOAST compression is PostgreSQL's")
+    big = DeliveryRow("big", "issues", "labeled", 7, b'{"body": "%s"}' % (b"agentbot " * 2000))
+    writer = DeliveryWriter(engine)
+    writer.start()
+    try:
+        await writer.store(big)
+    finally:
+        await writer.close()
+    async with engine.connect() as conn:
+        method = (await conn.execute(text(
+            "SELECT pg_column_compression(payload) FROM deliveries"))).scalar_one()
+    assert method == "lz4"
+    assert (await _rows(engine))["big"]["payload"] == big.payload
+
+
 async def test_lost_connections_fail_their_batch_and_are_replaced(engine: AsyncEngine) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("a server-side disconnect needs PostgreSQL")
