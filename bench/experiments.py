@@ -8,13 +8,12 @@ piece costs can be measured with the same harness on the same machine.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
-from bot import inbox, store, webhook
+from bot import inbox, intake, store, webhook
 
 
 def no_inbox() -> None:
@@ -29,19 +28,20 @@ def no_inbox() -> None:
 def no_parse() -> None:
     """Measurement only, breaks the contract (400 for a body that is not a JSON object):
     the body is not parsed before the answer; shows what the parse costs."""
-    parsed = {"action": "labeled", "installation": {"id": 49871203}}
+    def _delivery(delivery_id: str, event: str, body: bytes) -> intake.DeliveryRow:
+        return intake.DeliveryRow(delivery_id, event, "labeled", 49871203, body)
 
-    class Unparsed:
-        JSONDecodeError = orjson.JSONDecodeError
-
-        @staticmethod
-        def loads(body: bytes) -> dict[str, Any]:
-            return parsed
-
-    webhook.orjson = Unparsed  # type: ignore[assignment]
+    webhook._delivery = _delivery
 
 
-EXPERIMENTS: dict[str, Callable[[], None]] = {"no-inbox": no_inbox, "no-parse": no_parse}
+def no_gc() -> None:
+    """Measurement only: the cyclic garbage collector never runs; shows what its passes cost."""
+    gc.disable()
+
+
+EXPERIMENTS: dict[str, Callable[[], None]] = {
+    "no-inbox": no_inbox, "no-parse": no_parse, "no-gc": no_gc,
+}
 
 
 def apply(names: list[str]) -> None:

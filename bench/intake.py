@@ -18,7 +18,7 @@ from bench import databases, payload, report, servers
 from bench.loadgen import Load, run_wrk
 
 # The names only: importing bench.experiments would import bot into the harness.
-EXPERIMENTS = ("no-inbox", "no-parse")
+EXPERIMENTS = ("no-inbox", "no-parse", "no-gc")
 
 TARGETS = ("probot", "aiohttp-baseline", "agentbot-sqlite", "agentbot-postgres")
 # Requests that wrk's deadline cut off may still be committing; give them this long.

@@ -19,6 +19,8 @@ from bot.store import DeliveryStatus, deliveries, utcnow
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
+# GitHub gives up after 10 s; refuse well before that even when the database hangs.
+STORE_TIMEOUT_SECONDS = 8.0
 # Batches committing at once on PostgreSQL (each holds one pooled connection).
 POSTGRES_COMMITS_IN_FLIGHT = 3
 
@@ -167,14 +169,25 @@ class DeliveryWriter:
         self._pending = []
 
     async def store(self, row: DeliveryRow) -> None:
-        """Return once the delivery (or an earlier one with its id) is committed."""
+        """Return once the delivery (or an earlier one with its id) is committed.
+
+        Raises StoreUnavailable when the database refuses it or has not committed it
+        within STORE_TIMEOUT_SECONDS (it may still be committed later).
+        """
         if self._lanes[0].task is None:
             raise StoreUnavailable("the delivery writer is not running")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._pending.append((row, future))
         self._wakeup.set()
-        # A caller that gives up cancels only its wait: the row is committed all the same.
-        await future
+        # A bare timer, not asyncio.timeout(): this runs for every delivery.
+        timer = loop.call_later(STORE_TIMEOUT_SECONDS, _fail, [(row, future)],
+                                StoreUnavailable("not committed in time"))
+        try:
+            # A caller that gives up cancels only its wait: the row is committed all the same.
+            await future
+        finally:
+            timer.cancel()
 
     async def _work(self, lane: _Lane) -> None:
         while True:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,11 +15,10 @@ from bot.intake import DeliveryRow, StoreUnavailable
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 25 * 1024 * 1024
-# GitHub gives up after 10 s; answer well before that even when the database hangs.
-STORE_TIMEOUT_SECONDS = 8.0
 SIGNATURE_PREFIX = "sha256="
 
 WEBHOOK_SECRET_KEY: web.AppKey[str | None] = web.AppKey("webhook_secret", str)
+# Stores a delivery, or raises StoreUnavailable; either well before GitHub's 10 s are up.
 STORE_KEY: web.AppKey[Callable[[DeliveryRow], Awaitable[None]]] = web.AppKey("store_delivery")
 OBSERVE_KEY: web.AppKey[Callable[[str, str, float], None]] = web.AppKey("observe_intake")
 
@@ -121,9 +119,9 @@ async def handle_webhook(request: web.Request) -> web.Response:
     if isinstance(row, str):
         return answer(400, row, "bad_request")
     try:
-        async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
-            await request.app[STORE_KEY](row)
-    except (StoreUnavailable, TimeoutError):
+        # The store answers within intake.STORE_TIMEOUT_SECONDS, stored or not.
+        await request.app[STORE_KEY](row)
+    except StoreUnavailable:
         log.warning("delivery not stored: database unavailable",
                     extra={"delivery_id": delivery_id, "event": event})
         return answer(503, "database unavailable; GitHub can redeliver this delivery",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ from gidgethub import routing, sansio
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import intake
 from bot.inbox import Inbox, InboxOptions
 from bot.intake import POSTGRES_COMMITS_IN_FLIGHT, DeliveryRow, DeliveryWriter, StoreUnavailable
 from bot.store import DeliveryStatus, deliveries, utcnow
@@ -95,6 +99,42 @@ async def test_postgres_compresses_payloads_with_lz4(engine: AsyncEngine) -> Non
             "SELECT pg_column_compression(payload) FROM deliveries"))).scalar_one()
     assert method == "lz4"
     assert (await _rows(engine))["big"]["payload"] == big.payload
+
+
+async def test_a_database_that_hangs_is_refused_in_time(
+        engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(intake, "STORE_TIMEOUT_SECONDS", 0.3)
+    writer = DeliveryWriter(engine)
+    writer.start()
+    try:
+        async with _write_locked(engine):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await writer.store(_row("held"))
+            assert time.monotonic() - started < 2
+        # The lock is gone: the held row is committed after all, and the next one too.
+        await writer.store(_row("next"))
+    finally:
+        await writer.close()
+    assert list(await _rows(engine)) == ["held", "next"]
+
+
+@contextlib.asynccontextmanager
+async def _write_locked(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Another session holds the lock every insert into deliveries waits for."""
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            await conn.execute(text("LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE"))
+            yield
+            await conn.rollback()
+        return
+    other = sqlite3.connect(str(engine.url.database), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
 
 
 async def test_lost_connections_fail_their_batch_and_are_replaced(engine: AsyncEngine) -> None:
