@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -21,8 +21,6 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 512
 # GitHub gives up after 10 s; refuse well before that even when the database hangs.
 STORE_TIMEOUT_SECONDS = 8.0
-# Batches committing at once on PostgreSQL (each holds one pooled connection).
-POSTGRES_COMMITS_IN_FLIGHT = 3
 
 # The intake's columns; the others keep their defaults (NULL). `received_at` is also the
 # first `next_attempt_at`, and `done_handlers` starts as the empty JSON list.
@@ -61,8 +59,9 @@ class DeliveryRow:
 class _Connection:
     """One pooled connection of the engine, held by the writer and used through its driver.
 
-    SQLAlchemy's per-statement work (a thread hop each for begin, execute and commit on
-    SQLite, per-row type conversion) costs more than the rows themselves on the hot path.
+    SQLAlchemy's per-statement work (a hop to aiosqlite's thread each for begin, execute
+    and commit, a round trip each on PostgreSQL, type conversion per row) cost more on the
+    hot path than the rows themselves.
     """
 
     def __init__(self, engine: AsyncEngine, conn: AsyncConnection, driver: Any) -> None:
@@ -80,10 +79,10 @@ class _Connection:
         conn = await engine.connect()
         try:
             raw = await conn.get_raw_connection()
-            self = cls(engine, conn, raw.driver_connection)
-            if self._postgres:
-                await self._set_toast_compression()
-            return self
+            connection = cls(engine, conn, raw.driver_connection)
+            if connection._postgres:
+                await connection._set_toast_compression()
+            return connection
         except BaseException:
             await conn.close()
             raise
@@ -122,51 +121,37 @@ class _Connection:
             await self._conn.close()
 
 
-@dataclass(eq=False)
-class _Lane:
-    """One commit in flight at a time, on its own connection."""
-
-    connection: _Connection | None = None
-    batch: list[tuple[DeliveryRow, asyncio.Future[None]]] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-
 class DeliveryWriter:
     """Stores deliveries; concurrent callers share one transaction (a group commit).
 
-    While a batch commits, the next one gathers, so a busy intake pays one commit (and one
-    fsync) for many deliveries instead of one each. SQLite takes one writer at a time;
-    PostgreSQL commits several batches at once, so that a batch does not wait for the
-    previous one's WAL flush before it is even sent.
+    While one batch commits, the next one gathers, so a busy intake pays one commit (and
+    one fsync) for many deliveries instead of one each. One batch at a time: on SQLite
+    there is one writer anyway, and on PostgreSQL several smaller batches in flight
+    measured slower than one larger one (bench/README.md).
     """
 
     def __init__(self, engine: AsyncEngine, on_stored: Callable[[], None] | None = None):
         self._engine = engine
         self._on_stored = on_stored
         self._pending: list[tuple[DeliveryRow, asyncio.Future[None]]] = []
+        self._committing: list[tuple[DeliveryRow, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
-        lanes = POSTGRES_COMMITS_IN_FLIGHT if engine.dialect.name == "postgresql" else 1
-        self._lanes = [_Lane() for _ in range(lanes)]
+        self._task: asyncio.Task[None] | None = None
+        self._connection: _Connection | None = None
 
     def start(self) -> None:
-        for number, lane in enumerate(self._lanes):
-            if lane.task is None:
-                lane.task = asyncio.create_task(self._work(lane),
-                                                name=f"delivery-writer-{number}")
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="delivery-writer")
 
     async def close(self) -> None:
-        error = StoreUnavailable("shutting down")
-        for lane in self._lanes:
-            await tasks.stop(lane.task)
-            lane.task = None
-            if lane.connection is not None:
-                # Stopped mid-commit, the transaction is in an unknown state: do not reuse it.
-                await lane.connection.close(broken=bool(lane.batch))
-                lane.connection = None
-            _fail(lane.batch, error)
-            lane.batch = []
-        _fail(self._pending, error)
-        self._pending = []
+        await tasks.stop(self._task)
+        self._task = None
+        if self._connection is not None:
+            # Stopped mid-commit, the transaction is in an unknown state: do not reuse it.
+            await self._connection.close(broken=bool(self._committing))
+            self._connection = None
+        _fail(self._committing + self._pending, StoreUnavailable("shutting down"))
+        self._committing, self._pending = [], []
 
     async def store(self, row: DeliveryRow) -> None:
         """Return once the delivery (or an earlier one with its id) is committed.
@@ -174,7 +159,7 @@ class DeliveryWriter:
         Raises StoreUnavailable when the database refuses it or has not committed it
         within STORE_TIMEOUT_SECONDS (it may still be committed later).
         """
-        if self._lanes[0].task is None:
+        if self._task is None:
             raise StoreUnavailable("the delivery writer is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -189,39 +174,39 @@ class DeliveryWriter:
         finally:
             timer.cancel()
 
-    async def _work(self, lane: _Lane) -> None:
+    async def _loop(self) -> None:
         while True:
-            while not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            lane.batch = self._pending[:MAX_BATCH]
-            del self._pending[:MAX_BATCH]
-            await self._commit(lane)
-            lane.batch = []
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                self._committing = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                await self._commit(self._committing)
+                self._committing = []
 
-    async def _connected(self, lane: _Lane) -> _Connection:
+    async def _connected(self) -> _Connection:
         # A connection serves the engine it came from, and the engine can be replaced
         # (the tests point the writer at a database that is down, then back).
-        if lane.connection is not None and lane.connection.engine is not self._engine:
-            await lane.connection.close(broken=False)
-            lane.connection = None
-        if lane.connection is None:
-            lane.connection = await _Connection.open(self._engine)
-        return lane.connection
+        if self._connection is not None and self._connection.engine is not self._engine:
+            await self._connection.close(broken=False)
+            self._connection = None
+        if self._connection is None:
+            self._connection = await _Connection.open(self._engine)
+        return self._connection
 
-    async def _commit(self, lane: _Lane) -> None:
+    async def _commit(self, batch: list[tuple[DeliveryRow, asyncio.Future[None]]]) -> None:
         try:
-            connection = await self._connected(lane)
-            await connection.insert([row for row, _ in lane.batch])
+            connection = await self._connected()
+            await connection.insert([row for row, _ in batch])
         except Exception as exc:  # noqa: BLE001 - any failure must reach every waiter
-            log.error("storing %d deliveries failed: %s", len(lane.batch), type(exc).__name__)
-            if lane.connection is not None:
+            log.error("storing %d deliveries failed: %s", len(batch), type(exc).__name__)
+            if self._connection is not None:
                 # The next batch starts on a fresh connection (the database may have restarted).
-                await lane.connection.close(broken=True)
-                lane.connection = None
-            _fail(lane.batch, StoreUnavailable(type(exc).__name__))
+                await self._connection.close(broken=True)
+                self._connection = None
+            _fail(batch, StoreUnavailable(type(exc).__name__))
             return
-        for _, future in lane.batch:
+        for _, future in batch:
             if not future.done():
                 future.set_result(None)
         if self._on_stored is not None:
