@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 from gidgethub import routing, sansio
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import tasks
@@ -152,21 +152,35 @@ class Inbox:
 
     async def _claim(self) -> list[Any]:
         now = utcnow()
-        due = or_(
-            and_(deliveries.c.status == DeliveryStatus.PENDING,
-                 deliveries.c.next_attempt_at <= now),
-            and_(deliveries.c.status == DeliveryStatus.PROCESSING,
-                 deliveries.c.lease_until < now),
-        )
+        # Leases run out only when a process died: rare, few, and older than anything
+        # pending, so they come first. Then the longest due, walking ix_deliveries_status_next
+        # in its order (ties in insertion order) and stopping at the batch size: a query
+        # sorting every due row by id sorted the whole backlog, on SQLite while holding the
+        # write lock the intake waits for.
+        expired = and_(deliveries.c.status == DeliveryStatus.PROCESSING,
+                       deliveries.c.lease_until < now)
+        due = and_(deliveries.c.status == DeliveryStatus.PENDING,
+                   deliveries.c.next_attempt_at <= now)
+        rows: list[Any] = []
+        async with self._engine.begin() as conn:
+            for where, order in ((expired, deliveries.c.id),
+                                 (due, deliveries.c.next_attempt_at)):
+                wanted = self.options.batch_size - len(rows)
+                if wanted <= 0:
+                    break
+                rows += (await conn.execute(self._claiming(now, where, order, wanted))).all()
+        return sorted(rows, key=lambda r: r.id)
+
+    def _claiming(self, now: dt.datetime, where: Any, order: Any, limit: int) -> Any:
         ids = (
             select(deliveries.c.id)
-            .where(due)
-            .order_by(deliveries.c.id)
-            .limit(self.options.batch_size)
+            .where(where)
+            .order_by(order)
+            .limit(limit)
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
-        stmt = (
+        return (
             update(deliveries)
             .where(deliveries.c.id.in_(ids))
             .values(
@@ -179,9 +193,6 @@ class Inbox:
                        deliveries.c.payload, deliveries.c.attempts,
                        deliveries.c.done_handlers)
         )
-        async with self._engine.begin() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return sorted(rows, key=lambda r: r.id)
 
     async def _process(self, row: Any) -> None:
         try:
