@@ -18,7 +18,7 @@ from bench import databases, payload, report, servers
 from bench.loadgen import Load, run_wrk
 
 # The names only: importing bench.experiments would import bot into the harness.
-EXPERIMENTS = ("raw-writer", "static-reply", "inbox-yield", "no-inbox", "no-parse")
+EXPERIMENTS = ("no-inbox", "no-parse", "no-gc")
 
 TARGETS = ("probot", "aiohttp-baseline", "agentbot-sqlite", "agentbot-postgres")
 # Requests that wrk's deadline cut off may still be committing; give them this long.
@@ -35,7 +35,7 @@ class Options:
     label: str
     postgres_url: str
     keep: bool = False  # keep SQLite files and logs for a look afterwards
-    experiments: tuple[str, ...] = ()  # bench/experiments.py prototypes for agentbot rows
+    experiments: tuple[str, ...] = ()  # bench/experiments.py switches for agentbot rows
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=databases.DEFAULT_POSTGRES,
                         help="server on which a fresh database is created and dropped")
     parser.add_argument("--experiment", action="append", default=[], metavar="NAME",
-                        help="patch a bench/experiments.py prototype into agentbot "
+                        help="patch a bench/experiments.py measurement switch into agentbot "
                              "(repeatable): " + ", ".join(EXPERIMENTS))
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")

@@ -123,7 +123,7 @@ def agentbot(workdir: Path, *, database_url: str, secret: str, private_key: str,
              cpu: str, experiments: tuple[str, ...] = ()) -> Server:
     """A real `agentbot serve` with a configured App; GitHub points at a closed port.
 
-    With `experiments`, the same serve with bench/experiments.py's prototypes patched in.
+    With `experiments`, the same serve with bench/experiments.py's switches patched in.
     """
     port = free_port()
     env = {
