@@ -29,6 +29,7 @@ from bot.store import create_engine, utcnow
 log = logging.getLogger(__name__)
 
 READY_DB_TIMEOUT = 2.0
+IDENTIFY_TIMEOUT = 5.0
 
 SETUP_MODE_LOG = (
     "agentbot is in setup mode: GITHUB_APP_ID, GITHUB_PRIVATE_KEY(_PATH) and "
@@ -90,6 +91,7 @@ async def start_bot(bot: Bot) -> None:
     if bot.github is None:
         bot.session = ClientSession(timeout=ClientTimeout(total=30))
         bot.github = _make_github(bot, bot.session)
+    await _identify(bot.github)
 
     def run_changed() -> None:
         if bot.scheduler is not None:
@@ -131,6 +133,23 @@ async def start_bot(bot: Bot) -> None:
         return None if bot.reporter is None else bot.reporter.health()
 
     bot.health_checks.extend([inbox_alive, scheduler_alive, reporter_alive])
+
+
+async def _identify(github: Any) -> None:
+    """Learn the App's own login, so that its comments never trigger it.
+
+    A GitHub that does not answer must not keep the bot from starting: its own comments
+    are still a Bot's, ignored unless a repository lists the App in `allowed_bots`.
+    """
+    identify = getattr(github, "identify", None)
+    if identify is None:
+        return  # a dry run's recording client: no request leaves
+    try:
+        async with asyncio.timeout(IDENTIFY_TIMEOUT):
+            await identify()
+    except Exception as exc:  # noqa: BLE001 - any failure only delays knowing our name
+        log.warning("could not read the App's own login (%s); carrying on",
+                    type(exc).__name__)
 
 
 async def stop_bot(bot: Bot) -> None:

@@ -51,7 +51,8 @@ class Source:
 
 def is_the_app(ctx: Context, sender: dict[str, Any]) -> bool:
     """The App's own comments and labels never trigger it, whatever the config says."""
-    return ctx.app_login is not None and sender.get("login") == ctx.app_login
+    login = ctx.app_login or getattr(ctx.github, "app_login", None)
+    return login is not None and sender.get("login") == login
 
 
 def is_bot(sender: dict[str, Any]) -> bool:

@@ -145,6 +145,7 @@ async def test_binary_files_go_through_blobs_byte_for_byte(flow: Flow) -> None:
 async def test_requests_per_run_from_label_to_pull_request(flow: Flow) -> None:
     """The GitHub requests one run costs (reported in the notes; aim: few)."""
     flow.plan(write={"x.txt": "x\n"})
+    flow.fake.requests.clear()  # the process's start-up (GET /app) is not the run's
     await flow.deliver("issues", p.issues_labeled())
     run = await flow.settled((await flow.wait_for_run()).id)
     assert run.state == "succeeded"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -86,6 +85,7 @@ async def harness(aiohttp_client: Any, fake_github: FakeGitHub, database_url: st
     client = await aiohttp_client(app)
     assert app[BOT_KEY].inbox is not None
     await app[BOT_KEY].inbox.close()  # the tests drain it themselves, deterministically
+    fake_github.requests.clear()  # start-up's GET /app; the tests count what deliveries cost
     yield Harness(client, fake_github)
 
 
@@ -178,10 +178,9 @@ async def test_bots_are_ignored_unless_the_repo_config_allows_them(harness: Harn
 
 
 async def test_the_app_itself_never_triggers(harness: Harness) -> None:
+    # The bot learnt its own login from GET /app when it started.
+    assert harness.bot.github.app_login == "agentbot[bot]"  # type: ignore[union-attr]
     harness.fake.push(REPO, {".github/agentbot.yml": b"allowed_bots: [agentbot]\n"})
-    harness.bot.context = dataclasses.replace(harness.bot.context, app_login="agentbot[bot]")
-    assert harness.bot.inbox is not None
-    harness.bot.inbox._context = harness.bot.context
     harness.fake.requests.clear()
     await harness.deliver("issue_comment", harness.comment(
         "/agent do it", login="agentbot[bot]", sender_type="Bot"))
