@@ -13,7 +13,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import migrate, runs, webhook
+from bot import leases, migrate, runs, webhook
 from bot.context import Context, GitHubClients
 from bot.inbox import Inbox, InboxOptions
 from bot.intake import DeliveryRow, DeliveryWriter, StoreUnavailable
@@ -110,6 +110,8 @@ async def start_bot(bot: Bot) -> None:
         released = await bot.inbox.release_abandoned()
         if released:
             log.info("re-queued %d deliveries abandoned by the previous process", released)
+        if await leases.release_all(bot.engine):
+            log.info("freed the run leases the previous process held")
     bot.writer = DeliveryWriter(bot.engine, on_stored=bot.inbox.notify)
     bot.writer.start()
     bot.inbox.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -46,9 +47,24 @@ async def release(db: AsyncEngine, run_id: int, owner: str) -> None:
 async def holding(db: AsyncEngine, run_id: int, purpose: str) -> AsyncIterator[bool]:
     """`async with holding(...) as held:` work only when `held`; released on the way out."""
     owner = new_owner(purpose)
-    held = await acquire(db, run_id, owner)
+    try:
+        held = await acquire(db, run_id, owner)
+    except BaseException:
+        # Cancelled (a shutdown) after the UPDATE may have committed: do not leave the run
+        # locked for the lease's length.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(release(db, run_id, owner))
+        raise
     try:
         yield held
     finally:
         if held:
-            await release(db, run_id, owner)
+            await asyncio.shield(release(db, run_id, owner))
+
+
+async def release_all(db: AsyncEngine) -> int:
+    """Free every lease: on SQLite one process owns the file, so any lease is a dead one's."""
+    async with db.begin() as conn:
+        result = await conn.execute(update(runs).where(runs.c.lease_owner.is_not(None))
+                                    .values(lease_owner=None, lease_until=None))
+    return int(result.rowcount or 0)
