@@ -190,8 +190,10 @@ async def test_github_requests_by_status_and_the_remaining_rate_limit(
     await github.app_client().getitem("/app")
 
     text = await bot.metrics()
+    # Two here, and the start-up's own (the bot reads its login from GET /app).
+    assert len(fake_github.calls("GET /app")) == 3
     assert sample(text, "agentbot_github_requests_total", method="GET", path="/app",
-                  status="200") == 2
+                  status="200") == 3
     assert sample(text, "agentbot_github_requests_total", method="GET",
                   path="/app/installations/{n}", status="404") == 1
     assert sample(text, "agentbot_github_rate_limit_remaining") == \
