@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -10,8 +9,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import leases
+from bot.loops import Backoff
 from bot.publisher import Publisher, Refused
-from bot.redact import redact
+from bot.redact import describe_error, redact
 from bot.runs import get_run
 from bot.store import FINAL_STATES, RunState, runs, utcnow
 
@@ -33,7 +33,7 @@ class PublishQueue:
         self._engine = engine
         self._publisher = publisher
         self._finish = finish
-        self._failures: dict[int, tuple[int, float]] = {}  # run -> (count, retry at)
+        self._failures = Backoff(RETRY_BASE_SECONDS, 4.0, RETRY_MAX_SECONDS)
 
     async def enqueue(self, run_id: int) -> None:
         """Mark the run's result for publishing, then try at once."""
@@ -49,9 +49,8 @@ class PublishQueue:
             ids = (await conn.execute(select(runs.c.id).where(
                 runs.c.publish_state == "pending", runs.c.state.in_(_STARTED))
                 .order_by(runs.c.id))).scalars().all()
-        now = asyncio.get_running_loop().time()
         for run_id in ids:
-            if self._failures.get(run_id, (0, 0.0))[1] <= now:
+            if self._failures.due(run_id):
                 await self.publish(run_id)
 
     async def publish(self, run_id: int) -> None:
@@ -73,7 +72,7 @@ class PublishQueue:
             except Exception as exc:
                 await self._failed(run_id, exc)
                 return
-            self._failures.pop(run_id, None)
+            self._failures.forget(run_id)
             what = (f"opened PR #{published.pr_number}" if published.pr_number
                     else f"pushed to {published.branch}")
             await self._finish(run_id, RunState.SUCCEEDED, what, publish_state="done",
@@ -81,21 +80,14 @@ class PublishQueue:
                                pr_number=published.pr_number, pr_url=published.pr_url)
 
     async def _failed(self, run_id: int, exc: Exception) -> None:
-        count = self._failures.get(run_id, (0, 0.0))[0] + 1
-        error = _describe(exc)
+        count, delay = self._failures.failed(run_id)
+        error = describe_error(exc)
         if count >= PUBLISH_ATTEMPTS:
             log.error("giving up publishing: %s", error, extra={"run_id": run_id})
-            self._failures.pop(run_id, None)
+            self._failures.forget(run_id)
             reason = PUBLISH_FAILED.format(attempts=count, error=error)
             await self._finish(run_id, RunState.FAILED, reason, error=reason,
                                publish_state="failed")
             return
-        delay = min(RETRY_BASE_SECONDS * 4 ** (count - 1), RETRY_MAX_SECONDS)
-        self._failures[run_id] = (count, asyncio.get_running_loop().time() + delay)
         log.warning("publishing failed (%s); trying again in %.0fs", error, delay,
                     extra={"run_id": run_id})
-
-
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return redact(text)[:2000]

@@ -191,3 +191,12 @@ def redact(text: str) -> str:
         position = end
     parts.append(text[position:])
     return "".join(parts)
+
+
+def describe_error(exc: BaseException, *secrets: str | None, limit: int = 2000) -> str:
+    """`Type: message` of an exception for a log or a run's error, with secrets masked."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[token]")
+    return redact(text)[:limit]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -16,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import effects, leases
 from bot.github import RateLimited
+from bot.loops import Backoff, Ticker
 from bot.refs import resolve_base
 from bot.replies import find_marked_comment
 from bot.report_text import CHECK_NAME, Progress, check_run_body, comment_body
@@ -29,7 +28,6 @@ log = logging.getLogger(__name__)
 PROGRESS_PER_MINUTE = 30
 PROGRESS_MIN_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 600.0
-STUCK_AFTER = dt.timedelta(minutes=5)
 _PROGRESS_KINDS = ("phase", "todo", "tool", "message")
 
 
@@ -42,48 +40,25 @@ class Reporter:
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
         self._github = github
-        self._tick_seconds = tick_seconds
         self._progress_seconds = progress_seconds
         self._clock = clock
-        self._monotonic = monotonic
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._failures: dict[int, tuple[int, float]] = {}  # run id -> (count, retry at)
-        self.alive_at: dt.datetime | None = None
+        self._failures = Backoff(5.0, 2.0, BACKOFF_MAX_SECONDS, monotonic)
+        self.ticker = Ticker("reporter", self.tick, tick_seconds)  # its loop
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="reporter")
+        self.ticker.start()
 
     def notify(self) -> None:
         """A run changed: report now instead of at the next tick."""
-        self._wake.set()
+        self.ticker.notify()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.ticker.close()
 
     def health(self) -> str | None:
-        if self._task is None or self._task.done():
-            return "the reporter is not running"
-        if self.alive_at is not None and utcnow() - self.alive_at > STUCK_AFTER:
-            return "the reporter is stuck"
-        return None
-
-    async def _loop(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.tick()
-            except Exception:  # a database blip must not stop reporting for good
-                log.exception("the reporter's pass failed; trying again")
-            self.alive_at = utcnow()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._tick_seconds)
+        return self.ticker.health()
 
     # --- one pass --------------------------------------------------------------------------
 
@@ -110,8 +85,7 @@ class Reporter:
                          runs.c.last_reported_at <= now - dt.timedelta(seconds=interval)),
                      new_events),
             )).order_by(runs.c.id))).scalars().all()
-        clock = self._monotonic()
-        return [i for i in ids if self._failures.get(i, (0, 0.0))[1] <= clock]
+        return [i for i in ids if self._failures.due(i)]
 
     async def report(self, run_id: int) -> bool:
         """Bring the run's check run and status comment up to date; False if not now."""
@@ -123,15 +97,12 @@ class Reporter:
             except Exception as exc:
                 self._failed(run_id, exc)
                 return False
-        self._failures.pop(run_id, None)
+        self._failures.forget(run_id)
         return True
 
     def _failed(self, run_id: int, exc: Exception) -> None:
-        count = self._failures.get(run_id, (0, 0.0))[0] + 1
-        delay = min(5.0 * 2 ** (count - 1), BACKOFF_MAX_SECONDS)
-        if isinstance(exc, RateLimited):
-            delay = max(delay, exc.delay())
-        self._failures[run_id] = (count, self._monotonic() + delay)
+        _, delay = self._failures.failed(
+            run_id, at_least=exc.delay() if isinstance(exc, RateLimited) else 0.0)
         log.warning("could not report the run (%s: %s); trying again in %.0fs",
                     type(exc).__name__, exc, delay, extra={"run_id": run_id})
 
@@ -149,8 +120,6 @@ class Reporter:
             # The branch or commit is gone: the run cannot start, and a check run needs a
             # commit to sit on. The status comment still tells the story.
             head_sha = None
-        run = await get_run(self._engine, run_id)
-        assert run is not None
         progress = await load_progress(self._engine, run_id)
         now = self._clock()
         check = await self._check_run(gh, run, head_sha, progress, now) if head_sha else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import enum
 import logging
 from collections.abc import Callable
@@ -16,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.callbacks import Result, callback_key, run_token
 from bot.executors.base import Executor, SandboxPhase, SandboxSecrets, SandboxStatus
 from bot.launch import SANDBOX_PERMISSIONS, TokenIssuer, make_executor, run_spec
+from bot.loops import Ticker
 from bot.publisher import Publisher
 from bot.publishing import PublishQueue
-from bot.redact import redact
+from bot.redact import describe_error
 from bot.refs import resolve_base
 from bot.runs import get_run, transition
 from bot.settings import Settings
@@ -34,7 +34,6 @@ VANISHED = "sandbox vanished"
 START_FAILED = "could not start the sandbox: {error}"
 AGENT_FAILED = "the agent reported a failure"
 CANCELLED = "cancel requested"
-STUCK_AFTER = dt.timedelta(minutes=5)
 # Any constant shared by every replica: the lock that serialises claims on PostgreSQL.
 CLAIM_LOCK = 0x61676E74
 _STARTED = (RunState.STARTING.value, RunState.RUNNING.value)
@@ -59,16 +58,13 @@ class Scheduler:
         self._github = github
         self._settings = settings
         self._key = key if key is not None else callback_key(settings.private_key_pem() or "")
-        self._tick_seconds = tick_seconds
         self._on_change = on_change
         self._publishing = PublishQueue(engine, publisher or Publisher(engine, github, settings),
                                         self._finish)
-        self._wake = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._ticker = Ticker("scheduler", self.tick, tick_seconds)
         self._watch_task: asyncio.Task[None] | None = None
         self._closing = False
         self._started = False
-        self.alive_at: dt.datetime | None = None
         # The sandbox tokens live in memory only: a credential at rest in the database would
         # outlive its use, and after a crash a lost token expires by itself within the hour.
         self._tokens: dict[int, Any] = {}
@@ -79,7 +75,7 @@ class Scheduler:
         """Reconcile with the executor, then run the loop and the status watch."""
         self._started = True
         await self.reconcile()
-        self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
+        self._ticker.start()
         self._watch_task = asyncio.create_task(self._watch(), name="scheduler-statuses")
 
     @property
@@ -89,40 +85,27 @@ class Scheduler:
 
     def notify(self) -> None:
         """A run was queued or changed: look now instead of at the next tick."""
-        self._wake.set()
+        self._ticker.notify()
 
     async def close(self) -> None:
         """Stop the loop and the watch; sandboxes keep running and tokens stay valid."""
         self._closing = True
-        for task in (self._loop_task, self._watch_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._loop_task = self._watch_task = None
+        await self._ticker.close()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+            self._watch_task = None
 
     def health(self) -> str | None:
         """None when the loop and the executor's status stream are alive, else the problem."""
-        if self._loop_task is None or self._loop_task.done():
-            return "the scheduler is not running"
+        if problem := self._ticker.health():
+            return problem
         if self._watch_task is None or self._watch_task.done():
             return "the executor's status stream has stopped"
         if getattr(self._executor, "watching", True) is False:
             return "the executor is not watching its sandboxes"
-        if self.alive_at is not None and utcnow() - self.alive_at > STUCK_AFTER:
-            return "the scheduler is stuck"
         return None
-
-    async def _loop(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.tick()
-            except Exception:  # one bad pass (database blip) must not stop the launcher
-                log.exception("the scheduler's pass failed; trying again")
-            self.alive_at = utcnow()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._tick_seconds)
 
     async def _watch(self) -> None:
         async for status in self._executor.statuses():
@@ -207,7 +190,7 @@ class Scheduler:
             await self._executor.start(spec, SandboxSecrets(token.value,
                                                             run_token(self._key, run_id)))
         except Exception as exc:
-            reason = START_FAILED.format(error=_describe(exc, token))
+            reason = START_FAILED.format(error=describe_error(exc, getattr(token, "value", None)))
             log.warning("%s", reason, extra={"run_id": run_id})
             await self._finish(run_id, RunState.FAILED, reason, error=reason)
             return
@@ -320,11 +303,3 @@ class Scheduler:
         except Exception as exc:  # it expires within the hour anyway
             log.warning("could not revoke the sandbox token (%s)", type(exc).__name__,
                         extra={"run_id": run_id})
-
-
-def _describe(exc: BaseException, token: Any) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    value = getattr(token, "value", None)
-    if value:
-        text = text.replace(value, "[token]")
-    return redact(text)[:2000]

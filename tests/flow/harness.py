@@ -90,7 +90,7 @@ class Flow:
         await self.client.start_server()
         self.internal = TestServer(internal_app(public), port=self.settings.internal_port)
         await self.internal.start_server()
-        self.bot.reporter._tick_seconds = 0.2  # the tests should not idle for seconds
+        self.bot.reporter.ticker.seconds = 0.2  # the tests should not idle for seconds
 
     async def stop(self) -> None:
         """Stop everything the process runs, as a crash would; sandboxes keep running."""
