@@ -103,7 +103,8 @@ class Publisher:
             pull = await self._pull(gh, run, result, branch)
             await self._request_review(gh, run, pull["number"])
         except gidgethub.BadRequest as exc:
-            if exc.status_code in (403, 404, 409, 422) and not _rate_limited(exc):
+            # Rate limits arrive as bot.github.RateLimited, not here: these are refusals.
+            if exc.status_code in (403, 404, 409, 422):
                 raise Refused(GITHUB_REFUSED.format(step="change", message=_message(exc))
                               ) from exc
             raise
@@ -278,10 +279,6 @@ class Publisher:
 def _repo_vars(run: Any) -> dict[str, Any]:
     owner, _, repo = run.repo_full_name.partition("/")
     return {"owner": owner, "repo": repo}
-
-
-def _rate_limited(exc: gidgethub.BadRequest) -> bool:
-    return exc.status_code == 403 and "rate limit" in _message(exc).lower()
 
 
 def _message(exc: gidgethub.HTTPException) -> str:

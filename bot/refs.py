@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store import runs, utcnow
@@ -18,35 +20,46 @@ async def resolve_base(db: AsyncEngine, gh: Any, run: Any) -> tuple[str, str]:
     """
     if run.base_sha and run.base_tree:
         return str(run.base_sha), str(run.base_tree)
+    # The reporter (for the check run) and the launcher (for the sandbox) both ask as soon
+    # as a run is queued: within a process, the second waits for the first's answer.
+    lock = _resolving.get(run.id)
+    if lock is None:
+        lock = _resolving[run.id] = asyncio.Lock()
+    async with lock:
+        async with db.connect() as conn:
+            found = (await conn.execute(select(runs.c.base_sha, runs.c.base_tree)
+                                        .where(runs.c.id == run.id))).one()
+        if found.base_sha and found.base_tree:
+            return str(found.base_sha), str(found.base_tree)
+        return await _resolve(db, gh, run, found.base_sha)
+
+
+# A lock lives as long as someone waits on it or holds it.
+_resolving: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+async def _resolve(db: AsyncEngine, gh: Any, run: Any, sha: str | None) -> tuple[str, str]:
     owner, _, repo = run.repo_full_name.partition("/")
-    if run.base_sha:
-        commit = await gh.getitem("/repos/{owner}/{repo}/git/commits/{commit_sha}",
-                                  {"owner": owner, "repo": repo, "commit_sha": run.base_sha})
-        sha, tree = str(run.base_sha), str(commit["tree"]["sha"])
-    else:
+    where = {"owner": owner, "repo": repo}
+    tree = None
+    if sha is None:
         branch = await gh.getitem("/repos/{owner}/{repo}/branches/{branch}",
-                                  {"owner": owner, "repo": repo, "branch": run.base_ref})
-        sha = str(branch["commit"]["sha"])
-        tree = str(branch["commit"]["commit"]["tree"]["sha"])
+                                  {**where, "branch": run.base_ref})
+        sha, tree = str(branch["commit"]["sha"]), str(branch["commit"]["commit"]["tree"]["sha"])
+        async with db.begin() as conn:
+            # Only the first resolution sticks: a concurrent one may have seen a newer head.
+            await conn.execute(update(runs).where(runs.c.id == run.id,
+                                                  runs.c.base_sha.is_(None))
+                               .values(base_sha=sha, updated_at=utcnow()))
+            stored = (await conn.execute(select(runs.c.base_sha)
+                                         .where(runs.c.id == run.id))).scalar_one()
+        if stored != sha:
+            sha, tree = stored, None
+    if tree is None:
+        commit = await gh.getitem("/repos/{owner}/{repo}/git/commits/{commit_sha}",
+                                  {**where, "commit_sha": sha})
+        tree = str(commit["tree"]["sha"])
     async with db.begin() as conn:
-        # Only the first resolution sticks: a concurrent one may have seen a newer head.
-        await conn.execute(update(runs).where(runs.c.id == run.id, runs.c.base_sha.is_(None))
-                           .values(base_sha=sha, updated_at=utcnow()))
-        await conn.execute(update(runs).where(runs.c.id == run.id, runs.c.base_sha == sha,
-                                              runs.c.base_tree.is_(None))
+        await conn.execute(update(runs).where(runs.c.id == run.id, runs.c.base_sha == sha)
                            .values(base_tree=tree))
-        stored = (await conn.execute(runs.select().with_only_columns(
-            runs.c.base_sha, runs.c.base_tree).where(runs.c.id == run.id))).one()
-    if stored.base_sha != sha:  # lost the race to another resolution: use the stored one
-        return await resolve_base(db, gh, _Pinned(run, stored.base_sha))
-    return sha, tree
-
-
-class _Pinned:
-    """A run row with its base SHA replaced (rows are immutable)."""
-
-    def __init__(self, run: Any, base_sha: str) -> None:
-        self._run, self.base_sha, self.base_tree = run, base_sha, None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._run, name)
+    return str(sha), tree
