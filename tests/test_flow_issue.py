@@ -6,7 +6,6 @@ import base64
 
 import pytest
 
-from bot import publisher
 from tests.fakes import payloads as p
 from tests.flow.harness import REPO, Flow
 
@@ -95,8 +94,10 @@ async def test_no_changes_ends_neutral_with_the_summary(flow: Flow) -> None:
     assert run.state == "succeeded" and run.result["status"] == "no_changes"
     [check] = flow.check_runs()
     assert (check.conclusion, check.output["title"]) == ("neutral", "No changes")
-    assert "Nothing needed: it already greets." in check.output["summary"] or \
-        "Nothing needed" in flow.status_comments()[0].body
+    assert "Nothing needed: it already greets." in check.output["summary"]
+    [status] = flow.status_comments()
+    assert "without changing any file" in status.body
+    assert "Nothing needed: it already greets." in status.body
     assert flow.pulls() == [] and set(flow.branches()) == {"main"}
 
 
@@ -159,6 +160,5 @@ async def test_requests_per_run_from_label_to_pull_request(flow: Flow) -> None:
                       "POST /repos/{owner}/{repo}/git/commits",
                       "POST /repos/{owner}/{repo}/issues/{issue_number}/comments"):
         assert calls.count(operation) == 1, operation
-    assert len(calls) <= 20
-    assert publisher.INLINE_MAX_BYTES > 2  # text went inline: no blob request
-    assert "POST /repos/{owner}/{repo}/git/blobs" not in calls
+    assert len(calls) <= 17
+    assert "POST /repos/{owner}/{repo}/git/blobs" not in calls  # text goes inline in the tree
