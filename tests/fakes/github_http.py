@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 from tests.fakes.github_state import IssuedToken, Repo, User
@@ -103,6 +103,17 @@ def check_length(value: str | None, limit: int, what: str, resource: str, field_
 
 def int_param(call: Call, name: str) -> int:
     return int(call.params[name])
+
+
+Owned = TypeVar("Owned")
+
+
+def owned(call: Call, rows: Mapping[int, Owned], name: str) -> Owned:
+    """The row the path parameter `name` names, if it is the call's repository's; else 404."""
+    found = rows.get(int_param(call, name))
+    if found is None or getattr(found, "repo", None) is not call.repo:
+        raise not_found()
+    return found
 
 
 def paginate(call: Call, items: list[Any], path: str,

@@ -9,6 +9,7 @@ from tests.fakes.github_http import (
     check_length,
     int_param,
     not_found,
+    owned,
     paginate,
     route,
 )
@@ -51,17 +52,11 @@ def _issue(call: Call) -> Issue:
 
 
 def _comment(call: Call) -> Comment:
-    found = call.fake.state.comments.get(int_param(call, "comment_id"))
-    if found is None or found.repo is not call.repo:
-        raise not_found()
-    return found
+    return owned(call, call.fake.state.comments, "comment_id")
 
 
 def _review_comment(call: Call) -> ReviewComment:
-    found = call.fake.state.review_comments.get(int_param(call, "comment_id"))
-    if found is None or found.repo is not call.repo:
-        raise not_found()
-    return found
+    return owned(call, call.fake.state.review_comments, "comment_id")
 
 
 @route("issues/get")

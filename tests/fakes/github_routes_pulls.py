@@ -13,6 +13,7 @@ from tests.fakes.github_http import (
     check_length,
     int_param,
     not_found,
+    owned,
     paginate,
     route,
     unprocessable,
@@ -173,10 +174,7 @@ def create_check_run(call: Call) -> Reply:
 
 
 def _check_run(call: Call) -> CheckRun:
-    found = call.fake.state.check_runs.get(int_param(call, "check_run_id"))
-    if found is None or found.repo is not call.repo:
-        raise not_found()
-    return found
+    return owned(call, call.fake.state.check_runs, "check_run_id")
 
 
 @route("checks/get")
