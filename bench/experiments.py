@@ -13,13 +13,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bot import inbox, intake, store, webhook
+from bot.intake import inbox, webhook, writer
+from bot.store import tables
 
 
 def no_inbox() -> None:
     """Measurement only: the dispatch worker never claims anything (isolates the intake)."""
     async def drain_once(self: Any) -> int:
-        self.alive_at = store.utcnow()
+        self.alive_at = tables.utcnow()
         return 0
 
     inbox.Inbox.drain_once = drain_once  # type: ignore[method-assign]
@@ -28,8 +29,8 @@ def no_inbox() -> None:
 def no_parse() -> None:
     """Measurement only, breaks the contract (400 for a body that is not a JSON object):
     the body is not parsed before the answer; shows what the parse costs."""
-    def _delivery(delivery_id: str, event: str, body: bytes) -> intake.DeliveryRow:
-        return intake.DeliveryRow(delivery_id, event, "labeled", 49871203, body)
+    def _delivery(delivery_id: str, event: str, body: bytes) -> writer.DeliveryRow:
+        return writer.DeliveryRow(delivery_id, event, "labeled", 49871203, body)
 
     webhook._delivery = _delivery
 

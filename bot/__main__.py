@@ -12,7 +12,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from bot.settings import Settings, load_settings
+from bot.config.settings import Settings, load_settings
 
 log = logging.getLogger("bot")
 
@@ -63,7 +63,7 @@ async def _created_app_settings(settings: Settings) -> Settings:
     a second command) has to notice that setup finished.
     """
     from bot.app import create_app
-    from bot.setup_page import run_until_created
+    from bot.setup.page import run_until_created
 
     def announce(url: str) -> None:
         log.warning("setup mode: open %s to create the GitHub App", settings.public_url or url)
@@ -110,8 +110,8 @@ async def serve(settings: Settings) -> None:
 
 
 async def migrate(settings: Settings) -> str | None:
-    from bot import migrate as migrations
-    from bot.store import create_engine
+    from bot.store import migrate as migrations
+    from bot.store.tables import create_engine
 
     engine = create_engine(settings.database_url)
     try:
@@ -124,8 +124,8 @@ async def migrate(settings: Settings) -> str | None:
 async def setup(settings: Settings, public_url: str, host: str, port: int,
                 manifest: Path | None) -> int:
     """`agentbot setup`: the setup page on a local port until the App is created."""
-    from bot.setup import ENV_PATH, SetupError, check_public_url
-    from bot.setup_page import DONE_COMMAND, SetupFlow, add_routes, run_until_created
+    from bot.setup.flow import ENV_PATH, SetupError, check_public_url
+    from bot.setup.page import DONE_COMMAND, SetupFlow, add_routes, run_until_created
 
     try:
         public_url = check_public_url(public_url)
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"database at revision {revision}")
         return 0
     if args.command == "receive":
-        from bot.receive import ReceiveError, receive
+        from bot.cli.receive import ReceiveError, receive
 
         settings = _settings_or_exit(allow_problems=args.dry_run)
         _configure_logging(settings)

@@ -13,18 +13,20 @@ from aiohttp import ClientSession, ClientTimeout, web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import leases, migrate, runs, webhook
-from bot.context import Context, GitHubClients
-from bot.inbox import Inbox, InboxOptions
-from bot.intake import DeliveryRow, DeliveryWriter, StoreUnavailable
+from bot.commands.context import Context, GitHubClients
+from bot.commands.permissions import Permissions
+from bot.config.loader import RepoConfigs
+from bot.config.settings import Settings
+from bot.intake import webhook
+from bot.intake.inbox import Inbox, InboxOptions
+from bot.intake.router import handled_events, router
+from bot.intake.writer import DeliveryRow, DeliveryWriter, StoreUnavailable
 from bot.metrics import Metrics
 from bot.metrics import handler as metrics_handler
-from bot.permissions import Permissions
 from bot.redact import register_secret
-from bot.repo_configs import RepoConfigs
-from bot.router import handled_events, router
-from bot.settings import Settings
-from bot.store import create_engine, utcnow
+from bot.runs import leases, ledger
+from bot.store import migrate
+from bot.store.tables import create_engine, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,8 @@ class Bot:
     inbox: Inbox | None = None
     context: Context | None = None
     executor: Any = None
-    scheduler: Any = None  # bot.scheduler.Scheduler, launched by the internal app
-    reporter: Any = None  # bot.reporter.Reporter, started with the scheduler
+    scheduler: Any = None  # bot.runs.scheduler.Scheduler, launched by the internal app
+    reporter: Any = None  # bot.report.reporter.Reporter, started with the scheduler
     health_checks: list[HealthCheck] = field(default_factory=list)
     inbox_options: InboxOptions = field(default_factory=InboxOptions)
     metrics: Metrics = field(init=False)
@@ -63,7 +65,7 @@ class Bot:
         self.metrics = Metrics(handled_events(), executor=lambda: self.executor)
 
     def observe_finished(self, engine: AsyncEngine, state: Any, seconds: float) -> None:
-        """runs.FINISHED_OBSERVERS: only this bot's database (tests run several bots)."""
+        """ledger.FINISHED_OBSERVERS: only this bot's database (tests run several bots)."""
         if engine is self.engine:
             self.metrics.run_finished(state, seconds)
 
@@ -72,7 +74,7 @@ BOT_KEY: web.AppKey[Bot] = web.AppKey("bot", Bot)
 
 
 def _make_github(bot: Bot, session: ClientSession) -> GitHubClients:
-    from bot.github import GitHubApp
+    from bot.github.client import GitHubApp
 
     return GitHubApp.from_settings(bot.settings, session,
                                    on_response=bot.metrics.github_response)
@@ -223,21 +225,21 @@ def create_app(settings: Settings, *, github: GitHubClients | None = None,
     app.router.add_get("/readyz", readyz)
 
     if settings.setup_mode:
-        from bot import setup_page
+        from bot.setup import page
 
         log.warning(SETUP_MODE_LOG)
-        setup_page.add_routes(app, setup_page.SetupFlow(api_url=settings.github_api_url,
+        page.add_routes(app, page.SetupFlow(api_url=settings.github_api_url,
                                                         public_url=settings.public_url))
         return app
 
     async def lifecycle(app: web.Application) -> Any:
-        runs.FINISHED_OBSERVERS.append(bot.observe_finished)
+        ledger.FINISHED_OBSERVERS.append(bot.observe_finished)
         try:
             await start_bot(bot)
             yield
             await stop_bot(bot)
         finally:
-            runs.FINISHED_OBSERVERS.remove(bot.observe_finished)
+            ledger.FINISHED_OBSERVERS.remove(bot.observe_finished)
 
     app.cleanup_ctx.append(lifecycle)
     return app
@@ -249,7 +251,7 @@ def internal_app(public: web.Application) -> web.Application:
     Start it after the public app (as `serve` does): its start-up launches the scheduler,
     since runs may only start where their sandboxes can call back.
     """
-    from bot import callbacks
+    from bot.runs import callbacks
 
     bot = public[BOT_KEY]
     settings = bot.settings
@@ -273,8 +275,8 @@ def internal_app(public: web.Application) -> web.Application:
                          on_result, result_limit)
 
     async def launching(app: web.Application) -> Any:
-        from bot.reporter import Reporter
-        from bot.scheduler import Scheduler, make_executor
+        from bot.report.reporter import Reporter
+        from bot.runs.scheduler import Scheduler, make_executor
 
         if bot.engine is None or bot.github is None:
             raise RuntimeError("start the public app before the internal one")

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 
-from bot.store import utcnow
+from bot.store.tables import utcnow
 
 log = logging.getLogger(__name__)
 

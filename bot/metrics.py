@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.store import RunState, runs
+from bot.store.tables import RunState, runs
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Metrics:
 
     def github_response(self, method: str, path: str, status: int,
                         remaining: int | None) -> None:
-        """bot.github's on_response hook: one GitHub API response."""
+        """bot.github.client's on_response hook: one GitHub API response."""
         self.github_requests.labels(method, path, str(status)).inc()
         if remaining is not None:
             self.github_remaining.set(remaining)

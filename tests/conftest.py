@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot import migrate
+from bot.config.settings import Settings
 from bot.logs import ContextLogRecord
-from bot.settings import Settings
-from bot.store import create_engine
+from bot.store import migrate
+from bot.store.tables import create_engine
 
 # The suite's doubles of GitHub and of the Kubernetes API, as fixtures for every test.
 pytest_plugins = ["tests.fakes.github", "tests.fakes.kubeapi", "tests.flow.fixtures"]

@@ -20,14 +20,14 @@ from kubernetes import client as kube_client
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot import migrate
 from bot.app import BOT_KEY, create_app, internal_app
-from bot.dryrun import RecordingGitHub
+from bot.cli.dryrun import RecordingGitHub
+from bot.config.settings import Settings
 from bot.executors.kubernetes import KubernetesExecutor
-from bot.inbox import InboxOptions
-from bot.runs import Created, NewRun, create_run, transition
-from bot.settings import Settings
-from bot.store import RunState, create_engine
+from bot.intake.inbox import InboxOptions
+from bot.runs.ledger import Created, NewRun, create_run, transition
+from bot.store import migrate
+from bot.store.tables import RunState, create_engine
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakes.github import FakeGitHub
 from tests.fakes.kubeapi import KubeAPI

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import yaml
 
-from bot.commands import commands_table_markdown
+from bot.commands.grammar import commands_table_markdown
+from bot.config.settings import Settings, load_settings
 from bot.metrics import Metrics
-from bot.settings import Settings, load_settings
-from bot.setup import AppCredentials, write_env
+from bot.setup.flow import AppCredentials, write_env
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -35,7 +35,7 @@ def test_commands_table_is_the_one_the_registry_generates() -> None:
     assert match, "README.md lacks the <!-- commands:start/end --> markers"
     assert match.group(1) == commands_table_markdown(), (
         "README.md's commands table is stale; paste the output of "
-        "`python -c 'from bot.commands import commands_table_markdown as t; print(t())'`")
+        "`python -c 'from bot.commands.grammar import commands_table_markdown as t; print(t())'`")
 
 
 def test_quick_start_is_exactly_two_commands_and_ci_runs_the_second() -> None:

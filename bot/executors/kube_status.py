@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.executors.base import SandboxPhase, SandboxStatus
-from bot.manifests import RUN_ID_LABEL
+from bot.executors.manifests import RUN_ID_LABEL
 
 # Container waiting reasons after which the kubelet will not get the sandbox started by itself.
 FATAL_WAITING_REASONS = frozenset({

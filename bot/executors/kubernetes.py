@@ -21,7 +21,7 @@ from bot.executors.base import RunSpec, SandboxSecrets, SandboxStatus
 from bot.executors.kube_status import Graces, run_id_of
 from bot.executors.kube_tracker import JOBS, PODS, SandboxTracker
 from bot.executors.kube_watch import ListWatch
-from bot.manifests import (
+from bot.executors.manifests import (
     SANDBOX_SELECTOR,
     SandboxOptions,
     job_manifest_for,

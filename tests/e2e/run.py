@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from kubernetes import client, config, watch  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 
-from bot.manifests import SANDBOX_SELECTOR  # noqa: E402
+from bot.executors.manifests import SANDBOX_SELECTOR  # noqa: E402
 from tests.e2e.gitserver import GitServer  # noqa: E402
 from tests.e2e.scenario import (  # noqa: E402
     AGENT_OUTPUT,

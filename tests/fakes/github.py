@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from multidict import CIMultiDict
 
-from bot.github import GitHubApp
+from bot.github.client import GitHubApp
 
 # Imported for their side effect: each registers its handlers by operationId.
 from tests.fakes import (  # noqa: F401

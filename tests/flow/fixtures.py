@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
+from bot.config.settings import Settings
 from tests.fakes.github import FakeGitHub
 from tests.flow.harness import Flow
 

@@ -16,14 +16,14 @@ from aiohttp.test_utils import TestClient, TestServer, unused_port
 from sqlalchemy import select
 
 from bot.app import BOT_KEY, Bot, create_app, internal_app
+from bot.config.settings import Settings
 from bot.executors.local import LocalExecutor
-from bot.runs import get_run
-from bot.settings import Settings
-from bot.store import FINAL_STATES, RunState, run_transitions, runs
+from bot.runs.ledger import get_run
+from bot.store.tables import FINAL_STATES, RunState, run_transitions, runs
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakes import payloads as p
 from tests.fakes.github import FakeGitHub
-from tests.test_scheduler import GitHubGit
+from tests.runs.test_scheduler import GitHubGit
 
 REPO = f"{p.OWNER}/{p.REPO}"
 AGENT = Path(__file__).with_name("agent.py")

@@ -1,0 +1,83 @@
+"""User-facing reply texts and the one function that posts a reply exactly once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.commands.context import Context
+from bot.github import effects
+
+REPLY_MAX_CHARS = 65_536
+
+NOT_ALLOWED = (
+    "@{login} only people with write access to this repository can ask agentbot to work. "
+    "Ask a maintainer to run the command for you."
+)
+ALREADY_ACTIVE = (
+    "@{login} run #{run_id} is already {state} for this {kind}{link}. "
+    "Wait for it to finish, or cancel it with `/agent cancel`."
+)
+NOTHING_TO_CANCEL = "@{login} there is no active run on this {kind} to cancel."
+NOTHING_TO_RETRY = "@{login} there is no earlier run on this {kind} to retry."
+FORK_REFUSED = (
+    "@{login} this pull request comes from a fork (`{head_repo}`). agentbot cannot push to "
+    "a fork, and it does not run on one unless `.github/agentbot.yml` on the default branch "
+    "says `allow_forks: true` (it then opens a new pull request with the changes)."
+)
+CONFIG_INVALID = "@{login} agentbot did not start a run: {error}"
+COMMAND_AGENT_MISSING = (
+    "@{login} the `command` agent is not set up here: the operator sets its argv in "
+    "`AGENTBOT_AGENT_COMMAND`."
+)
+COMMAND_ERROR = "@{login} {message}\n\n{usage}"
+PR_NEEDS_INSTRUCTIONS = (
+    "@{login} on a pull request, tell agentbot what to change: `/agent <instructions>`."
+)
+STATUS_HEADER = "Runs of this {kind}:\n\n"
+STATUS_HEADER += "| run | state | agent | trigger | by | started | result |\n"
+STATUS_HEADER += "|---|---|---|---|---|---|---|\n"
+STATUS_ROW = "| #{id} | {state} | {agent} | {trigger} | @{login} | {created} | {result} |\n"
+STATUS_EMPTY = "There are no agentbot runs on this {kind} yet."
+
+
+def kind_of(is_pull_request: bool) -> str:
+    return "pull request" if is_pull_request else "issue"
+
+
+def clip(body: str, limit: int = REPLY_MAX_CHARS) -> str:
+    """Trim a body to GitHub's limit, saying so, without breaking the marker at its end."""
+    if len(body) <= limit:
+        return body
+    note = "\n\n… (truncated)"
+    return body[: limit - len(note)] + note
+
+
+async def reply_once(ctx: Context, gh: Any, *, key: str, repo_full_name: str, number: int,
+                     body: str) -> dict[str, Any]:
+    """Post a comment on the issue or PR at most once for `key`, even across crashes."""
+    owner, _, repo = repo_full_name.partition("/")
+    tag = effects.marker(key)
+    text = clip(body, REPLY_MAX_CHARS - len(tag) - 1) + "\n" + tag
+    url_vars = {"owner": owner, "repo": repo, "issue_number": number}
+
+    async def create() -> dict[str, Any]:
+        comment = await gh.post("/repos/{owner}/{repo}/issues/{issue_number}/comments",
+                                url_vars, data={"body": text})
+        return {"id": comment["id"], "html_url": comment.get("html_url")}
+
+    async def find() -> dict[str, Any] | None:
+        return await find_marked_comment(gh, url_vars, tag)
+
+    return await effects.once(ctx.db, key, create, find)
+
+
+async def find_marked_comment(gh: Any, url_vars: dict[str, Any], tag: str
+                              ) -> dict[str, Any] | None:
+    """The id and link of the comment on an issue or PR whose body carries `tag`."""
+    async for comment in gh.getiter(
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments{?per_page}",
+        {**url_vars, "per_page": 100},
+    ):
+        if tag in (comment.get("body") or ""):
+            return {"id": comment["id"], "html_url": comment.get("html_url")}
+    return None

@@ -1,0 +1,126 @@
+"""Label, comment and check-run-button handlers: decide, write a Run row, acknowledge."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gidgethub import routing, sansio
+
+from bot.commands import replies, verbs
+from bot.commands.context import Context
+from bot.commands.grammar import CommandError, parse_commands, usage_text
+from bot.commands.sources import (
+    Source,
+    acknowledge,
+    authorised,
+    is_bot,
+    is_the_app,
+    issue_source,
+    reply,
+)
+from bot.config.repo import ConfigError, Effective
+
+log = logging.getLogger(__name__)
+
+router = routing.Router()
+
+
+@router.register("issues", action="labeled")
+async def on_issue_labeled(event: sansio.Event, ctx: Context) -> None:
+    """The trigger label (the repo config's, else the operator's) on an issue starts a run."""
+    label = (event.data.get("label") or {}).get("name")
+    sender = event.data["sender"]
+    if not label or is_the_app(ctx, sender) or "pull_request" in event.data["issue"]:
+        return
+    source = issue_source(event, None)
+    gh = ctx.github.installation(source.installation_id)
+    config = await verbs.repo_config(ctx, source)
+    if isinstance(config, ConfigError):
+        # Only the trigger label is worth a reply; other labels come and go all day.
+        if label == ctx.settings.trigger_label and await authorised(ctx, gh, source,
+                                                                     quiet=True):
+            await acknowledge(gh, source)
+            await reply(ctx, gh, source, replies.CONFIG_INVALID.format(
+                login=source.login, error=config))
+        return
+    if label != config.trigger_label:
+        return
+    if not await _may_trigger(ctx, gh, source, config, quiet=True):
+        return
+    await acknowledge(gh, source)
+    await verbs.start_run(ctx, gh, source, trigger="label", command=None, config=config)
+
+
+@router.register("issue_comment", action="created")
+async def on_issue_comment(event: sansio.Event, ctx: Context) -> None:
+    """`/agent ...` in a new comment on an issue or a pull request."""
+    comment = event.data["comment"]
+    await _on_command_comment(ctx, issue_source(event, comment), comment.get("body"))
+
+
+@router.register("pull_request_review_comment", action="created")
+async def on_review_comment(event: sansio.Event, ctx: Context) -> None:
+    """`/agent ...` in a review comment: the file, line and diff hunk join the prompt."""
+    data = event.data
+    comment, pull = data["comment"], data["pull_request"]
+    owner, _, name = data["repository"]["full_name"].partition("/")
+    source = Source(
+        event=event,
+        installation_id=data["installation"]["id"],
+        repo=data["repository"],
+        number=pull["number"],
+        is_pull_request=True,
+        sender=data["sender"],
+        reaction_url="/repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions",
+        reaction_vars={"owner": owner, "repo": name, "comment_id": comment["id"]},
+        comment_id=comment["id"],
+        title=pull.get("title") or "",
+        body=pull.get("body") or "",
+        context={
+            "path": comment.get("path"),
+            "line": comment.get("line") or comment.get("original_line"),
+            "start_line": comment.get("start_line"),
+            "side": comment.get("side"),
+            "diff_hunk": comment.get("diff_hunk"),
+            "commit_id": comment.get("commit_id"),
+        },
+        pull=pull,
+    )
+    await _on_command_comment(ctx, source, comment.get("body"))
+
+
+async def _on_command_comment(ctx: Context, source: Source, body: str | None) -> None:
+    if is_the_app(ctx, source.sender):
+        return
+    parsed = parse_commands(body)
+    if not parsed:
+        return  # most comments are not for us: no GitHub call at all
+    first = parsed[0]  # one command per comment; the rest are ignored (see docs)
+    gh = ctx.github.installation(source.installation_id)
+    if not await _may_trigger(ctx, gh, source, None, quiet=False):
+        return
+    await acknowledge(gh, source)
+    label = ctx.settings.trigger_label
+    if isinstance(first, CommandError):
+        await reply(ctx, gh, source, replies.COMMAND_ERROR.format(
+            login=source.login, message=first.message, usage=usage_text(label)))
+        return
+    await verbs.VERBS[first.verb](ctx, gh, source, first)
+
+
+async def _may_trigger(ctx: Context, gh: Any, source: Source, config: Effective | None, *,
+                       quiet: bool) -> bool:
+    """People need write access; bots need to be in the repo config's `allowed_bots`."""
+    if not is_bot(source.sender):
+        return await authorised(ctx, gh, source, quiet=quiet)
+    if config is None:
+        loaded = await verbs.repo_config(ctx, source)
+        if isinstance(loaded, ConfigError):
+            return False  # a bot does not read replies; the config's error waits for a human
+        config = loaded
+    allowed = config.allows_bot(source.login)
+    if not allowed:
+        log.info("ignoring a bot that allowed_bots does not list",
+                 extra={"login": source.login, "repo": source.repo_full_name})
+    return allowed

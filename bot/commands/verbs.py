@@ -1,0 +1,217 @@
+"""What each `/agent` verb does once a trusted sender asked for it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.commands import replies
+from bot.commands.context import Context
+from bot.commands.grammar import Command, help_text
+from bot.commands.sources import Source, reply, run_link
+from bot.config.repo import ConfigError, Effective, effective
+from bot.runs import ledger
+from bot.store.tables import RunState
+
+log = logging.getLogger(__name__)
+
+Verb = Callable[[Context, Any, Source, Command], Awaitable[None]]
+
+
+async def repo_config(ctx: Context, source: Source) -> Effective | ConfigError:
+    """The repository's .github/agentbot.yml from its default branch, capped by the operator."""
+    try:
+        config = await ctx.configs.load(source.installation_id, source.repo_full_name,
+                                        source.repo.get("default_branch") or "main")
+        return effective(config, ctx.settings)
+    except ConfigError as exc:
+        return exc
+
+
+async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
+                      command: Command | None,
+                      config: Effective | None = None) -> ledger.NewRun | None:
+    """The run a trigger asks for, or None after replying why there is none."""
+    settings = ctx.settings
+    if config is None:
+        loaded = await repo_config(ctx, source)
+        if isinstance(loaded, ConfigError):
+            await reply(ctx, gh, source, replies.CONFIG_INVALID.format(
+                login=source.login, error=loaded))
+            return None
+        config = loaded
+    agent = (command.agent if command else None) or config.agent
+    model = (command.model if command else None) or config.model
+    timeout = config.timeout_seconds
+    if command and command.timeout:
+        timeout = min(command.timeout, settings.run_timeout)  # the operator's cap wins
+    instructions = command.text.strip() if command else ""
+    if agent == "command" and not settings.agent_command:
+        await reply(ctx, gh, source, replies.COMMAND_AGENT_MISSING.format(login=source.login))
+        return None
+    base_ref = source.repo.get("default_branch") or "main"
+    head_ref = base_sha = None
+    context = dict(source.context)
+    if source.is_pull_request:
+        if not instructions:
+            await reply(ctx, gh, source,
+                        replies.PR_NEEDS_INSTRUCTIONS.format(login=source.login))
+            return None
+        pull = source.pull or await gh.getitem(
+            "/repos/{owner}/{repo}/pulls/{pull_number}",
+            {**source.owner_repo(), "pull_number": source.number})
+        head_repo = (pull.get("head") or {}).get("repo") or {}
+        base_sha = pull["head"]["sha"]
+        if head_repo.get("id") == source.repo["id"]:
+            # Iterating on a PR: the work starts from, and is published to, its head branch.
+            head_ref = base_ref = pull["head"]["ref"]
+        elif config.allow_forks and head_repo:
+            # agentbot cannot push to a fork: it starts from the fork's head (GitHub serves
+            # it from this repository too) and opens a new PR into the same base branch.
+            base_ref = pull["base"]["ref"]
+            context["fork"] = {"repo": head_repo.get("full_name"), "ref": pull["head"]["ref"]}
+        else:
+            await reply(ctx, gh, source, replies.FORK_REFUSED.format(
+                login=source.login, head_repo=head_repo.get("full_name", "a deleted fork")))
+            return None
+    return ledger.NewRun(
+        installation_id=source.installation_id,
+        repo_id=source.repo["id"],
+        repo_full_name=source.repo_full_name,
+        clone_url=source.repo["clone_url"],
+        number=source.number,
+        is_pull_request=source.is_pull_request,
+        base_ref=base_ref,
+        base_sha=base_sha,
+        head_ref=head_ref,
+        trigger=trigger,
+        sender_login=source.login,
+        sender_id=source.sender["id"],
+        delivery_id=source.event.delivery_id,
+        comment_id=source.comment_id,
+        title=source.title,
+        body=source.body,
+        instructions=instructions,
+        context=context,
+        agent=agent,
+        model=model,
+        timeout_seconds=timeout,
+        config=config_snapshot(config),
+    )
+
+
+def config_snapshot(config: Effective) -> dict[str, Any]:
+    """What a run keeps of its repo config (JSON): setup, instructions, draft, policy."""
+    return {
+        "setup": list(config.setup), "instructions": config.instructions,
+        "draft": config.draft, "max_changed_files": config.max_changed_files,
+        "protected_paths": list(config.protected_paths), "allow_forks": config.allow_forks,
+    }
+
+
+async def start_run(ctx: Context, gh: Any, source: Source, *, trigger: str,
+                    command: Command | None, config: Effective | None = None) -> None:
+    """Write a queued run for the source, or reply why not."""
+    new = await new_run_for(ctx, gh, source, trigger=trigger, command=command, config=config)
+    if new is not None:
+        await _create(ctx, gh, source, new)
+
+
+async def _create(ctx: Context, gh: Any, source: Source, new: ledger.NewRun) -> None:
+    outcome = await ledger.create_run(ctx.db, new)
+    if isinstance(outcome, ledger.AlreadyActive):
+        active = outcome.run
+        await reply(ctx, gh, source, replies.ALREADY_ACTIVE.format(
+            login=source.login, run_id=active.id, state=RunState(active.state).value,
+            kind=source.kind, link=run_link(source, active)))
+    elif isinstance(outcome, ledger.Created):
+        ctx.on_run_change()
+
+
+async def run_verb(ctx: Context, gh: Any, source: Source, command: Command) -> None:
+    trigger = "review_comment" if source.context else "comment"
+    await start_run(ctx, gh, source, trigger=trigger, command=command)
+
+
+async def cancel_verb(ctx: Context, gh: Any, source: Source, command: Command) -> None:
+    active = await ledger.active_run(ctx.db, source.repo["id"], source.number)
+    if active is None:
+        await reply(ctx, gh, source, replies.NOTHING_TO_CANCEL.format(
+            login=source.login, kind=source.kind))
+        return
+    await ledger.request_cancel(ctx.db, active.id, by=source.login)
+    ctx.on_run_change()
+
+
+async def retry_verb(ctx: Context, gh: Any, source: Source, command: Command) -> None:
+    await retry(ctx, gh, source, trigger="retry")
+
+
+async def retry(ctx: Context, gh: Any, source: Source, *, trigger: str,
+                run: Any | None = None) -> None:
+    """Queue the latest (or the given) run again with the same inputs."""
+    if run is None:
+        latest = await ledger.runs_of(ctx.db, source.repo["id"], source.number, limit=1)
+        if not latest:
+            await reply(ctx, gh, source, replies.NOTHING_TO_RETRY.format(
+                login=source.login, kind=source.kind))
+            return
+        run = latest[0]
+    # The same inputs, under the repository's config as it is now: a retry is how a
+    # maintainer picks up a fixed `setup` or `protected_paths`.
+    config = await repo_config(ctx, source)
+    if isinstance(config, ConfigError):
+        await reply(ctx, gh, source, replies.CONFIG_INVALID.format(
+            login=source.login, error=config))
+        return
+    fork = bool((run.context or {}).get("fork"))
+    new = ledger.NewRun(
+        installation_id=run.installation_id, repo_id=run.repo_id,
+        repo_full_name=run.repo_full_name, clone_url=run.clone_url, number=run.number,
+        is_pull_request=run.is_pull_request, base_ref=run.base_ref,
+        # A PR's branch may have moved since: it is resolved again. A fork's head cannot
+        # be (its branch is not here), so its retry starts where the run did.
+        base_sha=run.base_sha if fork else None, head_ref=run.head_ref, trigger=trigger,
+        sender_login=source.login, sender_id=source.sender["id"],
+        delivery_id=source.event.delivery_id, comment_id=source.comment_id,
+        retry_of=run.id, title=run.title, body=run.body, instructions=run.instructions,
+        context=run.context, agent=run.agent, model=run.model,
+        timeout_seconds=min(run.timeout_seconds, ctx.settings.run_timeout),
+        config=config_snapshot(config),
+    )
+    await _create(ctx, gh, source, new)
+
+
+async def status_verb(ctx: Context, gh: Any, source: Source, command: Command) -> None:
+    await reply(ctx, gh, source, await status_text(ctx, source))
+
+
+async def status_text(ctx: Context, source: Source) -> str:
+    found = await ledger.runs_of(ctx.db, source.repo["id"], source.number)
+    if not found:
+        return replies.STATUS_EMPTY.format(kind=source.kind)
+    rows = []
+    for run in found:
+        result = run.error or ""
+        if run.pr_number:
+            result = f"#{run.pr_number}"
+        rows.append(replies.STATUS_ROW.format(
+            id=run.id, state=run.state, agent=run.agent, trigger=run.trigger,
+            login=run.sender_login, created=run.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+            result=(result + run_link(source, run)).replace("|", "\\|").replace("\n", " ")
+            [:200]))
+    return replies.STATUS_HEADER.format(kind=source.kind) + "".join(rows)
+
+
+async def help_verb(ctx: Context, gh: Any, source: Source, command: Command) -> None:
+    await reply(ctx, gh, source, help_text(ctx.settings.trigger_label))
+
+
+VERBS: dict[str, Verb] = {
+    "run": run_verb,
+    "cancel": cancel_verb,
+    "retry": retry_verb,
+    "status": status_verb,
+    "help": help_verb,
+}

@@ -1,0 +1,227 @@
+"""The reporter: turns each change of a run into check-run and status-comment updates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gidgethub
+from sqlalchemy import and_, desc, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.commands.replies import find_marked_comment
+from bot.github import effects
+from bot.github.client import RateLimited
+from bot.loops import Backoff, Ticker
+from bot.report.text import CHECK_NAME, Progress, check_run_body, comment_body
+from bot.runs import leases
+from bot.runs.ledger import get_run
+from bot.runs.refs import resolve_base
+from bot.store.tables import FINAL_STATES, RunState, run_events, runs, utcnow
+
+log = logging.getLogger(__name__)
+
+# GitHub's secondary limit allows about 80 content-creating requests a minute; progress
+# updates share this much of it, so many running runs are each updated less often.
+PROGRESS_PER_MINUTE = 30
+PROGRESS_MIN_SECONDS = 10.0
+BACKOFF_MAX_SECONDS = 600.0
+_PROGRESS_KINDS = ("phase", "todo", "tool", "message")
+
+
+class Reporter:
+    """Prow's crier for one process: reports a run when its state or progress changed."""
+
+    def __init__(self, engine: AsyncEngine, github: Any, *, tick_seconds: float = 2.0,
+                 progress_seconds: float = PROGRESS_MIN_SECONDS,
+                 clock: Callable[[], dt.datetime] = utcnow,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._engine = engine
+        self._github = github
+        self._progress_seconds = progress_seconds
+        self._clock = clock
+        self._failures = Backoff(5.0, 2.0, BACKOFF_MAX_SECONDS, monotonic)
+        self.ticker = Ticker("reporter", self.tick, tick_seconds)  # its loop
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.ticker.start()
+
+    def notify(self) -> None:
+        """A run changed: report now instead of at the next tick."""
+        self.ticker.notify()
+
+    async def close(self) -> None:
+        await self.ticker.close()
+
+    def health(self) -> str | None:
+        return self.ticker.health()
+
+    # --- one pass --------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Report every run whose state changed, and running runs with new progress."""
+        for run_id in await self.due():
+            await self.report(run_id)
+
+    async def due(self) -> list[int]:
+        now = self._clock()
+        async with self._engine.connect() as conn:
+            running = (await conn.execute(select(func.count()).where(
+                runs.c.state == RunState.RUNNING.value))).scalar_one()
+            interval = max(self._progress_seconds, running * 60.0 / PROGRESS_PER_MINUTE)
+            new_events = exists().where(
+                run_events.c.run_id == runs.c.id,
+                run_events.c.seq > func.coalesce(runs.c.last_reported_seq, -1),
+                run_events.c.kind.in_(_PROGRESS_KINDS))
+            ids = (await conn.execute(select(runs.c.id).where(or_(
+                runs.c.last_reported_state.is_(None),
+                runs.c.last_reported_state != runs.c.state,
+                and_(runs.c.state == RunState.RUNNING.value,
+                     or_(runs.c.last_reported_at.is_(None),
+                         runs.c.last_reported_at <= now - dt.timedelta(seconds=interval)),
+                     new_events),
+            )).order_by(runs.c.id))).scalars().all()
+        return [i for i in ids if self._failures.due(i)]
+
+    async def report(self, run_id: int) -> bool:
+        """Bring the run's check run and status comment up to date; False if not now."""
+        async with leases.holding(self._engine, run_id, "report") as held:
+            if not held:
+                return False  # another process reports it; the next pass looks again
+            try:
+                await self._report(run_id)
+            except Exception as exc:
+                self._failed(run_id, exc)
+                return False
+        self._failures.forget(run_id)
+        return True
+
+    def _failed(self, run_id: int, exc: Exception) -> None:
+        _, delay = self._failures.failed(
+            run_id, at_least=exc.delay() if isinstance(exc, RateLimited) else 0.0)
+        log.warning("could not report the run (%s: %s); trying again in %.0fs",
+                    type(exc).__name__, exc, delay, extra={"run_id": run_id})
+
+    async def _report(self, run_id: int) -> None:
+        run = await get_run(self._engine, run_id)
+        if run is None:
+            return
+        gh = self._github.installation(run.installation_id)
+        head_sha: str | None
+        try:
+            head_sha, _ = await resolve_base(self._engine, gh, run)
+        except gidgethub.BadRequest as exc:
+            if exc.status_code not in (404, 409, 422):
+                raise
+            # The branch or commit is gone: the run cannot start, and a check run needs a
+            # commit to sit on. The status comment still tells the story.
+            head_sha = None
+        progress = await load_progress(self._engine, run_id)
+        now = self._clock()
+        check = await self._check_run(gh, run, head_sha, progress, now) if head_sha else None
+        values: dict[str, Any] = {"last_reported_state": run.state, "last_reported_at": now,
+                                  "last_reported_seq": progress.seq}
+        if check is not None:
+            values["check_run_id"] = check["id"]
+        if run.last_reported_state is None or (
+                RunState(run.state) in FINAL_STATES
+                and RunState(run.last_reported_state) not in FINAL_STATES):
+            comment = await self._comment(gh, run, (check or {}).get("html_url"), now)
+            values["status_comment_id"] = comment["id"]
+        async with self._engine.begin() as conn:
+            await conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+    async def _check_run(self, gh: Any, run: Any, head_sha: str, progress: Progress,
+                         now: dt.datetime) -> dict[str, Any]:
+        owner, _, repo = run.repo_full_name.partition("/")
+        url_vars = {"owner": owner, "repo": repo}
+        body = check_run_body(run, progress, now)
+        created = False
+
+        async def create() -> dict[str, Any]:
+            nonlocal created
+            made = await gh.post("/repos/{owner}/{repo}/check-runs", url_vars,
+                                 data={**body, "head_sha": head_sha})
+            created = True
+            return {"id": made["id"], "html_url": made.get("html_url")}
+
+        async def find() -> dict[str, Any] | None:
+            async for found in gh.getiter(
+                "/repos/{owner}/{repo}/commits/{ref}/check-runs{?check_name,filter,per_page}",
+                {**url_vars, "ref": head_sha, "check_name": CHECK_NAME, "filter": "all",
+                 "per_page": 100}, iterable_key="check_runs"):
+                if found.get("external_id") == str(run.id):
+                    return {"id": found["id"], "html_url": found.get("html_url")}
+            return None
+
+        check = await effects.once(self._engine, f"check_run:{run.id}", create, find)
+        if not created:
+            await gh.patch("/repos/{owner}/{repo}/check-runs/{check_run_id}",
+                           {**url_vars, "check_run_id": check["id"]}, data=body)
+        return check
+
+    async def _comment(self, gh: Any, run: Any, check_url: str | None,
+                       now: dt.datetime) -> dict[str, Any]:
+        owner, _, repo = run.repo_full_name.partition("/")
+        key = f"status_comment:{run.id}"
+        url_vars = {"owner": owner, "repo": repo, "issue_number": run.number}
+        body = comment_body(run, check_url, now)
+        created = False
+
+        async def create() -> dict[str, Any]:
+            nonlocal created
+            made = await gh.post("/repos/{owner}/{repo}/issues/{issue_number}/comments",
+                                 url_vars, data={"body": body})
+            created = True
+            return {"id": made["id"], "html_url": made.get("html_url")}
+
+        async def find() -> dict[str, Any] | None:
+            return await find_marked_comment(gh, url_vars, effects.marker(key))
+
+        comment = await effects.once(self._engine, key, create, find)
+        if not created:
+            await gh.patch("/repos/{owner}/{repo}/issues/comments/{comment_id}",
+                           {"owner": owner, "repo": repo, "comment_id": comment["id"]},
+                           data={"body": body})
+        return comment
+
+
+async def load_progress(db: AsyncEngine, run_id: int) -> Progress:
+    """The newest phase, plan and step among the run's events."""
+    async with db.connect() as conn:
+        seq = (await conn.execute(select(func.max(run_events.c.seq)).where(
+            run_events.c.run_id == run_id, run_events.c.kind.in_(_PROGRESS_KINDS)))
+        ).scalar_one()
+        latest: dict[str, Any] = {}
+        for kinds in (("phase",), ("todo",), ("tool", "message")):
+            row = (await conn.execute(
+                select(run_events.c.kind, run_events.c.data)
+                .where(run_events.c.run_id == run_id, run_events.c.kind.in_(kinds))
+                .order_by(desc(run_events.c.seq)).limit(1))).first()
+            if row is not None:
+                latest[kinds[0]] = (row.kind, row.data or {})
+    phase = step = None
+    plan: list[dict[str, Any]] = []
+    more = 0
+    if "phase" in latest:
+        data = latest["phase"][1]
+        phase = str(data.get("phase") or "") or None
+    if "todo" in latest:
+        data = latest["todo"][1]
+        plan = [i for i in data.get("items") or [] if isinstance(i, dict)]
+        more = int(data.get("more") or 0)
+    if "tool" in latest:
+        kind, data = latest["tool"]
+        if kind == "tool":
+            step = f"`{data.get('name') or 'tool'}` {data.get('status') or ''}".strip()
+            if data.get("input"):
+                step += f": {data['input']}"
+        else:
+            step = str(data.get("text") or "") or None
+    return Progress(seq=-1 if seq is None else int(seq), phase=phase, plan=plan,
+                    plan_more=more, step=step)

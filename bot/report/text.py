@@ -1,0 +1,219 @@
+"""What the check run and the status comment say about a run: pure text, within GitHub's limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.commands.replies import clip
+from bot.github import effects
+from bot.redact import redact
+from bot.store.tables import ACTIVE_STATES, RunState, aware
+
+CHECK_NAME = "agentbot"
+OUTPUT_MAX = 65_535  # check run output.summary and output.text
+TITLE_MAX = 250
+COMMENT_MAX = 65_536
+PLAN_MAX_ITEMS = 30
+LINE_MAX = 300
+
+CANCEL_ACTION = {"label": "Cancel", "description": "Stop this run", "identifier": "cancel"}
+RETRY_ACTION = {"label": "Retry", "description": "Run again with the same inputs",
+                "identifier": "retry"}
+RETRYABLE = (RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED)
+
+TITLES = {
+    RunState.QUEUED: "Queued",
+    RunState.STARTING: "Starting the sandbox",
+    RunState.RUNNING: "Running",
+    RunState.FAILED: "Failed",
+    RunState.CANCELLED: "Cancelled",
+    RunState.TIMED_OUT: "Timed out",
+}
+TITLE_PR_OPENED = "Opened pull request #{number}"
+TITLE_PUSHED = "Pushed a commit to {branch}"
+TITLE_NO_CHANGES = "No changes"
+
+HEADLINE = "**agentbot run #{id}** · `{agent}`{model} · {trigger} by @{login} · {elapsed}"
+COMMENT_HEAD = "### {icon} agentbot run #{id}: {title}\n\n"
+ICONS = {
+    RunState.QUEUED: "⏳", RunState.STARTING: "⏳", RunState.RUNNING: "🔄",
+    RunState.SUCCEEDED: "✅", RunState.FAILED: "❌", RunState.CANCELLED: "⏹️",
+    RunState.TIMED_OUT: "⌛",
+}
+WAITING = "Waiting for a sandbox."
+IN_PROGRESS = "in progress"
+WORKING = ("agentbot is on it. Its live progress is in the [check run]({check_url}); this "
+           "comment tells the outcome when the run ends.")
+WORKING_NO_CHECK = "agentbot is on it; this comment tells the outcome when the run ends."
+PR_OPENED = "Opened {draft}pull request #{number}: {url}"
+PUSHED = "Pushed {sha} to `{branch}`."
+NO_CHANGES = "The agent finished without changing any file."
+FAILED = "The run failed: {reason}"
+CANCELLED = "The run was cancelled."
+TIMED_OUT = "The run was stopped after its time limit ({limit})."
+RETRY_HINT = "Comment `/agent retry` to run it again."
+DETAILS = "[Check run]({check_url})"
+AGENT_SUMMARY = "\n\n<details><summary>The agent's summary</summary>\n\n{summary}\n\n</details>"
+
+PLAN_LINES = {"completed": "- [x] {text}\n", "cancelled": "- [x] ~~{text}~~\n",
+              "in_progress": "- [ ] **{text}**\n", "pending": "- [ ] {text}\n"}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the sandbox's events tell about a running agent."""
+
+    seq: int = -1  # the newest event's seq; -1 without events
+    phase: str | None = None
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    plan_more: int = 0
+    step: str | None = None  # the latest tool call or message
+
+
+def conclusion(run: Any) -> str | None:
+    """The check run's conclusion for a final run; None while it is active."""
+    state = RunState(run.state)
+    if state is RunState.SUCCEEDED:
+        return "neutral" if (run.result or {}).get("status") == "no_changes" else "success"
+    return {RunState.FAILED: "failure", RunState.CANCELLED: "cancelled",
+            RunState.TIMED_OUT: "timed_out"}.get(state)
+
+
+def check_run_body(run: Any, progress: Progress, now: dt.datetime) -> dict[str, Any]:
+    """The check run's fields (create or update) for the run as it is now."""
+    state = RunState(run.state)
+    body: dict[str, Any] = {"name": CHECK_NAME, "external_id": str(run.id)}
+    if state in (RunState.QUEUED, RunState.STARTING):
+        body["status"] = "queued"
+    elif state is RunState.RUNNING:
+        body["status"] = "in_progress"
+    else:
+        body["status"] = "completed"
+        body["conclusion"] = conclusion(run)
+        body["completed_at"] = _iso(run.finished_at or now)
+    if run.started_at is not None and state is not RunState.QUEUED:
+        body["started_at"] = _iso(run.started_at)
+    summary = _headline(run, now) + "\n\n" + _outcome(run, None) + _plan_text(progress)
+    body["output"] = {"title": clip(title(run, progress), TITLE_MAX),
+                      "summary": clip(redact(summary), OUTPUT_MAX)}
+    if state in ACTIVE_STATES:
+        body["actions"] = [CANCEL_ACTION]
+    elif state in RETRYABLE:
+        body["actions"] = [RETRY_ACTION]
+    else:
+        body["actions"] = []
+    return body
+
+
+def title(run: Any, progress: Progress | None = None) -> str:
+    state = RunState(run.state)
+    if state is RunState.SUCCEEDED:
+        if (run.result or {}).get("status") == "no_changes":
+            return TITLE_NO_CHANGES
+        if run.pr_number and not run.is_pull_request:
+            return TITLE_PR_OPENED.format(number=run.pr_number)
+        return TITLE_PUSHED.format(branch=run.branch or run.head_ref or "its branch")
+    text = TITLES[state]
+    if state is RunState.RUNNING and progress is not None and progress.phase:
+        text += f": {progress.phase}"
+    return text
+
+
+def comment_body(run: Any, check_url: str | None, now: dt.datetime) -> str:
+    """The sticky status comment, with its marker so a lost one can be found again.
+
+    It is written twice: when the run is queued, pointing at the check run for the live
+    progress, and when the run ends, with the outcome. Edits in between would only repeat
+    the check run and cost GitHub's content-creating budget.
+    """
+    state = RunState(run.state)
+    if state in ACTIVE_STATES:
+        text = COMMENT_HEAD.format(icon=ICONS[RunState.QUEUED], id=run.id, title=IN_PROGRESS)
+        text += _headline(run, None) + "\n\n"
+        text += WORKING.format(check_url=check_url) if check_url else WORKING_NO_CHECK
+    else:
+        text = COMMENT_HEAD.format(icon=ICONS[state], id=run.id, title=title(run))
+        text += _headline(run, now) + "\n\n" + _outcome(run, check_url)
+    if check_url:
+        text += "\n\n" + DETAILS.format(check_url=check_url)
+    tag = effects.marker(f"status_comment:{run.id}")
+    return clip(redact(text), COMMENT_MAX - len(tag) - 1) + "\n" + tag
+
+
+def _outcome(run: Any, check_url: str | None) -> str:
+    state = RunState(run.state)
+    result = run.result or {}
+    summary = (result.get("summary") or "").strip()
+    if state in (RunState.QUEUED, RunState.STARTING):
+        return WAITING
+    if state is RunState.RUNNING:
+        return "The agent is working."
+    if state is RunState.SUCCEEDED:
+        if result.get("status") == "no_changes":
+            text = NO_CHANGES
+        elif run.pr_number and not run.is_pull_request:
+            draft = "draft " if (run.config or {}).get("draft", True) else ""
+            text = PR_OPENED.format(draft=draft, number=run.pr_number, url=run.pr_url or "")
+        else:
+            text = PUSHED.format(sha=(run.commit_sha or "")[:12],
+                                 branch=run.branch or run.head_ref or "")
+        return text + (AGENT_SUMMARY.format(summary=clip(summary, 20_000)) if summary else "")
+    if state is RunState.CANCELLED:
+        return CANCELLED + " " + RETRY_HINT
+    if state is RunState.TIMED_OUT:
+        return TIMED_OUT.format(limit=duration(int(run.timeout_seconds))) + " " + RETRY_HINT
+    reason = (run.error or "unknown error").strip()
+    return FAILED.format(reason=clip(reason, 20_000)) + "\n\n" + RETRY_HINT
+
+
+def _headline(run: Any, now: dt.datetime | None) -> str:
+    model = f" ({run.model})" if run.model else ""
+    if now is None:  # a text that is not kept up to date says no time
+        elapsed = "queued " + _iso(run.created_at).replace("T", " ").replace("Z", " UTC")
+    elif run.started_at is None:
+        elapsed = "not started"
+    elif run.finished_at is not None:
+        seconds = (aware(run.finished_at) - aware(run.started_at)).total_seconds()
+        elapsed = "ran " + duration(seconds)
+    else:
+        elapsed = "running for " + duration((now - aware(run.started_at)).total_seconds())
+    return HEADLINE.format(id=run.id, agent=run.agent, model=model, trigger=run.trigger,
+                           login=run.sender_login, elapsed=elapsed)
+
+
+def _plan_text(progress: Progress) -> str:
+    text = ""
+    if progress.plan:
+        text += "\n\n#### Plan\n"
+        for item in progress.plan[:PLAN_MAX_ITEMS]:
+            line = PLAN_LINES.get(str(item.get("status")), PLAN_LINES["pending"])
+            text += line.format(text=_one_line(str(item.get("text") or "")))
+        more = len(progress.plan) - PLAN_MAX_ITEMS + progress.plan_more
+        if more > 0:
+            text += f"- … and {more} more\n"
+    if progress.step:
+        text += f"\n**Now:** {_one_line(progress.step)}\n"
+    return text
+
+
+def duration(seconds: float) -> str:
+    """`1h 2m`, `4m 12s`, `9s`."""
+    total = max(int(seconds), 0)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= LINE_MAX else line[: LINE_MAX - 1] + "…"
+
+
+def _iso(when: dt.datetime) -> str:
+    return aware(when).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

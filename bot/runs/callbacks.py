@@ -1,0 +1,231 @@
+"""Internal API: events and the result that sandboxes upload, authenticated per run."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.runs.ledger import transition
+from bot.store.tables import FINAL_STATES, RunState, run_events, runs, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_BYTES = 1024 * 1024
+MAX_EVENT_DATA_BYTES = 64 * 1024
+
+
+def callback_key(private_key_pem: str) -> bytes:
+    """The server key run tokens derive from; every replica holding the App key agrees."""
+    return hashlib.sha256(b"agentbot callback key\0" + private_key_pem.encode()).digest()
+
+
+def run_token(key: bytes, run_id: int) -> str:
+    """The bearer token of one run: useless for any other run."""
+    return hmac.new(key, f"run:{run_id}".encode(), hashlib.sha256).hexdigest()
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seq: int = Field(ge=0, le=2**31 - 1)
+    ts: float | str
+    kind: Literal["phase", "log", "todo", "tool", "message"]
+    data: dict[str, Any]
+
+
+EventsBody = TypeAdapter(Event | list[Event])
+
+
+class AddedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    mode: Literal["100644", "100755", "120000"]
+    content_b64: str
+
+    @field_validator("content_b64")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not valid base64") from None
+        return value
+
+
+class DeletedFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    deleted: Literal[True]
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["succeeded", "failed", "no_changes"]
+    summary: str = Field(default="", max_length=65_536)
+    commit_message: str = Field(default="", max_length=65_536)
+    changes: list[AddedFile | DeletedFile] = Field(default_factory=list)
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+
+ResultHook = Callable[[int, Result], Awaitable[None]]
+
+ENGINE_KEY: web.AppKey[Callable[[], AsyncEngine]] = web.AppKey("callbacks_engine")
+TOKEN_KEY_KEY: web.AppKey[bytes] = web.AppKey("callbacks_key", bytes)
+RESULT_HOOK_KEY: web.AppKey[ResultHook] = web.AppKey("callbacks_result_hook")
+RESULT_LIMIT_KEY: web.AppKey[int] = web.AppKey("callbacks_result_limit", int)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status)
+
+
+async def _authorised_run(request: web.Request) -> tuple[int, Any] | web.Response:
+    try:
+        run_id = int(request.match_info["run_id"])
+    except ValueError:
+        return _error(404, "no such run")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = run_token(request.app[TOKEN_KEY_KEY], run_id)
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        return _error(401, "missing or wrong run token")
+    async with request.app[ENGINE_KEY]().connect() as conn:
+        run = (await conn.execute(select(runs.c.id, runs.c.state, runs.c.result)
+                                  .where(runs.c.id == run_id))).first()
+    if run is None:
+        return _error(404, "no such run")
+    return run_id, run
+
+
+async def _read(request: web.Request, limit: int) -> bytes | web.Response:
+    if request.content_length is not None and request.content_length > limit:
+        return _error(413, f"body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return _error(413, f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """Store events idempotently by `seq`; the first one shows the sandbox is running."""
+    found = await _authorised_run(request)
+    if isinstance(found, web.Response):
+        return found
+    run_id, run = found
+    body = await _read(request, MAX_EVENTS_BYTES)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        parsed = EventsBody.validate_json(body)
+    except ValidationError as exc:
+        return _error(400, _explain(exc))
+    events = parsed if isinstance(parsed, list) else [parsed]
+    for item in events:
+        if len(orjson.dumps(item.data)) > MAX_EVENT_DATA_BYTES:
+            return _error(413, f"event {item.seq}: data over {MAX_EVENT_DATA_BYTES} bytes")
+    if RunState(run.state) in FINAL_STATES:
+        return _error(409, f"run {run_id} is {run.state}; no more events are taken")
+    engine = request.app[ENGINE_KEY]()
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    rows = [{"run_id": run_id, "seq": e.seq, "ts": _when(e.ts, now), "kind": e.kind,
+             "data": e.data} for e in events]
+    if rows:
+        async with engine.begin() as conn:
+            await conn.execute(
+                dialect.insert(run_events).on_conflict_do_nothing(
+                    index_elements=["run_id", "seq"]), rows)
+            if run.state == RunState.STARTING:
+                await transition(conn, run_id, RunState.RUNNING, "sandbox reported")
+    return web.json_response({"stored": len(rows)})
+
+
+async def put_result(request: web.Request) -> web.Response:
+    """Store the run's result once; a second, identical upload is a success too."""
+    found = await _authorised_run(request)
+    if isinstance(found, web.Response):
+        return found
+    run_id, run = found
+    body = await _read(request, request.app[RESULT_LIMIT_KEY])
+    if isinstance(body, web.Response):
+        return body
+    try:
+        result = Result.model_validate_json(body)
+    except ValidationError as exc:
+        return _error(400, _explain(exc))
+    stored = result.model_dump(mode="json")
+    if run.result is not None:
+        if run.result == stored:
+            return web.json_response({"stored": False, "state": run.state})
+        return _error(409, "a different result was stored for this run already")
+    if RunState(run.state) in FINAL_STATES:
+        return _error(409, f"run {run_id} is {run.state}; its result is no longer taken")
+    if run.state == RunState.QUEUED:
+        # Not a conflict: the scheduler has not marked the start yet. The sandbox retries a
+        # 503, while it would take a 409 for "already stored" and drop the result.
+        response = _error(503, f"run {run_id} has not started yet; try again")
+        response.headers["Retry-After"] = "5"
+        return response
+    engine = request.app[ENGINE_KEY]()
+    async with engine.begin() as conn:
+        changed = await conn.execute(
+            update(runs).where(runs.c.id == run_id, runs.c.result.is_(None))
+            .values(result=stored, summary=result.summary[:65_536], updated_at=utcnow()))
+        if changed.rowcount != 1:
+            return _error(409, "a result was stored for this run already")
+        if run.state == RunState.STARTING:
+            await transition(conn, run_id, RunState.RUNNING, "sandbox reported")
+    log.info("result stored", extra={"run_id": run_id, "status": result.status,
+                                     "changes": len(result.changes)})
+    try:
+        await request.app[RESULT_HOOK_KEY](run_id, result)
+    except Exception:
+        # The result is safe in the database and the sandbox's exit brings the run to its
+        # end anyway; a 500 here would only make the sandbox upload it again.
+        log.exception("the result hook failed", extra={"run_id": run_id})
+    return web.json_response({"stored": True})
+
+
+def _when(ts: float | str, default: dt.datetime) -> dt.datetime:
+    """The sandbox's own timestamp of an event (epoch seconds or ISO 8601), else `default`."""
+    try:
+        if isinstance(ts, str):
+            parsed = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        return dt.datetime.fromtimestamp(ts, dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        return default
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False)[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def add_routes(app: web.Application, engine: AsyncEngine | Callable[[], AsyncEngine],
+               key: bytes, on_result: ResultHook, result_limit: int) -> None:
+    """Mount the internal API on `app`; `engine` may be a callable for an engine made later."""
+    app[ENGINE_KEY] = engine if callable(engine) else (lambda: engine)
+    app[TOKEN_KEY_KEY] = key
+    app[RESULT_HOOK_KEY] = on_result
+    app[RESULT_LIMIT_KEY] = result_limit
+    app.router.add_post("/internal/runs/{run_id}/events", post_events)
+    app.router.add_put("/internal/runs/{run_id}/result", put_result)

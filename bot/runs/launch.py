@@ -1,0 +1,151 @@
+"""What launching needs: the executor, the token issuer, and the RunSpec of a Run row."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from bot.config.settings import Settings
+from bot.executors.base import Executor, RunSpec, SandboxLimits
+
+BRANCH_PREFIX = "agentbot/"
+SLUG_MAX = 40
+# Setup commands get at most this long, and never longer than the whole run.
+SETUP_TIMEOUT_SECONDS = 600
+# The sandbox's GitHub token: one repository, read-only (the bot makes every write).
+SANDBOX_PERMISSIONS = {"contents": "read"}
+
+PROMPT_ISSUE = (
+    "You are working in a checkout of the GitHub repository {repo}.\n"
+    "Implement issue #{number}. Edit the files in the working tree; do not commit or push:\n"
+    "agentbot turns your changes into a pull request.\n"
+)
+PROMPT_PULL = (
+    "You are working in a checkout of the GitHub repository {repo}, on the branch "
+    "{branch} of pull request #{number}.\n"
+    "Change the code as the maintainer's instructions below ask. Edit the files in the "
+    "working tree; do not commit or push: agentbot adds your changes to the pull request.\n"
+)
+PROMPT_REPO_INSTRUCTIONS = "\n## The repository's instructions for agents\n{text}\n"
+PROMPT_FORK = (
+    "\nThe checkout is the head of the pull request's branch `{ref}` from the fork {repo}; "
+    "agentbot opens your changes as a new pull request.\n"
+)
+PROMPT_REVIEW = (
+    "\n## Review comment context\n"
+    "The instructions were written on {path}{where}, on this part of the diff:\n"
+    "```diff\n{diff_hunk}\n```\n"
+)
+
+
+def slugify(text: str, limit: int = SLUG_MAX) -> str:
+    """A branch-safe slug: lower-case ASCII letters, digits and single dashes."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:limit].rstrip("-")
+
+
+def branch_for(run: Any) -> str:
+    """The branch the result is published to: the PR's own, or agentbot/<n>-<slug>."""
+    if run.is_pull_request and run.head_ref:
+        return str(run.head_ref)
+    slug = slugify(run.title or "")
+    return f"{BRANCH_PREFIX}{run.number}" + (f"-{slug}" if slug else "")
+
+
+def prompt_for(run: Any) -> str:
+    """The agent's prompt: what to do, the issue or PR, the instructions, review context."""
+    if run.is_pull_request:
+        text = PROMPT_PULL.format(repo=run.repo_full_name, number=run.number,
+                                  branch=run.head_ref or run.base_ref)
+    else:
+        text = PROMPT_ISSUE.format(repo=run.repo_full_name, number=run.number)
+    kind = "Pull request" if run.is_pull_request else "Issue"
+    text += f"\n## {kind} #{run.number}: {run.title or '(no title)'}\n"
+    if (run.body or "").strip():
+        text += f"\n{run.body.strip()}\n"
+    if (run.instructions or "").strip():
+        text += f"\n## Instructions from @{run.sender_login}\n{run.instructions.strip()}\n"
+    repo_instructions = str((run.config or {}).get("instructions") or "").strip()
+    if repo_instructions:
+        text += PROMPT_REPO_INSTRUCTIONS.format(text=repo_instructions)
+    fork = (run.context or {}).get("fork")
+    if fork:
+        text += PROMPT_FORK.format(repo=fork.get("repo"), ref=fork.get("ref"))
+    context = run.context or {}
+    if context.get("path"):
+        line, start = context.get("line"), context.get("start_line")
+        where = ""
+        if line and start and start != line:
+            where = f", lines {start}-{line}"
+        elif line:
+            where = f", line {line}"
+        text += PROMPT_REVIEW.format(path=context["path"], where=where,
+                                     diff_hunk=(context.get("diff_hunk") or "").strip())
+    return text
+
+
+def callback_url(settings: Settings, run_id: int) -> str:
+    """Where the sandbox sends events and the result (AGENTBOT_INTERNAL_URL or loopback)."""
+    base = settings.internal_url or f"http://127.0.0.1:{settings.internal_port}"
+    return f"{base.rstrip('/')}/internal/runs/{int(run_id)}"
+
+
+def agent_command(settings: Settings) -> list[str] | None:
+    """AGENTBOT_AGENT_COMMAND as argv, split like a shell would but never run through one."""
+    if not settings.agent_command:
+        return None
+    return shlex.split(settings.agent_command)
+
+
+def run_spec(run: Any, settings: Settings, base_sha: str) -> RunSpec:
+    """The RunSpec of a run row whose base SHA is known."""
+    timeout = int(run.timeout_seconds)
+    return RunSpec(
+        run_id=int(run.id),
+        repository=run.repo_full_name,
+        clone_url=run.clone_url,
+        base_ref=run.base_ref,
+        base_sha=base_sha,
+        branch=branch_for(run),
+        prompt=prompt_for(run),
+        agent=run.agent,
+        model=run.model,
+        setup=list((run.config or {}).get("setup") or []),
+        limits=SandboxLimits(
+            timeout_seconds=timeout,
+            setup_timeout_seconds=min(timeout, SETUP_TIMEOUT_SECONDS),
+            max_changed_files=settings.max_changed_files,
+            max_result_bytes=settings.max_result_bytes,
+        ),
+        callback_url=callback_url(settings, run.id),
+        agent_command=agent_command(settings) if run.agent == "command" else None,
+        installation_id=int(run.installation_id),
+    )
+
+
+class TokenIssuer(Protocol):
+    """The part of the GitHub client the scheduler needs (bot.github.client.GitHubApp has it)."""
+
+    def installation(self, installation_id: int) -> Any:
+        """A gidgethub client acting as the installation."""
+
+    async def mint_scoped_token(self, installation_id: int, repositories: Iterable[str | int],
+                                permissions: Mapping[str, str]) -> Any:
+        """A new token limited to the repositories and permissions (`.value` is the secret)."""
+
+    async def revoke_token(self, token: Any) -> bool:
+        """Revoke a token minted before."""
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor AGENTBOT_EXECUTOR names (kubernetes in a cluster, else local)."""
+    if settings.executor_name == "kubernetes":
+        # Imported only here: it is the one module that imports the kubernetes client.
+        from bot.executors.kubernetes import KubernetesExecutor
+
+        return KubernetesExecutor.from_settings(settings)
+    from bot.executors.local import LocalExecutor, default_state_dir
+
+    return LocalExecutor(state_dir=default_state_dir())

@@ -1,0 +1,305 @@
+"""The launcher: starts queued runs within the limits and moves runs as their sandboxes change."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.config.settings import Settings
+from bot.executors.base import Executor, SandboxPhase, SandboxSecrets, SandboxStatus
+from bot.loops import Ticker
+from bot.publish.publisher import Publisher
+from bot.publish.queue import PublishQueue
+from bot.redact import describe_error
+from bot.runs.callbacks import Result, callback_key, run_token
+from bot.runs.launch import SANDBOX_PERMISSIONS, TokenIssuer, make_executor, run_spec
+from bot.runs.ledger import get_run, transition
+from bot.runs.refs import resolve_base
+
+__all__ = ["Scheduler", "make_executor"]
+from bot.store.tables import FINAL_STATES, RunState, runs, utcnow
+from sandbox import exitcodes
+
+log = logging.getLogger(__name__)
+
+NO_RESULT = "the sandbox exited without uploading a result"
+VANISHED = "sandbox vanished"
+START_FAILED = "could not start the sandbox: {error}"
+AGENT_FAILED = "the agent reported a failure"
+CANCELLED = "cancel requested"
+# Any constant shared by every replica: the lock that serialises claims on PostgreSQL.
+CLAIM_LOCK = 0x61676E74
+_STARTED = (RunState.STARTING.value, RunState.RUNNING.value)
+
+
+class Claim(enum.Enum):
+    CLAIMED = "claimed"
+    FULL = "full"  # AGENTBOT_MAX_CONCURRENT_RUNS reached: nothing else may start
+    INSTALLATION_FULL = "installation_full"  # this installation's share is used up
+    LOST = "lost"  # another replica (or a cancel) moved the run first
+
+
+class Scheduler:
+    """Prow's plank in one object: queued -> starting -> running -> final, one loop."""
+
+    def __init__(self, engine: AsyncEngine, executor: Executor, github: TokenIssuer,
+                 settings: Settings, *, key: bytes | None = None,
+                 tick_seconds: float = 5.0, publisher: Publisher | None = None,
+                 on_change: Callable[[], None] = lambda: None) -> None:
+        self._engine = engine
+        self._executor = executor
+        self._github = github
+        self._settings = settings
+        self._key = key if key is not None else callback_key(settings.private_key_pem() or "")
+        self._on_change = on_change
+        self._publishing = PublishQueue(engine, publisher or Publisher(engine, github, settings),
+                                        self._finish)
+        self._ticker = Ticker("scheduler", self.tick, tick_seconds)
+        self._watch_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._started = False
+        # The sandbox tokens live in memory only: a credential at rest in the database would
+        # outlive its use, and after a crash a lost token expires by itself within the hour.
+        self._tokens: dict[int, Any] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Reconcile with the executor, then run the loop and the status watch."""
+        self._started = True
+        await self.reconcile()
+        self._ticker.start()
+        self._watch_task = asyncio.create_task(self._watch(), name="scheduler-statuses")
+
+    @property
+    def started(self) -> bool:
+        """True once `start` was called: this process launches runs."""
+        return self._started
+
+    def notify(self) -> None:
+        """A run was queued or changed: look now instead of at the next tick."""
+        self._ticker.notify()
+
+    async def close(self) -> None:
+        """Stop the loop and the watch; sandboxes keep running and tokens stay valid."""
+        self._closing = True
+        await self._ticker.close()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+            self._watch_task = None
+
+    def health(self) -> str | None:
+        """None when the loop and the executor's status stream are alive, else the problem."""
+        if problem := self._ticker.health():
+            return problem
+        if self._watch_task is None or self._watch_task.done():
+            return "the executor's status stream has stopped"
+        if getattr(self._executor, "watching", True) is False:
+            return "the executor is not watching its sandboxes"
+        return None
+
+    async def _watch(self) -> None:
+        async for status in self._executor.statuses():
+            try:
+                await self.apply(status)
+            except Exception:
+                log.exception("could not apply a sandbox status", extra={"run_id": status.run_id})
+        if not self._closing:
+            log.error("the executor's status stream ended")
+
+    # --- one pass --------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Stop runs whose cancel was requested, publish finished ones, start queued ones."""
+        await self._cancel_requested()
+        await self._publishing.pending()
+        await self._launch_queued()
+
+    async def _cancel_requested(self) -> None:
+        async with self._engine.connect() as conn:
+            # Once its result is being published, a run is past cancelling: it ends as
+            # published or refused, never half of it.
+            ids = (await conn.execute(select(runs.c.id).where(
+                runs.c.cancel_requested.is_(True), runs.c.state.in_(_STARTED),
+                runs.c.publish_state.is_(None)))).scalars().all()
+        for run_id in ids:
+            try:
+                await self._executor.cancel(run_id)
+            except Exception as exc:  # the next pass tries again
+                log.warning("could not cancel the sandbox (%s)", type(exc).__name__,
+                            extra={"run_id": run_id})
+                continue
+            await self._finish(run_id, RunState.CANCELLED, CANCELLED)
+
+    async def _launch_queued(self) -> None:
+        async with self._engine.connect() as conn:
+            queued = (await conn.execute(
+                select(runs.c.id, runs.c.installation_id)
+                .where(runs.c.state == RunState.QUEUED.value)
+                .order_by(runs.c.created_at, runs.c.id))).all()
+        for row in queued:
+            claim = await self._claim(row.id, row.installation_id)
+            if claim is Claim.FULL:
+                break
+            if claim is Claim.CLAIMED:
+                await self._launch(row.id)
+
+    async def _claim(self, run_id: int, installation_id: int) -> Claim:
+        """queued -> starting if the limits allow it, counted and moved in one transaction."""
+        settings = self._settings
+        async with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Replicas count and claim one at a time, so together they keep the limits.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": CLAIM_LOCK})
+            counts: dict[int, int] = dict((await conn.execute(
+                select(runs.c.installation_id, func.count())
+                .where(runs.c.state.in_(_STARTED)).group_by(runs.c.installation_id))).all())
+            if sum(counts.values()) >= settings.max_concurrent_runs:
+                return Claim.FULL
+            if counts.get(installation_id, 0) >= settings.max_runs_per_installation:
+                return Claim.INSTALLATION_FULL
+            if not await transition(conn, run_id, RunState.STARTING, "scheduled"):
+                return Claim.LOST
+        return Claim.CLAIMED
+
+    async def _launch(self, run_id: int) -> None:
+        """Mint the sandbox's token and start its sandbox; a failure fails the run."""
+        run = await get_run(self._engine, run_id)
+        if run is None or run.state != RunState.STARTING.value:
+            return
+        token = None
+        try:
+            base_sha = run.base_sha or await self._resolve_base(run)
+            token = await self._github.mint_scoped_token(
+                run.installation_id, [run.repo_full_name], SANDBOX_PERMISSIONS)
+            self._tokens[run_id] = token
+            spec = run_spec(run, self._settings, base_sha)
+            async with self._engine.begin() as conn:
+                await conn.execute(update(runs).where(runs.c.id == run_id).values(
+                    base_sha=base_sha, branch=spec.branch, updated_at=utcnow()))
+            await self._executor.start(spec, SandboxSecrets(token.value,
+                                                            run_token(self._key, run_id)))
+        except Exception as exc:
+            reason = START_FAILED.format(error=describe_error(exc, getattr(token, "value", None)))
+            log.warning("%s", reason, extra={"run_id": run_id})
+            await self._finish(run_id, RunState.FAILED, reason, error=reason)
+            return
+        log.info("sandbox started", extra={"run_id": run_id, "executor": self._executor.name})
+
+    async def _resolve_base(self, run: Any) -> str:
+        gh = self._github.installation(run.installation_id)
+        sha, _ = await resolve_base(self._engine, gh, run)
+        return sha
+
+    # --- statuses --------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """After a restart: adopt live sandboxes, restart lost `starting` runs, fail the rest."""
+        async with self._engine.connect() as conn:
+            active = {row.id: row for row in (await conn.execute(
+                select(runs.c.id, runs.c.state, runs.c.cancel_requested)
+                .where(runs.c.state.in_(_STARTED)))).all()}
+        for status in await self._executor.reconcile(set(active)):
+            row = active.get(status.run_id)
+            if (row is not None and status.phase is SandboxPhase.GONE
+                    and row.state == RunState.STARTING.value and not row.cancel_requested):
+                # Crashed between the claim and the sandbox: names are deterministic, so
+                # starting again cannot make a second sandbox.
+                log.info("restarting a run whose sandbox was never made",
+                         extra={"run_id": status.run_id})
+                await self._launch(status.run_id)
+            else:
+                await self.apply(status)
+
+    async def apply(self, status: SandboxStatus) -> None:
+        """Move the run as its sandbox's status says; every final state revokes the token."""
+        run = await get_run(self._engine, status.run_id)
+        if run is None:
+            return
+        if RunState(run.state) in FINAL_STATES:
+            await self._revoke(run.id)
+            return
+        phase = status.phase
+        if phase is SandboxPhase.PENDING:
+            return
+        if phase is SandboxPhase.RUNNING:
+            if await transition(self._engine, run.id, RunState.RUNNING, "sandbox running"):
+                self._on_change()
+        elif phase is SandboxPhase.SUCCEEDED:
+            await self._succeeded(run)
+        elif phase is SandboxPhase.FAILED and status.exit_code == exitcodes.TIMEOUT:
+            # The runner's own limit (set a little inside the Job's deadline) stopped it.
+            reason = status.reason or f"the run ran past its {run.timeout_seconds}s limit"
+            await self._finish(run.id, RunState.TIMED_OUT, reason, error=reason)
+        elif phase is SandboxPhase.FAILED:
+            reason = status.reason or f"the sandbox failed (exit code {status.exit_code})"
+            await self._finish(run.id, RunState.FAILED, reason, error=reason)
+        elif phase is SandboxPhase.TIMED_OUT:
+            reason = status.reason or f"the run ran past its {run.timeout_seconds}s limit"
+            await self._finish(run.id, RunState.TIMED_OUT, reason, error=reason)
+        elif phase is SandboxPhase.GONE:
+            if run.result is not None and run.result.get("status") != "failed":
+                # The sandbox uploaded its result, then its Job went (its TTL ran out while
+                # the bot was down, say): the work is done and can be published.
+                await self._succeeded(run)
+            elif run.cancel_requested and run.publish_state is None:
+                await self._finish(run.id, RunState.CANCELLED, CANCELLED)
+            else:
+                reason = VANISHED + (f": {status.reason}" if status.reason else "")
+                await self._finish(run.id, RunState.FAILED, reason, error=reason)
+
+    async def _succeeded(self, run: Any) -> None:
+        result = run.result
+        if result is None:
+            await self._finish(run.id, RunState.FAILED, NO_RESULT, error=NO_RESULT)
+        elif result.get("status") == "failed":
+            await self._failed_result(run.id, result.get("summary") or "",
+                                      result.get("stats") or {})
+        elif result.get("status") == "no_changes":
+            await self._finish(run.id, RunState.SUCCEEDED, "result: no_changes")
+        else:
+            await self._publishing.enqueue(run.id)
+
+    async def on_result(self, run_id: int, result: Result) -> None:
+        """The callbacks' ResultHook: a failed result ends the run now.
+
+        A successful result waits for the sandbox's exit (SUCCEEDED); issue 4's publisher
+        plugs in here.
+        """
+        if result.status == "failed":
+            await self._failed_result(run_id, result.summary, result.stats)
+
+    async def _failed_result(self, run_id: int, summary: str, stats: dict[str, Any]) -> None:
+        if stats.get("timed_out") is True:
+            await self._finish(run_id, RunState.TIMED_OUT, "time limit",
+                               error=summary or "the run ran past its time limit")
+        else:
+            await self._finish(run_id, RunState.FAILED, AGENT_FAILED,
+                               error=summary or AGENT_FAILED)
+
+    async def _finish(self, run_id: int, to: RunState, reason: str, **values: Any) -> bool:
+        changed = await transition(self._engine, run_id, to, reason, **values)
+        await self._revoke(run_id)
+        if changed:
+            self._on_change()
+        return changed
+
+    async def _revoke(self, run_id: int) -> None:
+        token = self._tokens.pop(run_id, None)
+        if token is None:
+            return
+        try:
+            await self._github.revoke_token(token)
+        except Exception as exc:  # it expires within the hour anyway
+            log.warning("could not revoke the sandbox token (%s)", type(exc).__name__,
+                        extra={"run_id": run_id})

@@ -1,0 +1,398 @@
+"""The `/agent` grammar: verbs, options, Markdown blocks that hide commands, and the registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.commands import grammar
+from bot.commands.grammar import (
+    AGENTS,
+    COMMANDS,
+    OPTIONS,
+    Command,
+    CommandError,
+    commands_table_markdown,
+    help_text,
+    parse_commands,
+    usage_text,
+)
+
+
+def one(body: str) -> Command | CommandError:
+    (result,) = parse_commands(body)
+    return result
+
+
+def error(body: str) -> str:
+    result = one(body)
+    assert isinstance(result, CommandError), result
+    return result.message
+
+
+# verbs and aliases
+
+
+@pytest.mark.parametrize(
+    ("body", "verb"),
+    [
+        ("/agent run fix it", "run"),
+        ("/agent cancel", "cancel"),
+        ("/agent stop", "cancel"),
+        ("/agent retry", "retry"),
+        ("/agent status", "status"),
+        ("/agent help", "help"),
+        ("/agent HELP", "help"),
+        ("/agent Status?", "status"),
+        ("/agent Stop.", "cancel"),
+        ("/agent fix the flaky test", "run"),
+    ],
+)
+def test_verbs_and_aliases(body: str, verb: str) -> None:
+    result = one(body)
+    assert isinstance(result, Command)
+    assert result.verb == verb
+    assert result.line == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        ("/agent fix the flaky test", "fix the flaky test"),
+        ("/agent run fix the flaky test", "fix the flaky test"),
+        ("/agent run: fix the flaky test", "fix the flaky test"),
+        ("/agent   lots   of   space  ", "lots   of   space"),
+        ("/agent", ""),
+        ("/agent run", ""),
+        ("/agent\tfix tabs", "fix tabs"),
+        ("/agent implement", "implement"),  # a lone word far from every verb is instructions
+        ("/agent start", "start"),
+    ],
+)
+def test_run_text(body: str, text: str) -> None:
+    assert one(body) == Command(verb="run", text=text, line=1)
+
+
+@pytest.mark.parametrize("verb", ["cancel", "stop", "retry", "status", "help"])
+def test_verbs_without_input_refuse_text(verb: str) -> None:
+    message = error(f"/agent {verb} the old run please")
+    assert message == (
+        f"`/agent {verb}` takes no instructions; for instructions that begin with `{verb}`, "
+        f"write `/agent run {verb} the old run please`"
+    )
+
+
+@pytest.mark.parametrize("verb", ["cancel", "stop", "retry", "status", "help"])
+def test_verbs_without_input_refuse_options(verb: str) -> None:
+    assert error(f"/agent {verb} --agent codex") == f"`/agent {verb}` takes no options"
+
+
+def test_lines_after_a_verb_without_input_are_ordinary_text() -> None:
+    assert parse_commands("/agent cancel\nthanks, that was the wrong issue") == [
+        Command(verb="cancel", line=1)
+    ]
+
+
+# misspelt verbs
+
+
+@pytest.mark.parametrize(
+    ("word", "suggestion"),
+    [("cancle", "cancel"), ("retyr", "retry"), ("stauts", "status"), ("hlep", "help"),
+     ("stpo", "stop"), ("Cancle!", "cancel")],
+)
+def test_misspelt_lone_verb_suggests_the_verb(word: str, suggestion: str) -> None:
+    assert error(f"/agent {word}") == (
+        f"unknown command `{word}`; did you mean `/agent {suggestion}`?"
+    )
+
+
+def test_misspelt_verb_followed_by_text_is_instructions() -> None:
+    assert one("/agent cancle the order flow") == Command(verb="run",
+                                                          text="cancle the order flow")
+
+
+# options
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "/agent run --agent codex --model gpt-5-codex --timeout 20m fix it",
+        "/agent run --agent=codex --model=gpt-5-codex --timeout=20m fix it",
+        "/agent --agent codex --model=gpt-5-codex --timeout 20m fix it",
+        "/agent run --timeout 20m --model gpt-5-codex --agent CODEX fix it",
+    ],
+)
+def test_options_in_both_forms(body: str) -> None:
+    assert one(body) == Command(verb="run", text="fix it", agent="codex", model="gpt-5-codex",
+                                timeout=1200)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("90", 90), ("90s", 90), ("20m", 1200), ("1h", 3600),
+                           ("1h30m", 5400)],
+)
+def test_timeout_durations(value: str, seconds: int) -> None:
+    result = one(f"/agent --timeout {value} go")
+    assert isinstance(result, Command) and result.timeout == seconds
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_every_known_agent(agent: str) -> None:
+    result = one(f"/agent --agent {agent} go")
+    assert isinstance(result, Command) and result.agent == agent
+
+
+@pytest.mark.parametrize(
+    "model", ["claude-sonnet-4-5", "o3", "openrouter/anthropic/claude-3.5", "qwen2.5:32b"]
+)
+def test_model_names(model: str) -> None:
+    result = one(f"/agent --model {model} go")
+    assert isinstance(result, Command) and result.model == model
+
+
+def test_option_after_the_first_word_of_text_is_text() -> None:
+    assert one("/agent fix --agent flag parsing") == Command(
+        verb="run", text="fix --agent flag parsing"
+    )
+
+
+def test_double_dash_ends_options() -> None:
+    assert one("/agent run --model o3 -- --verbose should be the default") == Command(
+        verb="run", text="--verbose should be the default", model="o3"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("/agent run --agnet codex go", "unknown option `--agnet`; did you mean `--agent`?"),
+        ("/agent --modle o3 go", "unknown option `--modle`; did you mean `--model`?"),
+        ("/agent --verbose go", "unknown option `--verbose`"),
+        ("/agent run --agent", "option `--agent` needs a value (NAME)"),
+        ("/agent run --agent --model o3 go", "option `--agent` needs a value (NAME)"),
+        ("/agent run --model= go", "option `--model` needs a value (NAME)"),
+        ("/agent run --timeout", "option `--timeout` needs a value (DURATION)"),
+        ("/agent run --timeout soon go",
+         "`soon` is not a duration for `--timeout`; write it like `20m` or `1h30m`"),
+        ("/agent run --timeout 0 go", "`0` is not a duration for `--timeout`; write it like "
+                                      "`20m` or `1h30m`"),
+        ("/agent run --agent gpt go",
+         "unknown agent `gpt`; the agents are `claude`, `codex`, `opencode`, `aider`, `command`"),
+        ("/agent run --agent claud go",
+         "unknown agent `claud`; the agents are `claude`, `codex`, `opencode`, `aider`, "
+         "`command`; did you mean `claude`?"),
+        ("/agent run --model 'o3;rm' go", "`'o3;rm'` is not a model name"),
+        ("/agent --agent codex --agent claude go", "option `--agent` is given more than once"),
+    ],
+)
+def test_option_errors(body: str, message: str) -> None:
+    assert error(body) == message
+
+
+def test_user_words_in_messages_cannot_break_out_of_code() -> None:
+    message = error("/agent --agent `@org/team`")
+    assert "`` `@org/team` ``" in message
+    long_word = "x" * 200
+    assert len(error(f"/agent --model {long_word}!")) < 80
+
+
+# where a command may stand
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "please /agent run this",
+        "/agents run this",
+        "/agent-foo run this",
+        "/AGENT run this",
+        "    /agent run this",
+        "\t/agent run this",
+        "- /agent run this",
+        "`/agent run this`",
+        "> /agent run this",
+        ">/agent run this",
+        "   > /agent run this",
+        "<!-- /agent run this -->",
+        "<!--\n/agent run this\n-->",
+        "<!--\nhidden\n/agent run this\n/agent status\n-->",
+        "```\n    ```\n/agent run this",  # indented 4: content, not the closing fence
+        "text <!-- hidden\n/agent run this\nstill hidden -->",
+        "```\n/agent run this\n```",
+        "~~~\n/agent run this\n~~~",
+        "```python\n/agent run this\n```",
+        "````\n```\n/agent run this\n```\n````",
+        "~~~~\n~~~\n/agent run this\n~~~~",
+        "```\n/agent run this\n~~~\nstill code",
+        "```\n/agent run this",  # an unclosed fence runs to the end
+        "text\n\n    /agent run this",
+        "\n    code\n\n    /agent run this",
+        "- item\n\n  ```\n  /agent run this\n  ```",
+        "",
+        None,
+    ],
+)
+def test_no_command(body: str | None) -> None:
+    assert parse_commands(body) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("/agent status", 1),
+        (" /agent status", 1),
+        ("   /agent status", 1),
+        ("hello\n/agent status", 2),
+        ("hello\r\n\r\n/agent status\r\n", 3),
+        ("old mac\r/agent status", 2),
+        ("\ufeff/agent status", 1),
+        ("```\ncode\n```\n/agent status", 4),
+        ("````\n```\n````\n/agent status", 4),
+        ("```` x\n```\n/agent no\n```\n````\n/agent status", 6),
+        ("~~~\n```\n~~~\n/agent status", 4),
+        ("> quoted\n\n/agent status", 3),
+        ("<!-- a comment -->\n/agent status", 2),
+        ("<!--\nmulti\nline\n-->\n/agent status", 5),
+        ("/agent status <!-- why -->", 1),
+        ("use `<!--` for comments\n/agent status", 2),
+        ("```\n/agent no\n   ```\n/agent status", 4),
+        ("    code\n\n/agent status", 3),
+        ("text\n\n    <!-- literal in indented code\n\n/agent status", 5),
+        ("- item\n\n  ```\n      ```\n  ```\n/agent status", 6),
+        ("``` info `with` ticks\n/agent status", 2),  # not a fence: ticks in its info string
+    ],
+)
+def test_command_positions(body: str, line: int) -> None:
+    assert parse_commands(body) == [Command(verb="status", line=line)]
+
+
+def test_closing_fence_must_be_at_least_as_long() -> None:
+    body = "`````\n```\n/agent status\n````\n/agent run no\n`````\n/agent help"
+    assert parse_commands(body) == [Command(verb="help", line=7)]
+
+
+# instructions over several lines
+
+
+def test_multi_line_instructions_keep_code_blocks_verbatim() -> None:
+    body = (
+        "Thanks for the report.\n"
+        "/agent run --agent aider fix the crash\n"
+        "It happens here:\n"
+        "\n"
+        "```python\n"
+        "def f():\n"
+        "    return 1 / 0\n"
+        "/agent run this is code, not a command\n"
+        "```\n"
+        "\n"
+        "    indented   stays\n"
+        "> the traceback\n"
+        "<!-- hidden note -->\n"
+        "Keep it small.   \n"
+        "\n"
+    )
+    assert one(body) == Command(
+        verb="run",
+        agent="aider",
+        line=2,
+        text=(
+            "fix the crash\n"
+            "It happens here:\n"
+            "\n"
+            "```python\n"
+            "def f():\n"
+            "    return 1 / 0\n"
+            "/agent run this is code, not a command\n"
+            "```\n"
+            "\n"
+            "    indented   stays\n"
+            "> the traceback\n"
+            "Keep it small."
+        ),
+    )
+
+
+def test_instructions_only_below_the_command() -> None:
+    assert one("/agent\n\nAdd a --json flag.\nDocument it.") == Command(
+        verb="run", text="Add a --json flag.\nDocument it."
+    )
+
+
+def test_instructions_starting_with_indented_code_keep_their_indent() -> None:
+    assert one("/agent run\n\n    x = 1\n") == Command(verb="run", text="    x = 1")
+
+
+def test_crlf_instructions() -> None:
+    assert one("/agent fix\r\nline two\r\n") == Command(verb="run", text="fix\nline two")
+
+
+def test_several_commands_in_one_comment() -> None:
+    body = (
+        "/agent status\n"
+        "/agent run --model o3 first\n"
+        "more of first\n"
+        "/agent cancle\n"
+        "/agent run second\n"
+        "```\n/agent help\n```\n"
+        "/agent stop"
+    )
+    assert parse_commands(body) == [
+        Command(verb="status", line=1),
+        Command(verb="run", text="first\nmore of first", model="o3", line=2),
+        CommandError("unknown command `cancle`; did you mean `/agent cancel`?", line=4),
+        Command(verb="run", text="second\n```\n/agent help\n```", line=5),
+        Command(verb="cancel", line=9),
+    ]
+
+
+def test_inline_comment_is_not_part_of_instructions() -> None:
+    assert one("/agent fix it <!-- not this -->\nand <!-- nor this --> that") == Command(
+        verb="run", text="fix it\nand  that"
+    )
+
+
+# the registry and the text generated from it
+
+
+def test_registry_names() -> None:
+    assert [info.name for info in COMMANDS] == ["run", "cancel", "retry", "status", "help"]
+    assert [info.aliases for info in COMMANDS] == [(), ("stop",), (), (), ()]
+    assert [option.name for option in OPTIONS] == ["agent", "model", "timeout"]
+    assert [info.name for info in COMMANDS if info.takes_input] == ["run"]
+
+
+def test_help_lists_every_command_option_and_the_label() -> None:
+    text = help_text("ai-help")
+    for info in COMMANDS:
+        assert f"`{info.usage}`" in text and info.summary in text
+        for alias in info.aliases:
+            assert f"`/agent {alias}`" in text
+    for option in OPTIONS:
+        assert f"`--{option.name} {option.metavar}`" in text and option.summary in text
+    assert "`ai-help` label" in text
+    assert text.startswith(grammar.HELP_TITLE)
+
+
+def test_usage_lists_every_verb_and_alias() -> None:
+    text = usage_text("agent")
+    for word in ["run", "cancel", "stop", "retry", "status", "help"]:
+        assert f"\n/agent {word}" in text or f"\n/agent [{word}]" in text
+    assert "`agent` label" in text
+
+
+@pytest.mark.parametrize("label", ["agent", "ai`bot"])
+def test_generated_replies_never_trigger_themselves(label: str) -> None:
+    # The bot's own replies must not read as commands if anyone quotes or parses them.
+    for text in (help_text(label), usage_text(label), commands_table_markdown()):
+        assert parse_commands(text) == []
+
+
+def test_commands_table() -> None:
+    table = commands_table_markdown().splitlines()
+    assert table[0] == "| Command | Aliases | What it does |"
+    assert len(table) == 2 + len(COMMANDS)
+    assert table[3] == ("| `/agent cancel` | `/agent stop` | Cancel the active run of this "
+                        "issue or pull request. |")
+    assert all(row.count(" | ") == 2 for row in table)

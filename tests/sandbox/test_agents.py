@@ -1,0 +1,242 @@
+"""Agent adapters: argv per CLI, and each CLI's documented output turned into progress events."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.agents import ADAPTERS, adapter_for
+from sandbox.events import Event
+from sandbox.parsers.base import StreamParser
+from sandbox.spec import parse_spec
+from tests.sandbox.support import DATA, Site, make_site, make_spec, run_sandbox
+
+TRANSCRIPTS = DATA / "transcripts"
+FAKE_CLI = DATA / "sandbox" / "fake_cli.py"
+PROMPT = Path("/tmp/agentbot-run-x/prompt.md")
+
+
+def replay(agent: str, transcript: str) -> tuple[list[tuple[str, dict[str, Any]]], StreamParser]:
+    """Feed a transcript through the agent's parser, line by line, as the runner does."""
+    parser = adapter_for(agent).parser()
+    events: list[Event] = []
+    for line in (TRANSCRIPTS / transcript).read_text().splitlines():
+        events.extend(parser.feed("stdout", line))
+    events.extend(parser.finish())
+    return [(e.kind, e.data) for e in events], parser
+
+
+def spec_for(agent: str, model: str | None = None, command: list[str] | None = None) -> Any:
+    data = make_spec(clone_url="https://github.com/octo/demo.git", agent=agent,
+                     callback_url="http://bot:8081/internal/runs/12", base_sha="a" * 40,
+                     agent_command=command).to_json_dict()
+    data["model"] = model
+    if agent != "command":
+        data["agent_command"] = None
+    return parse_spec(data)
+
+
+def test_claude_stream_json_becomes_events() -> None:
+    events, parser = replay("claude", "claude-stream.jsonl")
+
+    assert events == [
+        ("log", {"source": "agent", "stream": "stdout",
+                 "text": "Claude Code session started (model claude-sonnet-4-5)"}),
+        ("message", {"text": "Let me look at the failing date parser first."}),
+        ("todo", {"items": [{"text": "Reproduce the parsing bug", "status": "in_progress"},
+                            {"text": "Fix the month offset", "status": "pending"}]}),
+        ("tool", {"name": "Bash", "status": "started", "id": "toolu_bash1",
+                  "input": "python -m pytest -q tests/test_dates.py"}),
+        ("tool", {"name": "Bash", "status": "failed", "id": "toolu_bash1",
+                  "output": "F.\n1 failed, 1 passed in 0.03s"}),
+        ("log", {"source": "agent", "stream": "stdout",
+                 "text": "not a JSON line: a stray warning from a plugin"}),
+        ("tool", {"name": "Edit", "status": "started", "id": "toolu_edit1",
+                  "input": "/workspace/dates.py"}),
+        ("tool", {"name": "Edit", "status": "completed", "id": "toolu_edit1",
+                  "output": "The file /workspace/dates.py has been updated."}),
+        ("todo", {"items": [{"text": "Reproduce the parsing bug", "status": "completed"},
+                            {"text": "Fix the month offset", "status": "completed"}]}),
+        ("message", {"text": "Fixed the month offset in dates.py; both date tests pass now."}),
+    ]
+    assert parser.summary == "Fixed the month offset in dates.py; both date tests pass now."
+    assert parser.error is None
+    assert parser.stats == {"cost_usd": 0.0375, "turns": 6, "input_tokens": 4100,
+                            "output_tokens": 410}
+
+
+def test_claude_error_result_fails_the_agent() -> None:
+    _, parser = replay("claude", "claude-max-turns.jsonl")
+
+    assert parser.error == "Claude Code ended with error_max_turns"
+    assert parser.summary is None
+
+
+def test_codex_exec_json_becomes_events() -> None:
+    events, parser = replay("codex", "codex-exec.jsonl")
+    sed = "bash -lc 'sed -n 1,40p config.py'"
+    pytest_cmd = "bash -lc 'python -m pytest -q'"
+
+    assert events == [
+        ("log", {"source": "agent", "stream": "stdout",
+                 "text": "Codex thread 0199a7c2-3f10-7d21-b4e8-5c2f9a0d7e13"}),
+        ("todo", {"items": [{"text": "Read the config loader", "status": "pending"},
+                            {"text": "Handle a missing file", "status": "pending"}]}),
+        ("tool", {"name": "shell", "status": "started", "id": "item_2", "input": sed}),
+        ("tool", {"name": "shell", "status": "completed", "id": "item_2", "input": sed,
+                  "output": "def load(path):\n    return open(path).read()\n", "exit_code": 0}),
+        ("todo", {"items": [{"text": "Read the config loader", "status": "completed"},
+                            {"text": "Handle a missing file", "status": "pending"}]}),
+        ("tool", {"name": "edit", "status": "completed", "id": "item_3",
+                  "input": "update config.py, add tests/test_config.py"}),
+        ("tool", {"name": "shell", "status": "started", "id": "item_4", "input": pytest_cmd}),
+        ("tool", {"name": "shell", "status": "failed", "id": "item_4", "input": pytest_cmd,
+                  "output": "1 failed\n", "exit_code": 1}),
+        ("tool", {"name": "docs.search", "status": "started", "id": "item_5",
+                  "input": "pathlib missing_ok"}),
+        ("tool", {"name": "docs.search", "status": "failed", "id": "item_5",
+                  "input": "pathlib missing_ok", "output": "server unavailable"}),
+        ("tool", {"name": "web_search", "status": "completed", "id": "item_6",
+                  "input": "python FileNotFoundError default value"}),
+        ("log", {"source": "agent", "stream": "stderr",
+                 "text": "the sandbox denied a network call"}),
+        ("todo", {"items": [{"text": "Read the config loader", "status": "completed"},
+                            {"text": "Handle a missing file", "status": "completed"}]}),
+        ("message", {"text": "`load` now returns defaults when the file is missing, "
+                             "with a test for it."}),
+    ]
+    assert parser.summary == ("`load` now returns defaults when the file is missing, "
+                              "with a test for it.")
+    assert parser.error is None
+    assert parser.stats == {"input_tokens": 8200, "cached_input_tokens": 3000,
+                            "output_tokens": 640}
+
+
+def test_codex_failed_turn_fails_the_agent() -> None:
+    events, parser = replay("codex", "codex-failed.jsonl")
+
+    assert ("log", {"source": "agent", "stream": "stderr",
+                    "text": "Codex error: stream disconnected before completion"}) in events
+    assert parser.error == "Codex turn failed: stream disconnected before completion"
+
+
+def test_opencode_json_becomes_events() -> None:
+    events, parser = replay("opencode", "opencode-run.jsonl")
+
+    assert events == [
+        ("todo", {"items": [{"text": "Find where the cache key is built", "status": "in_progress"},
+                            {"text": "Include the locale in the key", "status": "pending"}]}),
+        ("tool", {"name": "grep", "status": "completed", "id": "call_grep", "input": "cache_key",
+                  "output": "app/cache.py:12: def cache_key(path):"}),
+        ("tool", {"name": "edit", "status": "failed", "id": "call_edit",
+                  "input": "/workspace/app/cache.py", "output": "oldString found multiple times"}),
+        ("tool", {"name": "bash", "status": "completed", "id": "call_bash",
+                  "input": "python -m pytest -q tests/test_cache.py",
+                  "output": "3 passed in 0.05s"}),
+        ("message", {"text": "The cache key now includes the locale; the cache tests pass."}),
+    ]
+    assert parser.summary == "The cache key now includes the locale; the cache tests pass."
+    assert parser.stats == {"input_tokens": 11500, "output_tokens": 530,
+                            "cost_usd": pytest.approx(0.01)}
+
+
+def test_opencode_error_event_fails_the_agent() -> None:
+    _, parser = replay("opencode", "opencode-error.jsonl")
+
+    assert parser.error == "OpenCode error: Missing API key for anthropic"
+
+
+def test_aider_output_becomes_logs_an_edit_and_a_message() -> None:
+    events, parser = replay("aider", "aider-output.txt")
+
+    logs = [data["text"] for kind, data in events if kind == "log"]
+    assert logs[0] == "Aider v0.86.2" and logs[-1].startswith("Tokens: 2.1k sent")
+    assert ("tool", {"name": "edit", "status": "completed", "input": "greeting.py"}) in events
+    summary = "The greeting should use the configured name instead of the constant."
+    assert events[-1] == ("message", {"text": summary})
+    assert parser.summary == summary
+
+
+def test_command_output_may_carry_its_own_events() -> None:
+    parser = adapter_for("command").parser()
+    lines = ['{"kind": "todo", "data": {"items": [{"text": "a", "status": "pending"}]}}',
+             '{"kind": "phase", "data": {"phase": "agent", "status": "succeeded"}}',
+             "plain text", '{"kind": "message", "data": {"text": "All done."}}']
+    events = [(e.kind, e.data) for line in lines for e in parser.feed("stdout", line)]
+
+    assert events == [
+        ("todo", {"items": [{"text": "a", "status": "pending"}]}),
+        # A phase is the runner's to report: the agent's claim is shown as a log line.
+        ("log", {"source": "agent", "stream": "stdout", "text": lines[1]}),
+        ("log", {"source": "agent", "stream": "stdout", "text": "plain text"}),
+        ("message", {"text": "All done."}),
+    ]
+    assert parser.summary == "All done."
+
+
+@pytest.mark.parametrize(("agent", "model", "argv", "stdin"), [
+    ("claude", None, ["claude", "-p", "--output-format", "stream-json", "--verbose",
+                      "--dangerously-skip-permissions"], True),
+    ("claude", "opus", ["claude", "-p", "--output-format", "stream-json", "--verbose",
+                        "--dangerously-skip-permissions", "--model", "opus"], True),
+    ("codex", "gpt-5", ["codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
+                        "--model", "gpt-5", "-"], True),
+    ("opencode", "anthropic/claude-sonnet-4-5",
+     ["opencode", "run", "--format", "json", "--model", "anthropic/claude-sonnet-4-5"], True),
+    ("aider", None, ["aider", "--yes-always", "--no-auto-commits", "--no-pretty",
+                     "--no-gitignore", "--no-check-update", "--no-show-release-notes",
+                     "--analytics-disable", "--message-file", str(PROMPT)], False),
+])
+def test_each_cli_gets_the_prompt_as_a_file_or_stdin(agent: str, model: str | None,
+                                                     argv: list[str], stdin: bool) -> None:
+    invocation = adapter_for(agent).invocation(spec_for(agent, model), PROMPT)
+
+    assert invocation.argv == argv
+    assert invocation.stdin_path == (PROMPT if stdin else None)
+
+
+def test_the_command_agent_substitutes_the_prompt_file_without_a_shell() -> None:
+    command = ["my-agent", "--task={prompt_file}", "$(rm -rf /)", "{prompt_file}"]
+    invocation = adapter_for("command").invocation(spec_for("command", command=command), PROMPT)
+
+    assert invocation.argv == ["my-agent", f"--task={PROMPT}", "$(rm -rf /)", str(PROMPT)]
+    assert invocation.stdin_path == PROMPT
+    assert set(ADAPTERS) == {"claude", "codex", "opencode", "aider", "command"}
+
+
+@pytest.fixture
+async def site(tmp_path: Path, aiohttp_server: Any) -> Site:
+    return await make_site(tmp_path, aiohttp_server)
+
+
+def install_fake_cli(bin_dir: Path, name: str) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / name
+    script.write_text(f'#!/bin/sh\nFAKE_CLI_NAME={name} exec "{sys.executable}" '
+                      f'"{FAKE_CLI}" "$@"\n')
+    script.chmod(0o755)
+
+
+@pytest.mark.parametrize(("agent", "summary"), [
+    ("claude", "Fixed the month offset in dates.py; both date tests pass now."),
+    ("codex", "`load` now returns defaults when the file is missing, with a test for it."),
+    ("opencode", "The cache key now includes the locale; the cache tests pass."),
+    ("aider", "The greeting should use the configured name instead of the constant."),
+])
+async def test_each_adapter_runs_its_cli_through_the_runner(site: Site, agent: str,
+                                                            summary: str) -> None:
+    install_fake_cli(site.tmp / "bin", agent)
+    spec = site.spec(agent=agent, prompt="Fix the bug, please.")
+    path = f"{site.tmp / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    outcome = await run_sandbox(site.tmp, spec, env={"PATH": path})
+
+    assert outcome.returncode == 0, outcome.stderr
+    assert outcome.report is not None and outcome.report["prompt"] == "Fix the bug, please."
+    [result] = site.bot.results
+    assert result["summary"] == summary
+    # Only the agent's edit: aider's history file is kept out by .git/info/exclude.
+    assert [change["path"] for change in result["changes"]] == ["CHANGELOG.md"]
+    assert site.bot.kinds("message")[-1] == {"text": summary}
