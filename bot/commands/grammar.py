@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 
-from bot.config.settings import parse_duration
+from bot.config.settings import AGENTS, MODEL_NAME, parse_duration
+from bot.markdown import SUGGESTION_CUTOFF, closest, code_span
 
 PREFIX = "/agent"
-AGENTS = ("claude", "codex", "opencode", "aider", "command")
 # How close a lone word must be to a verb to be read as a misspelt verb, not as instructions.
 VERB_CUTOFF = 0.75
-# Suggestions for a wrong option or agent name, which are errors anyway, may be looser.
-SUGGESTION_CUTOFF = 0.6
-# A model is passed to the agent CLI as one argv item; keep it to the characters names use.
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,99}")
 _COMMAND_LINE = re.compile(r" {0,3}" + re.escape(PREFIX) + r"(?=\s|$)")
 _WORD = re.compile(r"\S+")
 
@@ -269,8 +264,7 @@ def _parse_options(command: CommandInfo, verb: str,
         option = _OPTIONS_BY_NAME.get(name.lower())
         if option is None:
             raise _Invalid(UNKNOWN_OPTION.format(option=code_span("--" + name, 40))
-                           + _suggest(name.lower(), list(_OPTIONS_BY_NAME), SUGGESTION_CUTOFF,
-                                      "--"))
+                           + _suggest(name.lower(), list(_OPTIONS_BY_NAME), prefix="--"))
         if not has_value and index < len(words) and not words[index].startswith("--"):
             value = words[index]
             index += 1
@@ -296,26 +290,17 @@ def _option_value(option: OptionInfo, value: str) -> str | int:
             return value.lower()
         agents = ", ".join(code_span(agent) for agent in AGENTS)
         raise _Invalid(UNKNOWN_AGENT.format(value=code_span(value, 40), agents=agents)
-                       + _suggest(value.lower(), list(AGENTS), SUGGESTION_CUTOFF))
+                       + _suggest(value.lower(), list(AGENTS)))
     if not MODEL_NAME.fullmatch(value):
         raise _Invalid(BAD_MODEL.format(value=code_span(value, 40)))
     return value
 
 
-def _suggest(word: str, choices: list[str], cutoff: float, prefix: str = "") -> str:
+def _suggest(word: str, choices: list[str], cutoff: float = SUGGESTION_CUTOFF,
+             prefix: str = "") -> str:
     """A "did you mean" for the closest choice, or nothing when none is close."""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=cutoff)
-    return DID_YOU_MEAN.format(suggestion=code_span(prefix + close[0])) if close else ""
-
-
-def code_span(text: str, limit: int | None = None) -> str:
-    """Text as one inline code span, whatever backticks it holds; cut to limit characters."""
-    if limit is not None and len(text) > limit:
-        text = text[:limit - 1] + "…"
-    longest = max((len(m) for m in _INLINE_CODE.findall(text)), default=0)
-    ticks = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
+    close = closest(word, choices, cutoff)
+    return DID_YOU_MEAN.format(suggestion=code_span(prefix + close)) if close else ""
 
 
 def usage_text(trigger_label: str) -> str:

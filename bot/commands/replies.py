@@ -7,8 +7,6 @@ from typing import Any
 from bot.commands.context import Context
 from bot.github import effects
 
-REPLY_MAX_CHARS = 65_536
-
 NOT_ALLOWED = (
     "@{login} only people with write access to this repository can ask agentbot to work. "
     "Ask a maintainer to run the command for you."
@@ -44,20 +42,11 @@ def kind_of(is_pull_request: bool) -> str:
     return "pull request" if is_pull_request else "issue"
 
 
-def clip(body: str, limit: int = REPLY_MAX_CHARS) -> str:
-    """Trim a body to GitHub's limit, saying so, without breaking the marker at its end."""
-    if len(body) <= limit:
-        return body
-    note = "\n\n… (truncated)"
-    return body[: limit - len(note)] + note
-
-
 async def reply_once(ctx: Context, gh: Any, *, key: str, repo_full_name: str, number: int,
                      body: str) -> dict[str, Any]:
     """Post a comment on the issue or PR at most once for `key`, even across crashes."""
     owner, _, repo = repo_full_name.partition("/")
-    tag = effects.marker(key)
-    text = clip(body, REPLY_MAX_CHARS - len(tag) - 1) + "\n" + tag
+    text = effects.tagged(body, key)
     url_vars = {"owner": owner, "repo": repo, "issue_number": number}
 
     async def create() -> dict[str, Any]:
@@ -66,18 +55,7 @@ async def reply_once(ctx: Context, gh: Any, *, key: str, repo_full_name: str, nu
         return {"id": comment["id"], "html_url": comment.get("html_url")}
 
     async def find() -> dict[str, Any] | None:
-        return await find_marked_comment(gh, url_vars, tag)
+        return await effects.find_marked_comment(gh, url_vars, key)
 
     return await effects.once(ctx.db, key, create, find)
 
-
-async def find_marked_comment(gh: Any, url_vars: dict[str, Any], tag: str
-                              ) -> dict[str, Any] | None:
-    """The id and link of the comment on an issue or PR whose body carries `tag`."""
-    async for comment in gh.getiter(
-        "/repos/{owner}/{repo}/issues/{issue_number}/comments{?per_page}",
-        {**url_vars, "per_page": 100},
-    ):
-        if tag in (comment.get("body") or ""):
-            return {"id": comment["id"], "html_url": comment.get("html_url")}
-    return None

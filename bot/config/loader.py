@@ -9,7 +9,6 @@ from typing import Any
 import gidgethub
 from cachetools import LRUCache
 
-from bot.commands.grammar import code_span
 from bot.config.repo import (
     CONFIG_PATH,
     CONTENTS_URL,
@@ -26,6 +25,7 @@ from bot.config.repo import (
     RepoConfig,
     parse,
 )
+from bot.markdown import code_span
 
 
 def instructions_path(instructions: str) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,8 +10,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from bot.commands.grammar import AGENTS, MODEL_NAME, SUGGESTION_CUTOFF, code_span
-from bot.config.settings import Settings, parse_duration
+from bot.config.settings import AGENTS, MODEL_NAME, Settings, parse_duration
+from bot.markdown import closest, code_span
 
 CONFIG_PATH = ".github/agentbot.yml"
 KEYS = ("trigger_label", "agent", "model", "timeout", "setup", "instructions", "draft",
@@ -196,8 +195,8 @@ def _duration_problem(value: str) -> str | None:
 
 
 def _suggest(word: str, choices: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=SUGGESTION_CUTOFF)
-    return DID_YOU_MEAN.format(suggestion=code_span(close[0])) if close else ""
+    close = closest(word, choices)
+    return DID_YOU_MEAN.format(suggestion=code_span(close)) if close else ""
 
 
 _CHECKS: dict[str, Callable[[yaml.Node], Any]] = {

@@ -10,6 +10,11 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The agents a run can use; sandbox/agents.py has an adapter for each.
+AGENTS = ("claude", "codex", "opencode", "aider", "command")
+# A model is passed to the agent CLI as one argv item; keep it to the characters names use.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,99}")
+
 _DURATION = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
 
 
@@ -112,10 +117,17 @@ class Settings(BaseSettings):
             return parse_duration(value)
         raise ValueError("expected a duration like 30m")
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "default_agent", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("default_agent")
+    @classmethod
+    def _known_agent(cls, value: str) -> str:
+        if value not in AGENTS:
+            raise ValueError(f"the agents are {', '.join(AGENTS)}")
+        return value
 
     @field_validator("executor", "runtime_class", "public_url", "internal_url",
                      "agent_secret", "agent_command", mode="before")

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.markdown import COMMENT_MAX_CHARS, clip
 from bot.store.tables import github_effects, utcnow
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,25 @@ Find = Callable[[], Awaitable[dict[str, Any] | None]]
 def marker(key: str) -> str:
     """An invisible tag put in comment bodies so a lost effect can be found again."""
     return f"<!-- agentbot:{key} -->"
+
+
+def tagged(body: str, key: str) -> str:
+    """A comment body ending in the marker of `key`, clipped so that the marker survives."""
+    tag = marker(key)
+    return clip(body, COMMENT_MAX_CHARS - len(tag) - 1) + "\n" + tag
+
+
+async def find_marked_comment(gh: Any, url_vars: dict[str, Any], key: str
+                              ) -> dict[str, Any] | None:
+    """The id and link of the comment on an issue or PR whose body carries the marker of `key`."""
+    tag = marker(key)
+    async for comment in gh.getiter(
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments{?per_page}",
+        {**url_vars, "per_page": 100},
+    ):
+        if tag in (comment.get("body") or ""):
+            return {"id": comment["id"], "html_url": comment.get("html_url")}
+    return None
 
 
 async def once(db: AsyncEngine, key: str, create: Create, find: Find | None = None

@@ -9,9 +9,9 @@ from typing import Any
 
 import gidgethub
 
-from bot.commands.replies import clip
 from bot.config.settings import Settings
 from bot.github import effects
+from bot.markdown import clip
 from bot.publish import policy
 from bot.runs.callbacks import Result
 from bot.runs.refs import resolve_base

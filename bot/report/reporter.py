@@ -12,7 +12,6 @@ import gidgethub
 from sqlalchemy import and_, desc, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.commands.replies import find_marked_comment
 from bot.github import effects
 from bot.github.client import RateLimited
 from bot.loops import Backoff, Ticker
@@ -181,7 +180,7 @@ class Reporter:
             return {"id": made["id"], "html_url": made.get("html_url")}
 
         async def find() -> dict[str, Any] | None:
-            return await find_marked_comment(gh, url_vars, effects.marker(key))
+            return await effects.find_marked_comment(gh, url_vars, key)
 
         comment = await effects.once(self._engine, key, create, find)
         if not created:

@@ -6,15 +6,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.commands.replies import clip
 from bot.github import effects
+from bot.markdown import clip
 from bot.redact import redact
 from bot.store.tables import ACTIVE_STATES, RunState, aware
 
 CHECK_NAME = "agentbot"
 OUTPUT_MAX = 65_535  # check run output.summary and output.text
 TITLE_MAX = 250
-COMMENT_MAX = 65_536
 PLAN_MAX_ITEMS = 30
 LINE_MAX = 300
 
@@ -138,8 +137,7 @@ def comment_body(run: Any, check_url: str | None, now: dt.datetime) -> str:
         text += _headline(run, now) + "\n\n" + _outcome(run, check_url)
     if check_url:
         text += "\n\n" + DETAILS.format(check_url=check_url)
-    tag = effects.marker(f"status_comment:{run.id}")
-    return clip(redact(text), COMMENT_MAX - len(tag) - 1) + "\n" + tag
+    return effects.tagged(redact(text), f"status_comment:{run.id}")
 
 
 def _outcome(run: Any, check_url: str | None) -> str:

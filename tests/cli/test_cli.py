@@ -39,9 +39,11 @@ def test_some_app_settings_missing_or_malformed_exit_2_naming_each(tmp_path: Pat
 def test_bad_optional_setting_names_the_variable(tmp_path: Path, app_private_key: str) -> None:
     done = agentbot("serve", env={"GITHUB_APP_ID": "12", "GITHUB_PRIVATE_KEY": app_private_key,
                                   "GITHUB_WEBHOOK_SECRET": "s", "AGENTBOT_RUN_TIMEOUT": "soon",
-                                  "AGENTBOT_EXECUTOR": "docker"}, cwd=tmp_path)
+                                  "AGENTBOT_EXECUTOR": "docker",
+                                  "AGENTBOT_DEFAULT_AGENT": "clod"}, cwd=tmp_path)
     assert done.returncode == 2
     assert "AGENTBOT_RUN_TIMEOUT" in done.stderr and "AGENTBOT_EXECUTOR" in done.stderr
+    assert "AGENTBOT_DEFAULT_AGENT" in done.stderr and "claude, codex" in done.stderr
     assert "BEGIN" not in done.stderr
 
 

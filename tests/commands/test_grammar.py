@@ -6,7 +6,6 @@ import pytest
 
 from bot.commands import grammar
 from bot.commands.grammar import (
-    AGENTS,
     COMMANDS,
     OPTIONS,
     Command,
@@ -16,6 +15,7 @@ from bot.commands.grammar import (
     parse_commands,
     usage_text,
 )
+from bot.config.settings import AGENTS
 
 
 def one(body: str) -> Command | CommandError:

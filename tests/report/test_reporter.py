@@ -10,8 +10,9 @@ from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.github.client import GitHubApp
+from bot.markdown import COMMENT_MAX_CHARS
 from bot.report.reporter import Reporter
-from bot.report.text import COMMENT_MAX, OUTPUT_MAX, Progress, check_run_body, comment_body
+from bot.report.text import OUTPUT_MAX, Progress, check_run_body, comment_body
 from bot.runs.ledger import get_run, transition
 from bot.store.tables import RunState, run_events, runs
 from tests.fakes.github import FakeGitHub
@@ -180,4 +181,5 @@ async def test_texts_stay_within_githubs_limits(engine: AsyncEngine) -> None:
     assert len(body["output"]["title"]) <= 250
     assert "… (truncated)" in body["output"]["summary"]  # the 200 kB error was cut
     text = comment_body(run, "https://github.com/x/runs/1", dt.datetime.now(dt.UTC))
-    assert len(text) <= COMMENT_MAX and text.endswith(f"<!-- agentbot:status_comment:{run_id} -->")
+    assert len(text) <= COMMENT_MAX_CHARS
+    assert text.endswith(f"<!-- agentbot:status_comment:{run_id} -->")
