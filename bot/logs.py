@@ -28,6 +28,8 @@ FORMATS = ("json", "text")
 # Loggers that print request or response bodies at debug level; the Kubernetes client's
 # includes Secret data, base64-encoded beyond the reach of the patterns.
 _BODY_LOGGERS = ("kubernetes.client.rest",)
+# Announce the same built-in things at info on every start: shown at debug only.
+_CHATTY_LOGGERS = ("alembic.runtime.plugins",)
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message", "asctime", "taskName", "_log_context", *_IDS,
@@ -223,6 +225,11 @@ def configure_logging(level: str = "info", fmt: str = "json", *,
     root.setLevel(LEVELS[level.lower()])
     for name in _BODY_LOGGERS:
         logging.getLogger(name).setLevel(max(LEVELS[level.lower()], logging.INFO))
+    chatty = LEVELS[level.lower()]
+    if chatty > logging.DEBUG:
+        chatty = max(chatty, logging.WARNING)
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(chatty)
     # aiohttp's access log propagates to the root logger, so it takes the same formatter.
     logging.getLogger("aiohttp.access").propagate = True
 

@@ -100,6 +100,9 @@ def test_migrate_creates_the_schema_and_is_repeatable(tmp_path: Path) -> None:
     first = agentbot("migrate", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "database at revision 0002" in first.stdout
+    # The log says what ran, without Alembic's plugin roll-call on every start.
+    assert "Running upgrade  -> 0001" in first.stderr
+    assert "setup plugin" not in first.stderr
     again = agentbot("migrate", env=env, cwd=tmp_path)
     assert again.returncode == 0 and "0002" in again.stdout
 
