@@ -10,14 +10,15 @@ from pathlib import Path
 import yaml
 
 from bot.commands.grammar import commands_table_markdown
-from bot.config.settings import Settings, load_settings
+from bot.config.settings import Settings, load_settings, settings_table_markdown
 from bot.metrics import Metrics
 from bot.setup.flow import AppCredentials, write_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 TABLE = re.compile(r"<!-- commands:start -->\n(.*?)\n<!-- commands:end -->", re.S)
-# The keys of .github/agentbot.yml, as SPEC.md names them (and allow_forks).
+SETTINGS = re.compile(r"<!-- settings:start -->\n(.*?)\n<!-- settings:end -->", re.S)
+# The keys of .github/agentbot.yml (the README's table), and allow_forks.
 REPO_CONFIG_KEYS = {"trigger_label", "agent", "model", "timeout", "setup", "instructions",
                     "draft", "max_changed_files", "protected_paths", "allowed_bots",
                     "allow_forks"}
@@ -36,6 +37,16 @@ def test_commands_table_is_the_one_the_registry_generates() -> None:
     assert match.group(1) == commands_table_markdown(), (
         "README.md's commands table is stale; paste the output of "
         "`python -c 'from bot.commands.grammar import commands_table_markdown as t; print(t())'`")
+
+
+def test_settings_table_is_the_one_the_settings_generate() -> None:
+    assert all(field.description for field in Settings.model_fields.values()), (
+        "every setting needs a description: it is the README's text for it")
+    match = SETTINGS.search(README)
+    assert match, "README.md lacks the <!-- settings:start/end --> markers"
+    assert match.group(1) == settings_table_markdown(), (
+        "README.md's settings table is stale; paste the output of "
+        "`python -c 'from bot.config.settings import settings_table_markdown as t; print(t())'`")
 
 
 def test_quick_start_is_exactly_two_commands_and_ci_runs_the_second() -> None:

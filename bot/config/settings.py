@@ -53,62 +53,119 @@ def _has_kubeconfig() -> bool:
 
 
 class Settings(BaseSettings):
-    """Every setting agentbot reads; names are the environment variables of the spec."""
+    """Every setting agentbot reads, by the environment variable that sets it."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
+    # The descriptions are the README's table of settings (settings_table_markdown).
+
     # github
-    github_app_id: int | None = Field(None, alias="GITHUB_APP_ID")
-    github_private_key: str | None = Field(None, alias="GITHUB_PRIVATE_KEY", repr=False)
-    github_private_key_path: Path | None = Field(None, alias="GITHUB_PRIVATE_KEY_PATH")
-    github_webhook_secret: str | None = Field(None, alias="GITHUB_WEBHOOK_SECRET", repr=False)
-    github_api_url: str = Field("https://api.github.com", alias="GITHUB_API_URL")
+    github_app_id: int | None = Field(
+        None, alias="GITHUB_APP_ID", description="The GitHub App's numeric id.")
+    github_private_key: str | None = Field(
+        None, alias="GITHUB_PRIVATE_KEY", repr=False,
+        description="The App's private key as PEM text (newlines may be written as `\\n`).")
+    github_private_key_path: Path | None = Field(
+        None, alias="GITHUB_PRIVATE_KEY_PATH",
+        description="A file that holds the App's private key, instead of the text.")
+    github_webhook_secret: str | None = Field(
+        None, alias="GITHUB_WEBHOOK_SECRET", repr=False,
+        description="The App's webhook secret; unsigned deliveries are always refused.")
+    github_api_url: str = Field(
+        "https://api.github.com", alias="GITHUB_API_URL",
+        description="GitHub's REST API; GitHub Enterprise Server's ends in `/api/v3`.")
 
     # database
-    database_url: str = Field("sqlite+aiosqlite:///agentbot.db", alias="AGENTBOT_DATABASE_URL")
+    database_url: str = Field(
+        "sqlite+aiosqlite:///agentbot.db", alias="AGENTBOT_DATABASE_URL",
+        description="SQLite for one replica, `postgresql+asyncpg://...` for several.")
 
     # http
-    host: str = Field("0.0.0.0", alias="AGENTBOT_HOST")  # noqa: S104 - a server's public port
-    port: int = Field(8080, alias="AGENTBOT_PORT")
-    internal_port: int = Field(8081, alias="AGENTBOT_INTERNAL_PORT")
-    public_url: str | None = Field(None, alias="AGENTBOT_PUBLIC_URL")
-    internal_url: str | None = Field(None, alias="AGENTBOT_INTERNAL_URL")
+    host: str = Field(
+        "0.0.0.0", alias="AGENTBOT_HOST",  # noqa: S104 - a server's public port
+        description="The address both ports listen on.")
+    port: int = Field(
+        8080, alias="AGENTBOT_PORT",
+        description="The public port: webhooks, health checks, the setup page.")
+    internal_port: int = Field(
+        8081, alias="AGENTBOT_INTERNAL_PORT",
+        description="The internal port: sandbox callbacks and `/metrics`.")
+    public_url: str | None = Field(
+        None, alias="AGENTBOT_PUBLIC_URL",
+        description="How GitHub and people reach the public port.")
+    internal_url: str | None = Field(
+        None, alias="AGENTBOT_INTERNAL_URL",
+        description="How sandboxes reach the internal port "
+                    "(unset: `http://127.0.0.1:<internal port>`).")
 
     # executor and sandbox
-    executor: Literal["local", "kubernetes"] | None = Field(None, alias="AGENTBOT_EXECUTOR")
-    namespace: str = Field("default", alias="AGENTBOT_NAMESPACE")
+    executor: Literal["local", "kubernetes"] | None = Field(
+        None, alias="AGENTBOT_EXECUTOR",
+        description="`local` or `kubernetes` (unset: `kubernetes` in a cluster or with a "
+                    "kubeconfig, else `local`).")
+    namespace: str = Field(
+        "default", alias="AGENTBOT_NAMESPACE",
+        description="The namespace of sandbox Jobs and Secrets.")
     sandbox_image: str = Field(
-        "ghcr.io/agentbot/agentbot-sandbox:0.1.0", alias="AGENTBOT_SANDBOX_IMAGE"
-    )
-    runtime_class: str | None = Field(None, alias="AGENTBOT_RUNTIME_CLASS")
+        "ghcr.io/agentbot/agentbot-sandbox:0.1.0", alias="AGENTBOT_SANDBOX_IMAGE",
+        description="The sandbox's image, built from `sandbox/Dockerfile`.")
+    runtime_class: str | None = Field(
+        None, alias="AGENTBOT_RUNTIME_CLASS",
+        description="The RuntimeClass of sandbox pods (the chart sets gVisor's).")
     agent_secret: str | None = Field(
-        None,
-        alias="AGENTBOT_AGENT_SECRET",
-        description="name of the operator-managed Secret whose keys become the agent's env",
-    )
-    job_ttl_seconds: int = Field(3600, alias="AGENTBOT_JOB_TTL_SECONDS", ge=0)
-    sandbox_cpu: str = Field("2", alias="AGENTBOT_SANDBOX_CPU")
-    sandbox_memory: str = Field("4Gi", alias="AGENTBOT_SANDBOX_MEMORY")
-    sandbox_ephemeral_storage: str = Field("10Gi", alias="AGENTBOT_SANDBOX_EPHEMERAL_STORAGE")
-    local_state_dir: Path = Field(Path(".agentbot/runs"), alias="AGENTBOT_LOCAL_STATE_DIR")
-    default_agent: str = Field("claude", alias="AGENTBOT_DEFAULT_AGENT")
-    agent_command: str | None = Field(None, alias="AGENTBOT_AGENT_COMMAND")
+        None, alias="AGENTBOT_AGENT_SECRET",
+        description="The Secret whose keys become the environment of the sandbox's agent.")
+    job_ttl_seconds: int = Field(
+        3600, alias="AGENTBOT_JOB_TTL_SECONDS", ge=0,
+        description="How long Kubernetes keeps a finished Job, in seconds.")
+    sandbox_cpu: str = Field(
+        "2", alias="AGENTBOT_SANDBOX_CPU",
+        description="CPU of a sandbox pod (request and limit).")
+    sandbox_memory: str = Field(
+        "4Gi", alias="AGENTBOT_SANDBOX_MEMORY",
+        description="Memory of a sandbox pod (request and limit).")
+    sandbox_ephemeral_storage: str = Field(
+        "10Gi", alias="AGENTBOT_SANDBOX_EPHEMERAL_STORAGE",
+        description="Ephemeral storage of a sandbox pod, its workspace included.")
+    local_state_dir: Path = Field(
+        Path(".agentbot/runs"), alias="AGENTBOT_LOCAL_STATE_DIR",
+        description="Where the local executor keeps its runs, to adopt them after a restart.")
+    default_agent: str = Field(
+        "claude", alias="AGENTBOT_DEFAULT_AGENT",
+        description="The agent of a run that names none: " + ", ".join(
+            f"`{agent}`" for agent in AGENTS) + ".")
+    agent_command: str | None = Field(
+        None, alias="AGENTBOT_AGENT_COMMAND",
+        description="The argv of the `command` agent; `{prompt_file}` becomes the path of "
+                    "the prompt file.")
 
     # limits
-    max_concurrent_runs: int = Field(10, alias="AGENTBOT_MAX_CONCURRENT_RUNS", ge=1)
-    max_runs_per_installation: int = Field(5, alias="AGENTBOT_MAX_RUNS_PER_INSTALLATION", ge=1)
-    run_timeout: int = Field(1800, alias="AGENTBOT_RUN_TIMEOUT")
-    max_changed_files: int = Field(100, alias="AGENTBOT_MAX_CHANGED_FILES", ge=1)
-    max_result_bytes: int = Field(20 * 1024 * 1024, alias="AGENTBOT_MAX_RESULT_BYTES", ge=1)
-    trigger_label: str = Field("agent", alias="AGENTBOT_TRIGGER_LABEL", min_length=1)
+    max_concurrent_runs: int = Field(
+        10, alias="AGENTBOT_MAX_CONCURRENT_RUNS", ge=1,
+        description="How many runs may be active at once, in all.")
+    max_runs_per_installation: int = Field(
+        5, alias="AGENTBOT_MAX_RUNS_PER_INSTALLATION", ge=1,
+        description="How many runs of one installation may be active at once.")
+    run_timeout: int = Field(
+        1800, alias="AGENTBOT_RUN_TIMEOUT",
+        description="The longest a run may take, like `30m`; a repository may ask for less.")
+    max_changed_files: int = Field(
+        100, alias="AGENTBOT_MAX_CHANGED_FILES", ge=1,
+        description="The most files a result may change; a repository may ask for fewer.")
+    max_result_bytes: int = Field(
+        20 * 1024 * 1024, alias="AGENTBOT_MAX_RESULT_BYTES", ge=1,
+        description="The largest result a sandbox may upload, in bytes.")
+    trigger_label: str = Field(
+        "agent", alias="AGENTBOT_TRIGGER_LABEL", min_length=1,
+        description="The label that starts a run; a repository may name another.")
 
     # logging
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", alias="AGENTBOT_LOG_LEVEL"
-    )
-    log_format: Literal["json", "text"] = Field("json", alias="AGENTBOT_LOG_FORMAT")
+        "info", alias="AGENTBOT_LOG_LEVEL", description="`debug`, `info`, `warning` or `error`.")
+    log_format: Literal["json", "text"] = Field(
+        "json", alias="AGENTBOT_LOG_FORMAT", description="`json` (one object a line) or `text`.")
 
     @field_validator("run_timeout", mode="before")
     @classmethod
@@ -221,3 +278,18 @@ def load_settings(**overrides: object) -> tuple[Settings | None, list[str]]:
     if settings.setup_mode:
         return settings, []
     return settings, settings.app_problems()
+
+
+def settings_table_markdown() -> str:
+    """A Markdown table of every setting (for the README), from the fields above."""
+    rows = ["| Variable | Default | What it sets |", "| --- | --- | --- |"]
+    for field in Settings.model_fields.values():
+        default = field.default
+        if default is None:
+            shown = ""
+        elif field.alias == "AGENTBOT_RUN_TIMEOUT":
+            shown = f"`{format_duration(default)}`"
+        else:
+            shown = f"`{default}`"
+        rows.append(f"| `{field.alias}` | {shown} | {field.description} |")
+    return "\n".join(rows)
