@@ -24,12 +24,18 @@ SETUP_WROTE = ("Wrote the GitHub App {slug} to {env} (mode 0600). Install it on 
 SETUP_CONFIGURED = ("a GitHub App is configured already (GITHUB_APP_ID, its key and webhook "
                     "secret are set); remove them from the environment and .env to create "
                     "another")
+GATEWAY_NEEDS_APP = ("the gateway needs GITHUB_APP_ID and GITHUB_PRIVATE_KEY(_PATH): it mints "
+                     "the runs' read tokens and checks their credentials with the App's key")
 SETUP_NO_PUBLIC_URL = ("setup needs the address GitHub delivers webhooks to: pass --public-url "
                        "https://agentbot.example.com or set AGENTBOT_PUBLIC_URL")
 
 
-def _settings_or_exit(*, allow_problems: bool = False) -> Settings:
+def _settings_or_exit(*, allow_problems: bool = False, needless: str = "") -> Settings:
+    """The settings, or exit naming each problem; `needless` starts problems the command does
+    not care about (the gateway verifies no webhook)."""
     settings, problems = load_settings()
+    if needless:
+        problems = [p for p in problems if not p.startswith(needless)]
     if problems and not allow_problems:
         for problem in problems:
             print(f"agentbot: {problem}", file=sys.stderr)
@@ -83,16 +89,25 @@ async def serve(settings: Settings) -> None:
     """Run the public and internal servers until interrupted (after setup, in setup mode)."""
     from aiohttp import web
 
-    from bot.app import create_app, internal_app
+    from bot.app import create_app, gateway_app, internal_app
 
     if settings.setup_mode:
         settings = await _created_app_settings(settings)
     public = create_app(settings)
     runner = web.AppRunner(public, access_log=None)
     await runner.setup()
+    runners = [runner]
     sites = [web.TCPSite(runner, settings.host, settings.port, backlog=1024)]
+    if settings.executor_name == "local":
+        # One machine, one command: the sandboxes' gateway runs here too (in a cluster it is
+        # its own Deployment, `agentbot gateway`).
+        gateway_runner = web.AppRunner(gateway_app(public), access_log=None)
+        await gateway_runner.setup()
+        runners.append(gateway_runner)
+        sites.append(web.TCPSite(gateway_runner, settings.host, settings.gateway_port))
     internal_runner = web.AppRunner(internal_app(public), access_log=None)
     await internal_runner.setup()
+    runners.append(internal_runner)
     sites.append(web.TCPSite(internal_runner, settings.host, settings.internal_port))
     for site in sites:
         await site.start()
@@ -105,7 +120,24 @@ async def serve(settings: Settings) -> None:
     try:
         await asyncio.Event().wait()
     finally:
-        await internal_runner.cleanup()
+        for each in reversed(runners):
+            await each.cleanup()
+
+
+async def gateway(settings: Settings) -> None:
+    """Run the gateway alone (its Deployment in a cluster) until interrupted."""
+    from aiohttp import web
+
+    from bot.gateway.app import gateway_app as standalone
+
+    runner = web.AppRunner(standalone(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.gateway_port, backlog=1024).start()
+    log.info("gateway listening", extra={"port": settings.gateway_port,
+                                         "proxy_port": settings.gateway_proxy_port})
+    try:
+        await asyncio.Event().wait()
+    finally:
         await runner.cleanup()
 
 
@@ -149,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentbot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the webhook server, internal API and workers")
+    commands.add_parser("gateway", help="run the sandboxes' gateway (model APIs, git, egress)")
     receiving = commands.add_parser("receive", help="put one payload through the pipeline")
     receiving.add_argument("--event", required=True, help="the X-GitHub-Event name, e.g. issues")
     receiving.add_argument("--payload", required=True, type=Path, help="a JSON payload file")
@@ -171,6 +204,17 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(settings)
         try:
             _run(serve(settings))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    if args.command == "gateway":
+        settings = _settings_or_exit(needless="GITHUB_WEBHOOK_SECRET")
+        if settings.private_key_pem() is None or settings.github_app_id is None:
+            print(f"agentbot: {GATEWAY_NEEDS_APP}", file=sys.stderr)
+            return EXIT_CONFIG
+        _configure_logging(settings)
+        try:
+            _run(gateway(settings))
         except KeyboardInterrupt:
             pass
         return 0

@@ -57,6 +57,7 @@ class Bot:
     executor: Any = None
     scheduler: Any = None  # bot.runs.scheduler.Scheduler, launched by the internal app
     reporter: Any = None  # bot.report.reporter.Reporter, started with the scheduler
+    gateway: Any = None  # bot.gateway.app.Gateway, when this process runs one (gateway_app)
     health_checks: list[HealthCheck] = field(default_factory=list)
     inbox_options: InboxOptions = field(default_factory=InboxOptions)
     metrics: Metrics = field(init=False)
@@ -100,6 +101,8 @@ async def start_bot(bot: Bot) -> None:
             bot.scheduler.notify()
         if bot.reporter is not None:
             bot.reporter.notify()
+        if bot.gateway is not None:
+            bot.gateway.run_changed()
 
     bot.context = Context(
         settings=settings, db=bot.engine, github=bot.github, permissions=Permissions(),
@@ -283,9 +286,15 @@ def internal_app(public: web.Application) -> web.Application:
         if bot.executor is None:
             bot.executor = make_executor(settings)
         bot.reporter = Reporter(bot.engine, bot.github)
-        # bot.github is a GitHubApp here (or a test's double of one): it mints and revokes.
-        bot.scheduler = Scheduler(bot.engine, bot.executor, bot.github,  # type: ignore[arg-type]
-                                  settings, on_change=bot.reporter.notify)
+        reporter = bot.reporter
+
+        def run_changed() -> None:
+            reporter.notify()
+            if bot.gateway is not None:
+                bot.gateway.run_changed()
+
+        bot.scheduler = Scheduler(bot.engine, bot.executor, bot.github,
+                                  settings, on_change=run_changed)
         bot.reporter.start()
         await bot.scheduler.start()
         yield
@@ -294,3 +303,20 @@ def internal_app(public: web.Application) -> web.Application:
 
     app.cleanup_ctx.append(launching)
     return app
+
+
+def gateway_app(public: web.Application) -> web.Application:
+    """The gateway, in this process, sharing the public app's database and GitHub client:
+    what `serve` runs beside the local executor. Start it after the public app and before
+    the internal one, so it answers before the first sandbox starts."""
+    from bot.gateway.app import Gateway, attached_gateway_app
+
+    bot = public[BOT_KEY]
+
+    def make() -> Gateway:
+        if bot.engine is None or bot.github is None:
+            raise RuntimeError("start the public app before the gateway")
+        bot.gateway = Gateway(bot.settings, bot.engine, bot.github)  # type: ignore[arg-type]
+        return bot.gateway
+
+    return attached_gateway_app(make)

@@ -54,8 +54,8 @@ def main() -> int:
         write_termination_message(f"bad spec: {exc}")
         return exitcodes.BAD_SPEC
     forget_token_files(spec_dir)
-    header = auth_env(spec.clone_url, secrets.github_token)["GIT_CONFIG_VALUE_0"]
-    redactor = Redactor([secrets.github_token, secrets.callback_token, header.split(" ")[-1]])
+    header = auth_env(spec.clone_url, secrets.gateway_token)["GIT_CONFIG_VALUE_0"]
+    redactor = Redactor([secrets.gateway_token, secrets.callback_token, header.split(" ")[-1]])
     handler.setFormatter(_RedactingFormatter(redactor))
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)

@@ -12,6 +12,15 @@ from urllib.parse import urlsplit
 from sandbox.procs import run_streaming
 
 CHECKOUT_TIMEOUT_SECONDS = 600
+# The gateway restarts (a deploy, a crash) while a run starts: a fetch it could not serve is
+# tried again, waiting this long and then twice as long each time, at most the cap.
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 15.0
+# What git says when the server was away or briefly unable, rather than refusing the fetch.
+_TRANSIENT = ("returned error: 502", "returned error: 503", "returned error: 504",
+              "failed to connect", "couldn't connect", "connection refused",
+              "connection reset", "empty reply from server", "timed out",
+              "recv failure", "unexpected disconnect", "the remote end hung up")
 # What git needs from the runner's environment; everything else (GIT_TRACE*, proxies set for
 # the agent, GIT_CONFIG_* of the image) stays out of the calls that carry the token.
 _GIT_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE",
@@ -97,16 +106,24 @@ def checkout(
         if code:
             raise CheckoutError(f"git {args[0]} failed (exit {code}): {_last(tail)}")
 
+    def fetch(*args: str) -> tuple[int, list[str]]:
+        wait = RETRY_FIRST_SECONDS
+        while True:
+            code, tail = git("fetch", *args, authenticated=True)
+            if not code or not is_transient(tail) or time.monotonic() + wait >= deadline:
+                return code, tail
+            on_line("stderr", f"the fetch failed ({_last(tail)}); trying again in {wait:g} s")
+            time.sleep(wait)
+            wait = min(wait * 2, RETRY_MAX_SECONDS)
+
     must("init", "--quiet")
     must("remote", "add", "origin", clone_url)
     # One commit, no history: enough to diff against, and fast on big repositories.
-    code, tail = git("fetch", "--quiet", "--no-tags", "--depth=1", "origin", base_sha,
-                     authenticated=True)
+    code, tail = fetch("--quiet", "--no-tags", "--depth=1", "origin", base_sha)
     if code:
         # Some servers refuse to serve an unadvertised SHA; the branch usually contains it.
-        code2, _ = git("fetch", "--quiet", "--no-tags", "origin",
-                       f"+refs/heads/{base_ref}:refs/remotes/origin/{base_ref}",
-                       authenticated=True)
+        code2, _ = fetch("--quiet", "--no-tags", "origin",
+                         f"+refs/heads/{base_ref}:refs/remotes/origin/{base_ref}")
         if code2 or git("cat-file", "-e", f"{base_sha}^{{commit}}")[0]:
             raise CheckoutError(f"git fetch of {base_sha[:12]} failed (exit {code}): "
                                 f"{_last(tail)}")
@@ -115,6 +132,12 @@ def checkout(
     # Agents may commit locally; the bot writes the real commit, so any identity will do.
     must("config", "user.name", "agentbot")
     must("config", "user.email", "agentbot@users.noreply.invalid")
+
+
+def is_transient(tail: list[str]) -> bool:
+    """Whether git's last words say the server was unreachable or briefly failing."""
+    text = "\n".join(tail).lower()
+    return any(sign in text for sign in _TRANSIENT)
 
 
 def add_excludes(workspace: Path, patterns: tuple[str, ...]) -> None:

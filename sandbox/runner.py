@@ -18,6 +18,7 @@ from sandbox.callbacks import CallbackClient, CallbackError
 from sandbox.changeset import ChangesetError, collect
 from sandbox.checkout import CheckoutError, add_excludes, checkout, trust_env
 from sandbox.events import Event, EventSink, Redactor, log_line, phase
+from sandbox.gateway import PROVIDER_VARIABLES, provider_env, proxy_env
 from sandbox.result import failed, succeeded, write_termination_message
 from sandbox.spec import (
     Secrets,
@@ -47,13 +48,14 @@ class Failure(Exception):
 
 def child_env(base: Mapping[str, str], spec: Spec, prompt_file: Path, secrets: Secrets,
               workspace: Path) -> dict[str, str]:
-    """The environment of setup commands and the agent: the operator's variables (agent API
-    keys among them) minus the runner's own settings and anything holding a run token."""
-    tokens = (secrets.github_token, secrets.callback_token)
+    """The environment of setup commands and the agent: the runner's environment minus its own
+    settings, any provider key or proxy, and anything holding a run credential; plus the
+    gateway as the model provider and as the only way out (the proxy)."""
     env = {
         key: value for key, value in base.items()
         if not key.startswith(_HIDDEN_PREFIXES) and key not in _HIDDEN_NAMES
-        and not any(token in value for token in tokens)
+        and key.upper() not in PROVIDER_VARIABLES
+        and not any(token in value for token in (secrets.gateway_token, secrets.callback_token))
     }
     # The image puts the runner on PYTHONPATH; the repository's own Python must not see it.
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != _OWN_ROOT]
@@ -66,6 +68,10 @@ def child_env(base: Mapping[str, str], spec: Spec, prompt_file: Path, secrets: S
                 **trust_env(workspace)})
     if spec.model:
         env["AGENTBOT_MODEL"] = spec.model
+    if spec.gateway_url:
+        env.update(provider_env(spec.gateway_url, secrets.gateway_token))
+    if spec.proxy_url:
+        env.update(proxy_env(spec.proxy_url, secrets.gateway_token, spec.gateway_url))
     return env
 
 
@@ -142,7 +148,7 @@ class Runner:
         try:
             checkout(workspace=self.workspace, clone_url=self.spec.clone_url,
                      base_sha=self.spec.base_sha, base_ref=self.spec.base_ref,
-                     branch=self.spec.branch, token=self.secrets.github_token,
+                     branch=self.spec.branch, token=self.secrets.gateway_token,
                      env=self.base_env, deadline=self.deadline - self.reserve,
                      on_line=lambda stream, text: self.sink.emit(
                          log_line("checkout", stream, text)))

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 DEFAULT_SPEC_DIR = "/var/run/agentbot"
 DEFAULT_WORKSPACE = "/workspace"
 SPEC_FILE = "spec.json"
-GITHUB_TOKEN_FILE = "github-token"  # noqa: S105 - a file name, not a token
+GATEWAY_TOKEN_FILE = "gateway-token"  # noqa: S105 - a file name, not a token
 CALLBACK_TOKEN_FILE = "callback-token"  # noqa: S105 - a file name, not a token
 AGENTS = ("claude", "codex", "opencode", "aider", "command")
 
@@ -50,14 +50,19 @@ class Spec:
     callback_url: str
     agent_command: list[str] | None = None
     installation_id: int = 0
+    # The gateway: its HTTP base (model APIs, git) and its egress proxy. Without them the
+    # agent gets no provider configuration and no proxy (a `command` agent in tests).
+    gateway_url: str | None = None
+    proxy_url: str | None = None
 
 
 @dataclass(frozen=True)
 class Secrets:
-    """The run's tokens; kept out of repr so they never reach a log by accident."""
+    """The run's two credentials, each good for this run only while it is active; kept out
+    of repr so they never reach a log by accident."""
 
-    github_token: str = field(repr=False)
-    callback_token: str = field(repr=False)
+    gateway_token: str = field(repr=False)  # git, the model APIs and egress, via the gateway
+    callback_token: str = field(repr=False)  # this run's events and result
 
 
 def _require(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -123,6 +128,8 @@ def parse_spec(data: Any) -> Spec:
         callback_url=_require(data, "callback_url", str).rstrip("/"),
         agent_command=list(agent_command) if agent_command else None,
         installation_id=int(data.get("installation_id") or 0),
+        gateway_url=_optional_url(data, "gateway_url"),
+        proxy_url=_optional_url(data, "proxy_url"),
     )
     _check_urls(spec)
     sha = spec.base_sha
@@ -131,8 +138,19 @@ def parse_spec(data: Any) -> Spec:
     return spec
 
 
+def _optional_url(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise SpecError(f"spec.json: field {name!r} must be a string or null")
+    return value.rstrip("/") if value else None
+
+
 def _check_urls(spec: Spec) -> None:
-    for name, url in (("clone_url", spec.clone_url), ("callback_url", spec.callback_url)):
+    urls = [("clone_url", spec.clone_url), ("callback_url", spec.callback_url),
+            ("gateway_url", spec.gateway_url), ("proxy_url", spec.proxy_url)]
+    for name, url in urls:
+        if url is None:
+            continue
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SpecError(f"spec.json: {name!r} must be an http(s) URL")
@@ -165,7 +183,7 @@ def load(directory: Path) -> tuple[Spec, Secrets]:
         raise SpecError(f"spec.json is not valid JSON: {exc}") from None
     spec = parse_spec(data)
     secrets = Secrets(
-        github_token=_read_token(directory, GITHUB_TOKEN_FILE),
+        gateway_token=_read_token(directory, GATEWAY_TOKEN_FILE),
         callback_token=_read_token(directory, CALLBACK_TOKEN_FILE),
     )
     return spec, secrets
@@ -174,10 +192,10 @@ def load(directory: Path) -> tuple[Spec, Secrets]:
 def forget_token_files(directory: Path) -> None:
     """Remove the token files where the mount allows it, so the agent cannot read them later.
 
-    In a Job the Secret volume is read-only and this does nothing; there the token's narrow
-    scope and its revocation at the end of the run are what bound the exposure.
+    In a Job the Secret volume is read-only and this does nothing; there both credentials are
+    bound to this run and stop working when it ends.
     """
-    for name in (GITHUB_TOKEN_FILE, CALLBACK_TOKEN_FILE):
+    for name in (GATEWAY_TOKEN_FILE, CALLBACK_TOKEN_FILE):
         with contextlib.suppress(OSError):
             (directory / name).unlink()
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import unused_port
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
@@ -91,6 +92,9 @@ def make_settings(app_private_key: str, tmp_path: Path) -> Callable[..., Setting
             "database_url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
             "executor": "local",
             "log_format": "text",
+            # Free ports: tests that start a gateway run side by side with others that do.
+            "gateway_port": unused_port(),
+            "gateway_proxy_port": unused_port(),
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

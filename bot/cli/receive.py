@@ -11,11 +11,12 @@ import orjson
 from aiohttp import web
 from sqlalchemy import select
 
-from bot.app import BOT_KEY, Bot, internal_app, start_bot, stop_bot
+from bot.app import BOT_KEY, Bot, gateway_app, internal_app, start_bot, stop_bot
 from bot.cli.dryrun import RecordingGitHub
 from bot.config.settings import Settings
 from bot.executors.base import SandboxSecrets
 from bot.executors.manifests import render_dry_run
+from bot.gateway.tokens import READ_PERMISSIONS
 from bot.intake.writer import DeliveryRow
 from bot.runs import launch
 from bot.runs.ledger import get_run
@@ -86,11 +87,20 @@ async def _follow(bot: Bot, delivery_id: str) -> str:
         return ""
     public = web.Application()
     public[BOT_KEY] = bot
+    runners: list[web.AppRunner] = []
+    if bot.settings.executor_name == "local":
+        # The sandbox's gateway, as `serve` runs it beside the local executor.
+        gateway = web.AppRunner(gateway_app(public), access_log=None)
+        await gateway.setup()
+        runners.append(gateway)
     # The internal API takes the sandbox's events and result; its start-up launches the
     # scheduler and the reporter, exactly as in `serve`.
     runner = web.AppRunner(internal_app(public), access_log=None)
     await runner.setup()
+    runners.append(runner)
     try:
+        if len(runners) == 2:
+            await web.TCPSite(runners[0], bot.settings.host, bot.settings.gateway_port).start()
         await web.TCPSite(runner, bot.settings.host, bot.settings.internal_port).start()
         limit = max(int(row.timeout_seconds) for row in found) + FOLLOW_SLACK_SECONDS
         async with asyncio.timeout(limit):
@@ -100,7 +110,8 @@ async def _follow(bot: Bot, delivery_id: str) -> str:
     except TimeoutError:
         return "\n\n# outcome\nthe run did not finish in time; `agentbot serve` carries it on"
     finally:
-        await runner.cleanup()
+        for each in reversed(runners):
+            await each.cleanup()
     lines = ["", "", "# outcome"]
     for run_id in run_ids:
         run = await get_run(bot.engine, run_id)
@@ -163,10 +174,10 @@ async def _report(bot: Bot, delivery_id: str, recorder: RecordingGitHub | None) 
         owner, _, name = run.repo_full_name.partition("/")
         if run.base_sha is None:
             lines.append(f"GET /repos/{owner}/{name}/branches/{run.base_ref} (at launch)")
-        body = json.dumps({"repositories": [name], "permissions": launch.SANDBOX_PERMISSIONS},
+        body = json.dumps({"repositories": [name], "permissions": READ_PERMISSIONS},
                           sort_keys=True)
         lines.append(f"POST /app/installations/{run.installation_id}/access_tokens {body}"
-                     " (at launch)")
+                     " (by the gateway, at the sandbox's first fetch)")
     if not queued:
         return "\n".join(lines)
     # The objects the launcher would create, exactly as sent (secret values redacted), so

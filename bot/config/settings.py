@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +101,41 @@ class Settings(BaseSettings):
         description="How sandboxes reach the internal port "
                     "(unset: `http://127.0.0.1:<internal port>`).")
 
+    # gateway: the sandbox's model provider, git remote and only way out
+    gateway_port: int = Field(
+        8082, alias="AGENTBOT_GATEWAY_PORT",
+        description="The gateway's HTTP port: the model APIs and git, for sandboxes.")
+    gateway_proxy_port: int = Field(
+        8083, alias="AGENTBOT_GATEWAY_PROXY_PORT",
+        description="The gateway's egress proxy port (HTTP CONNECT), for sandboxes.")
+    gateway_url: str | None = Field(
+        None, alias="AGENTBOT_GATEWAY_URL",
+        description="How sandboxes reach the gateway's HTTP port "
+                    "(unset: `http://127.0.0.1:<gateway port>`).")
+    gateway_proxy_url: str | None = Field(
+        None, alias="AGENTBOT_GATEWAY_PROXY_URL",
+        description="How sandboxes reach the gateway's proxy port "
+                    "(unset: the gateway URL's host, on the proxy port).")
+    egress_allow: str = Field(
+        "", alias="AGENTBOT_EGRESS_ALLOW",
+        description="Hosts every sandbox may reach besides the package registries, "
+                    "comma-separated: `example.com`, `*.example.com`, `example.com:8443`.")
+    egress_repo_allow: str = Field(
+        "", alias="AGENTBOT_EGRESS_REPO_ALLOW",
+        description="Hosts a repository may add for its own runs with `network.allow`.")
+    anthropic_api_key: str | None = Field(
+        None, alias="ANTHROPIC_API_KEY", repr=False,
+        description="The operator's Anthropic key; only the gateway holds it.")
+    openai_api_key: str | None = Field(
+        None, alias="OPENAI_API_KEY", repr=False,
+        description="The operator's OpenAI key; only the gateway holds it.")
+    anthropic_url: str = Field(
+        "https://api.anthropic.com", alias="AGENTBOT_ANTHROPIC_URL",
+        description="Where the gateway sends Anthropic requests.")
+    openai_url: str = Field(
+        "https://api.openai.com", alias="AGENTBOT_OPENAI_URL",
+        description="Where the gateway sends OpenAI requests.")
+
     # executor and sandbox
     executor: Literal["local", "kubernetes"] | None = Field(
         None, alias="AGENTBOT_EXECUTOR",
@@ -114,9 +150,6 @@ class Settings(BaseSettings):
     runtime_class: str | None = Field(
         None, alias="AGENTBOT_RUNTIME_CLASS",
         description="The RuntimeClass of sandbox pods (the chart sets gVisor's).")
-    agent_secret: str | None = Field(
-        None, alias="AGENTBOT_AGENT_SECRET",
-        description="The Secret whose keys become the environment of the sandbox's agent.")
     job_ttl_seconds: int = Field(
         3600, alias="AGENTBOT_JOB_TTL_SECONDS", ge=0,
         description="How long Kubernetes keeps a finished Job, in seconds.")
@@ -186,8 +219,9 @@ class Settings(BaseSettings):
             raise ValueError(f"the agents are {', '.join(AGENTS)}")
         return value
 
-    @field_validator("executor", "runtime_class", "public_url", "internal_url",
-                     "agent_secret", "agent_command", mode="before")
+    @field_validator("executor", "runtime_class", "public_url", "internal_url", "gateway_url",
+                     "gateway_proxy_url", "anthropic_api_key", "openai_api_key",
+                     "agent_command", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -209,6 +243,30 @@ class Settings(BaseSettings):
         if self.executor:
             return self.executor
         return "kubernetes" if _in_cluster() or _has_kubeconfig() else "local"
+
+    @property
+    def sandbox_gateway_url(self) -> str:
+        """The gateway's HTTP base as sandboxes reach it."""
+        return (self.gateway_url or f"http://127.0.0.1:{self.gateway_port}").rstrip("/")
+
+    @property
+    def sandbox_proxy_url(self) -> str:
+        """The gateway's egress proxy as sandboxes reach it."""
+        if self.gateway_proxy_url:
+            return self.gateway_proxy_url.rstrip("/")
+        host = urlsplit(self.sandbox_gateway_url).hostname or "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.gateway_proxy_port}"
+
+    @property
+    def egress_hosts(self) -> tuple[str, ...]:
+        """AGENTBOT_EGRESS_ALLOW as host patterns."""
+        return _host_list(self.egress_allow)
+
+    @property
+    def egress_repo_hosts(self) -> tuple[str, ...]:
+        """AGENTBOT_EGRESS_REPO_ALLOW as host patterns."""
+        return _host_list(self.egress_repo_allow)
 
     @property
     def is_sqlite(self) -> bool:
@@ -250,6 +308,10 @@ class Settings(BaseSettings):
         return problems
 
 
+def _host_list(text: str) -> tuple[str, ...]:
+    return tuple(h for h in re.split(r"[\s,]+", text.strip()) if h)
+
+
 def _pem_problem(pem: str) -> str | None:
     # Imported here: cryptography is heavy and only start-up needs it.
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -285,7 +347,7 @@ def settings_table_markdown() -> str:
     rows = ["| Variable | Default | What it sets |", "| --- | --- | --- |"]
     for field in Settings.model_fields.values():
         default = field.default
-        if default is None:
+        if default is None or default == "":
             shown = ""
         elif field.alias == "AGENTBOT_RUN_TIMEOUT":
             shown = f"`{format_duration(default)}`"

@@ -36,6 +36,10 @@ class RunSpec:
     callback_url: str  # e.g. http://agentbot-internal:8081/internal/runs/12
     agent_command: list[str] | None = None  # argv of the generic `command` agent
     installation_id: int = 0
+    # The gateway as the sandbox reaches it: model APIs and git over HTTP, and its egress
+    # proxy. The clone URL points at the gateway too; the sandbox reaches nothing else.
+    gateway_url: str | None = None
+    proxy_url: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,9 +47,10 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class SandboxSecrets:
-    """The run's secret files, mounted at /var/run/agentbot/ beside spec.json."""
+    """The run's secret files, mounted at /var/run/agentbot/ beside spec.json: two per-run
+    credentials that stop working when the run ends, and nothing else."""
 
-    github_token: str = field(repr=False)
+    gateway_token: str = field(repr=False)
     callback_token: str = field(repr=False)
 
 

@@ -81,12 +81,12 @@ class KubernetesExecutor:
     name = "kubernetes"
 
     def __init__(self, *, namespace: str, image: str, runtime_class: str | None = None,
-                 agent_secret: str | None = None, job_ttl_seconds: int = 3600, cpu: str = "2",
+                 job_ttl_seconds: int = 3600, cpu: str = "2",
                  memory: str = "4Gi", ephemeral_storage: str = "10Gi",
                  api_client: client.ApiClient | None = None, graces: Graces = Graces(),
                  watch_timeout_seconds: int = 300, backoff_base: float = 0.5,
                  backoff_max: float = 30.0, call_attempts: int = 5) -> None:
-        self.options = SandboxOptions(namespace, image, runtime_class, agent_secret,
+        self.options = SandboxOptions(namespace, image, runtime_class,
                                       job_ttl_seconds, cpu, memory, ephemeral_storage)
         self._own_client = api_client is None
         self._api = api_client or default_api_client()

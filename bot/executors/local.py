@@ -19,25 +19,23 @@ import bot
 from bot.executors.base import RunSpec, SandboxPhase, SandboxSecrets, SandboxStatus
 from bot.executors.local_runs import RunRecord, RunStore
 from sandbox import exitcodes, sessions
-from sandbox.spec import CALLBACK_TOKEN_FILE, GITHUB_TOKEN_FILE, SPEC_FILE
+from sandbox.spec import CALLBACK_TOKEN_FILE, GATEWAY_TOKEN_FILE, SPEC_FILE
 
 log = logging.getLogger(__name__)
 
 STATE_DIR_ENV = "AGENTBOT_LOCAL_STATE_DIR"
 DEFAULT_STATE_DIR = Path(".agentbot/runs")
 NOT_ISOLATED = ("the local executor does not isolate: sandboxes run as this user on this "
-                "machine, with its network{}; use the kubernetes executor for untrusted work")
+                "machine, with its network{}; the gateway's egress proxy is set for them but "
+                "not enforced; use the kubernetes executor for untrusted work")
 # `sandbox` ships beside `bot` in the one distribution; found through `bot`, a `sandbox`
 # folder in the current directory cannot shadow it.
 SANDBOX_ROOT = Path(bot.__file__).resolve().parent.parent
-# What a sandbox inherits from the bot's environment: basics and agent credentials. Never the
-# App's key or webhook secret, nor the bot's own AGENTBOT_* settings.
+# What a sandbox inherits from the bot's environment: the basics, nothing else. No model key
+# (the gateway holds the keys), no proxy of the bot's (the gateway is the sandbox's proxy),
+# never the App's key or webhook secret nor the bot's own AGENTBOT_* settings.
 _PASS_NAMES = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSL_CERT_FILE",
-                         "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy",
-                         "http_proxy", "no_proxy"})
-_AGENT_PREFIXES = ("ANTHROPIC_", "CLAUDE_CODE_", "OPENAI_", "CODEX_", "OPENCODE_", "OPENROUTER_",
-                   "AIDER_", "GEMINI_", "GOOGLE_API_KEY", "AZURE_OPENAI_", "MISTRAL_",
-                   "DEEPSEEK_", "GROQ_", "XAI_")
+                         "SSL_CERT_DIR"})
 # The shell stays outside the sandbox and records the exit code, so that an executor started
 # after a restart can still learn how an adopted sandbox ended.
 _WRAPPER = ('"$@"; code=$?; printf %s "$code" > exit-code.tmp && mv exit-code.tmp exit-code; '
@@ -51,7 +49,7 @@ def default_state_dir() -> Path:
 
 def default_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The part of the bot's environment a sandbox may see."""
-    return {k: v for k, v in environ.items() if k in _PASS_NAMES or k.startswith(_AGENT_PREFIXES)}
+    return {k: v for k, v in environ.items() if k in _PASS_NAMES}
 
 
 def bwrap_argv(bwrap: str, run_dir: Path) -> list[str]:
@@ -264,8 +262,8 @@ class LocalExecutor:
                                         dir=self._run_root))  # mode 0700
         spec_dir = run_dir / "spec"
         spec_dir.mkdir(mode=0o700)
-        files = {SPEC_FILE: json.dumps(spec.to_json_dict()), GITHUB_TOKEN_FILE:
-                 secrets.github_token, CALLBACK_TOKEN_FILE: secrets.callback_token}
+        files = {SPEC_FILE: json.dumps(spec.to_json_dict()), GATEWAY_TOKEN_FILE:
+                 secrets.gateway_token, CALLBACK_TOKEN_FILE: secrets.callback_token}
         for name, text in files.items():
             fd = os.open(spec_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

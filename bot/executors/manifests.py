@@ -29,7 +29,7 @@ CONTAINER_NAME = "sandbox"
 SCRATCH_SIZE_LIMIT = "2Gi"
 TERMINATION_GRACE_SECONDS = 30
 
-SECRET_KEYS = ("spec.json", "github-token", "callback-token")
+SECRET_KEYS = ("spec.json", "gateway-token", "callback-token")
 REDACTED = "<redacted>"
 # Shown in dry runs: the Job's uid exists only once the API server has created it.
 UID_PLACEHOLDER = "<uid of the Job, known after it is created>"
@@ -42,7 +42,6 @@ class SandboxOptions:
     namespace: str
     image: str
     runtime_class: str | None = None
-    agent_secret: str | None = None
     ttl_seconds: int = 3600
     cpu: str = "2"
     memory: str = "4Gi"
@@ -55,7 +54,6 @@ class SandboxOptions:
             namespace=settings.namespace,
             image=settings.sandbox_image,
             runtime_class=settings.runtime_class,
-            agent_secret=settings.agent_secret,
             ttl_seconds=settings.job_ttl_seconds,
             cpu=settings.sandbox_cpu,
             memory=settings.sandbox_memory,
@@ -80,7 +78,8 @@ def secret_manifest(
     namespace: str,
     job_uid: str | None = None,
 ) -> dict[str, Any]:
-    """The run's Secret: spec.json and the two tokens, owned by the Job when its uid is known."""
+    """The run's Secret: spec.json and the two run credentials, owned by the Job when its uid
+    is known."""
     metadata: dict[str, Any] = {
         "name": run_name(spec.run_id),
         "namespace": namespace,
@@ -105,7 +104,7 @@ def secret_manifest(
         # stringData rather than base64 data, so a redacted dry run stays a valid object.
         "stringData": {
             "spec.json": json.dumps(spec.to_json_dict(), sort_keys=True),
-            "github-token": secrets.github_token,
+            "gateway-token": secrets.gateway_token,
             "callback-token": secrets.callback_token,
         },
     }
@@ -117,7 +116,6 @@ def job_manifest(
     namespace: str,
     image: str,
     runtime_class: str | None = None,
-    agent_secret: str | None = None,
     ttl_seconds: int = 3600,
     cpu: str = "2",
     memory: str = "4Gi",
@@ -158,8 +156,6 @@ def job_manifest(
         # The sandbox writes its failure summary there; the log tail stands in when it cannot.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if agent_secret:
-        container["envFrom"] = [{"secretRef": {"name": agent_secret, "optional": False}}]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,

@@ -1,10 +1,9 @@
-"""What launching needs: the executor, the token issuer, and the RunSpec of a Run row."""
+"""What launching needs: the executor, the GitHub client, and the RunSpec of a Run row."""
 
 from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from bot.config.settings import Settings
@@ -14,8 +13,6 @@ BRANCH_PREFIX = "agentbot/"
 SLUG_MAX = 40
 # Setup commands get at most this long, and never longer than the whole run.
 SETUP_TIMEOUT_SECONDS = 600
-# The sandbox's GitHub token: one repository, read-only (the bot makes every write).
-SANDBOX_PERMISSIONS = {"contents": "read"}
 
 PROMPT_ISSUE = (
     "You are working in a checkout of the GitHub repository {repo}.\n"
@@ -99,13 +96,19 @@ def agent_command(settings: Settings) -> list[str] | None:
     return shlex.split(settings.agent_command)
 
 
+def gateway_clone_url(settings: Settings, repo_full_name: str) -> str:
+    """Where the sandbox fetches the repository: the gateway's git proxy, which adds the read
+    token on its way to GitHub (the run row keeps GitHub's own clone URL for the gateway)."""
+    return f"{settings.sandbox_gateway_url}/git/{repo_full_name}.git"
+
+
 def run_spec(run: Any, settings: Settings, base_sha: str) -> RunSpec:
     """The RunSpec of a run row whose base SHA is known."""
     timeout = int(run.timeout_seconds)
     return RunSpec(
         run_id=int(run.id),
         repository=run.repo_full_name,
-        clone_url=run.clone_url,
+        clone_url=gateway_clone_url(settings, run.repo_full_name),
         base_ref=run.base_ref,
         base_sha=base_sha,
         branch=branch_for(run),
@@ -122,21 +125,16 @@ def run_spec(run: Any, settings: Settings, base_sha: str) -> RunSpec:
         callback_url=callback_url(settings, run.id),
         agent_command=agent_command(settings) if run.agent == "command" else None,
         installation_id=int(run.installation_id),
+        gateway_url=settings.sandbox_gateway_url,
+        proxy_url=settings.sandbox_proxy_url,
     )
 
 
-class TokenIssuer(Protocol):
+class InstallationClients(Protocol):
     """The part of the GitHub client the scheduler needs (bot.github.client.GitHubApp has it)."""
 
     def installation(self, installation_id: int) -> Any:
         """A gidgethub client acting as the installation."""
-
-    async def mint_scoped_token(self, installation_id: int, repositories: Iterable[str | int],
-                                permissions: Mapping[str, str]) -> Any:
-        """A new token limited to the repositories and permissions (`.value` is the secret)."""
-
-    async def revoke_token(self, token: Any) -> bool:
-        """Revoke a token minted before."""
 
 
 def make_executor(settings: Settings) -> Executor:

@@ -14,12 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config.settings import Settings
 from bot.executors.base import Executor, SandboxPhase, SandboxSecrets, SandboxStatus
+from bot.gateway import credentials
+from bot.gateway.credentials import gateway_key
 from bot.loops import Ticker
 from bot.publish.publisher import Publisher
 from bot.publish.queue import PublishQueue
 from bot.redact import describe_error
 from bot.runs.callbacks import Result, callback_key, run_token
-from bot.runs.launch import SANDBOX_PERMISSIONS, TokenIssuer, make_executor, run_spec
+from bot.runs.launch import InstallationClients, make_executor, run_spec
 from bot.runs.ledger import get_run, transition
 from bot.runs.refs import resolve_base
 
@@ -49,7 +51,7 @@ class Claim(enum.Enum):
 class Scheduler:
     """Prow's plank in one object: queued -> starting -> running -> final, one loop."""
 
-    def __init__(self, engine: AsyncEngine, executor: Executor, github: TokenIssuer,
+    def __init__(self, engine: AsyncEngine, executor: Executor, github: InstallationClients,
                  settings: Settings, *, key: bytes | None = None,
                  tick_seconds: float = 5.0, publisher: Publisher | None = None,
                  on_change: Callable[[], None] = lambda: None) -> None:
@@ -65,9 +67,9 @@ class Scheduler:
         self._watch_task: asyncio.Task[None] | None = None
         self._closing = False
         self._started = False
-        # The sandbox tokens live in memory only: a credential at rest in the database would
-        # outlive its use, and after a crash a lost token expires by itself within the hour.
-        self._tokens: dict[int, Any] = {}
+        # The sandbox's gateway credential derives from the App key like the callback token:
+        # nothing is stored, and the gateway honours it only while the run is active.
+        self._gateway_key = gateway_key(settings.private_key_pem() or "")
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -88,7 +90,8 @@ class Scheduler:
         self._ticker.notify()
 
     async def close(self) -> None:
-        """Stop the loop and the watch; sandboxes keep running and tokens stay valid."""
+        """Stop the loop and the watch; sandboxes keep running and their credentials stay
+        valid while their runs are active."""
         self._closing = True
         await self._ticker.close()
         if self._watch_task is not None:
@@ -173,24 +176,21 @@ class Scheduler:
         return Claim.CLAIMED
 
     async def _launch(self, run_id: int) -> None:
-        """Mint the sandbox's token and start its sandbox; a failure fails the run."""
+        """Start the run's sandbox with its two per-run credentials; a failure fails the run."""
         run = await get_run(self._engine, run_id)
         if run is None or run.state != RunState.STARTING.value:
             return
-        token = None
+        gateway_token = credentials.issue(self._gateway_key, run_id)
         try:
             base_sha = run.base_sha or await self._resolve_base(run)
-            token = await self._github.mint_scoped_token(
-                run.installation_id, [run.repo_full_name], SANDBOX_PERMISSIONS)
-            self._tokens[run_id] = token
             spec = run_spec(run, self._settings, base_sha)
             async with self._engine.begin() as conn:
                 await conn.execute(update(runs).where(runs.c.id == run_id).values(
                     base_sha=base_sha, branch=spec.branch, updated_at=utcnow()))
-            await self._executor.start(spec, SandboxSecrets(token.value,
+            await self._executor.start(spec, SandboxSecrets(gateway_token,
                                                             run_token(self._key, run_id)))
         except Exception as exc:
-            reason = START_FAILED.format(error=describe_error(exc, getattr(token, "value", None)))
+            reason = START_FAILED.format(error=describe_error(exc, gateway_token))
             log.warning("%s", reason, extra={"run_id": run_id})
             await self._finish(run_id, RunState.FAILED, reason, error=reason)
             return
@@ -222,12 +222,9 @@ class Scheduler:
                 await self.apply(status)
 
     async def apply(self, status: SandboxStatus) -> None:
-        """Move the run as its sandbox's status says; every final state revokes the token."""
+        """Move the run as its sandbox's status says (a final run stays as it is)."""
         run = await get_run(self._engine, status.run_id)
-        if run is None:
-            return
-        if RunState(run.state) in FINAL_STATES:
-            await self._revoke(run.id)
+        if run is None or RunState(run.state) in FINAL_STATES:
             return
         phase = status.phase
         if phase is SandboxPhase.PENDING:
@@ -289,17 +286,7 @@ class Scheduler:
 
     async def _finish(self, run_id: int, to: RunState, reason: str, **values: Any) -> bool:
         changed = await transition(self._engine, run_id, to, reason, **values)
-        await self._revoke(run_id)
         if changed:
             self._on_change()
         return changed
 
-    async def _revoke(self, run_id: int) -> None:
-        token = self._tokens.pop(run_id, None)
-        if token is None:
-            return
-        try:
-            await self._github.revoke_token(token)
-        except Exception as exc:  # it expires within the hour anyway
-            log.warning("could not revoke the sandbox token (%s)", type(exc).__name__,
-                        extra={"run_id": run_id})

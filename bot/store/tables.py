@@ -199,6 +199,33 @@ run_events = Table(
     UniqueConstraint("run_id", "seq", name="uq_run_events_run_seq"),
 )
 
+# Model usage the gateway read from each provider response of a run (the budget's ledger).
+run_usage = Table(
+    "run_usage",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("provider", String(16), nullable=False),  # anthropic | openai
+    Column("model", String(100)),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("cache_read_tokens", BigInteger, nullable=False, default=0),
+    Column("cache_write_tokens", BigInteger, nullable=False, default=0),
+)
+
+# What a run did through the gateway: each egress connection, git request and model request,
+# allowed or refused (host, port, bytes, verdict; never a body or a credential).
+gateway_audit = Table(
+    "gateway_audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),  # egress | git | model
+    Column("data", JSON, nullable=False),
+)
+
 # Every GitHub side effect, recorded before it is made and completed after, so that work
 # redone after a crash finds it instead of repeating it.
 github_effects = Table(

@@ -29,7 +29,7 @@ from tests.fakes.kubeapi import KubeAPI
 kube_api = kubeapi.kube_api
 
 IMAGE = "ghcr.io/agentbot/agentbot-sandbox:0.1.0"
-SECRETS = SandboxSecrets(github_token="ghs_sandboxReadOnly0123456789abcdefABCD",
+SECRETS = SandboxSecrets(gateway_token="agw_5_sandboxGatewayCredential0123456789abcdefABC",
                          callback_token="cbtok-5f1d2e3c4b5a69788796a5b4c3d2e1f0")
 Stream = AsyncIterator[SandboxStatus]
 # The executor's declared calls, one (group, resource, verb) each: what the chart's Role grants.
@@ -89,7 +89,7 @@ async def make_executor(kube_api: KubeAPI, api_client: client.ApiClient
     def make(**overrides: Any) -> KubernetesExecutor:
         options: dict[str, Any] = dict(
             namespace=kube_api.namespace, image=IMAGE, runtime_class="runsc",
-            agent_secret="agent-keys", api_client=api_client, backoff_base=0.01,
+            api_client=api_client, backoff_base=0.01,
             backoff_max=0.05, watch_timeout_seconds=30,
             graces=Graces(pod_create=30, pod_start=30, unschedulable=30))
         options.update(overrides)
@@ -151,7 +151,7 @@ async def test_start_creates_the_job_then_its_secret_owned_by_it(
         "apiVersion": "batch/v1", "kind": "Job", "name": "agentbot-run-5",
         "uid": job["metadata"]["uid"], "blockOwnerDeletion": False}]
     values = kube_api.secret_values("agentbot-run-5")
-    assert values["github-token"] == SECRETS.github_token
+    assert values["gateway-token"] == SECRETS.gateway_token
     assert values["callback-token"] == SECRETS.callback_token
     assert json.loads(values["spec.json"]) == run_spec(5).to_json_dict()
     assert job["spec"]["template"]["spec"]["runtimeClassName"] == "runsc"
@@ -160,7 +160,7 @@ async def test_start_creates_the_job_then_its_secret_owned_by_it(
 async def test_the_bodies_sent_are_what_the_dry_run_shows(
         kube_api: KubeAPI, executor: KubernetesExecutor) -> None:
     settings = Settings(_env_file=None, namespace=kube_api.namespace,  # type: ignore[call-arg]
-                        sandbox_image=IMAGE, runtime_class="runsc", agent_secret="agent-keys")
+                        sandbox_image=IMAGE, runtime_class="runsc")
     await executor.start(run_spec(6), SECRETS)
     job_doc, secret_doc = yaml.safe_load_all(
         manifests.render_dry_run(run_spec(6), SECRETS, settings))
@@ -434,7 +434,7 @@ async def test_lasting_failures_raise_without_secret_values(
     kube_api.fail_next(5, status=500, method="POST", plural="jobs")
     with pytest.raises(KubernetesAPIError, match="create Job agentbot-run-33: 500 an error"):
         await executor.start(run_spec(33), SECRETS)
-    for token in (SECRETS.github_token, SECRETS.callback_token):
+    for token in (SECRETS.gateway_token, SECRETS.callback_token):
         assert token not in caplog.text
 
 
@@ -456,7 +456,7 @@ async def test_a_secret_the_client_refuses_is_never_quoted(
 
     def misspelt(*args: Any, **kwargs: Any) -> dict[str, Any]:
         body = real(*args, **kwargs)
-        body["stringdata"] = {"token": SECRETS.github_token}  # not a Secret field
+        body["stringdata"] = {"token": SECRETS.gateway_token}  # not a Secret field
         return body
 
     monkeypatch.setattr(executor_module, "secret_manifest", misspelt)
@@ -464,7 +464,7 @@ async def test_a_secret_the_client_refuses_is_never_quoted(
         await executor.start(run_spec(35), SECRETS)
     assert str(raised.value) == "create Secret agentbot-run-35: no answer ValidationError"
     printed = "".join(traceback.format_exception(raised.value))
-    assert SECRETS.github_token not in printed
+    assert SECRETS.gateway_token not in printed
     assert not kube_api.exists("secrets", "agentbot-run-35")
 
 
@@ -542,7 +542,7 @@ def test_from_settings_uses_the_operators_options(kube_api: KubeAPI) -> None:
         executor = KubernetesExecutor.from_settings(settings, api_client=api)
         assert executor.options == manifests.SandboxOptions(
             namespace="sandboxes", image="registry.example/sandbox:3", runtime_class="gvisor",
-            agent_secret=None, ttl_seconds=120, cpu="2", memory="2Gi",
+            ttl_seconds=120, cpu="2", memory="2Gi",
             ephemeral_storage="10Gi")
         assert executor.name == "kubernetes"
     finally:

@@ -22,7 +22,7 @@ from bot.executors.local import LocalExecutor, bwrap_argv, default_env
 from sandbox import sessions
 from tests.sandbox.support import (
     CALLBACK_TOKEN,
-    GITHUB_TOKEN,
+    GATEWAY_TOKEN,
     ROOT,
     RUN_ID,
     Site,
@@ -30,7 +30,7 @@ from tests.sandbox.support import (
     make_spec,
 )
 
-SECRETS = SandboxSecrets(GITHUB_TOKEN, CALLBACK_TOKEN)
+SECRETS = SandboxSecrets(GATEWAY_TOKEN, CALLBACK_TOKEN)
 BWRAP = shutil.which("bwrap") or os.environ.get("AGENTBOT_TEST_BWRAP")
 
 
@@ -154,11 +154,13 @@ async def test_the_sandbox_sees_its_files_but_not_the_bots_secrets(
 
     modes = dict(line.split(" ", 1)[::-1] for line in out.with_suffix(".modes").read_text()
                  .splitlines())
-    assert sorted(Path(p).name for p in modes) == ["callback-token", "github-token", "spec.json"]
+    assert sorted(Path(p).name for p in modes) == ["callback-token", "gateway-token",
+                                                   "spec.json"]
     assert set(modes.values()) == {"600"}
     env = out.with_suffix(".env").read_text()
     assert "whsec-bot-only" not in env and "PRIVATE KEY" not in env
-    assert "ANTHROPIC_API_KEY=sk-ant-for-agents" in env
+    # The model key stays with the gateway: the sandbox gets none of the bot's.
+    assert "sk-ant-for-agents" not in env
     assert f"PYTHONPATH={ROOT}" in env
     assert out.with_suffix(".args").read_text().strip() == "-m sandbox"
 
@@ -305,10 +307,13 @@ async def test_under_bwrap_the_host_filesystem_is_read_only(site: Site, harness:
     assert not (run_dir / "spec").exists()  # the token files go even when the run dir stays
 
 
-def test_the_default_environment_keeps_agent_keys_and_drops_app_secrets() -> None:
-    env = default_env({"PATH": "/bin", "OPENAI_API_KEY": "sk", "GITHUB_PRIVATE_KEY": "pem",
-                       "GITHUB_WEBHOOK_SECRET": "s", "AGENTBOT_DATABASE_URL": "sqlite://",
+def test_the_default_environment_is_the_basics_and_no_credential() -> None:
+    env = default_env({"PATH": "/bin", "LANG": "C.UTF-8", "OPENAI_API_KEY": "sk",
+                       "ANTHROPIC_BASE_URL": "https://elsewhere", "GEMINI_API_KEY": "g",
+                       "GITHUB_PRIVATE_KEY": "pem", "GITHUB_WEBHOOK_SECRET": "s",
+                       "AGENTBOT_DATABASE_URL": "sqlite://", "HTTPS_PROXY": "http://corp:3128",
                        "HOME": "/root", "PYTHONPATH": "/x"})
 
-    assert env == {"PATH": "/bin", "OPENAI_API_KEY": "sk"}
+    # Model keys stay with the gateway, and the gateway is the sandbox's only proxy.
+    assert env == {"PATH": "/bin", "LANG": "C.UTF-8"}
     assert stat.S_IMODE(0o600) == 0o600 and sys.executable

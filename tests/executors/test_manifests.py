@@ -13,7 +13,7 @@ from bot.executors import manifests
 from bot.executors.base import RunSpec, SandboxLimits, SandboxSecrets
 from tests.fakes.kubeapi import K8S_VERSION, validation_problems
 
-SECRETS = SandboxSecrets(github_token="ghs_readonlyTOKEN1234567890abcdefghij",
+SECRETS = SandboxSecrets(gateway_token="agw_42_gatewayCredentialOfRun42abcdefghijklmnopq",
                          callback_token="cb-0123456789abcdef-run-42")
 
 
@@ -32,7 +32,7 @@ def run_spec(run_id: int = 42, timeout: int = 1200) -> RunSpec:
 
 def job(**overrides: object) -> dict:
     options = {"namespace": "agentbot", "image": "ghcr.io/agentbot/agentbot-sandbox:0.1.0",
-               "runtime_class": "runsc", "agent_secret": "agent-keys", **overrides}
+               "runtime_class": "runsc", **overrides}
     return manifests.job_manifest(run_spec(), **options)  # type: ignore[arg-type]
 
 
@@ -74,10 +74,15 @@ def test_runtime_class_only_when_set() -> None:
     assert "runtimeClassName" not in job(runtime_class=None)["spec"]["template"]["spec"]
 
 
-def test_agent_secret_becomes_env_only_when_set() -> None:
-    assert container_of(job())["envFrom"] == [
-        {"secretRef": {"name": "agent-keys", "optional": False}}]
-    assert "envFrom" not in container_of(job(agent_secret=None))
+def test_the_sandbox_gets_no_secret_but_its_own_run_secret() -> None:
+    # The model keys live with the gateway: nothing of the operator's reaches the pod.
+    body = job()
+    container = container_of(body)
+    assert "envFrom" not in container
+    assert all("valueFrom" not in e for e in container["env"])
+    secret_volumes = [v["secret"]["secretName"] for v in body["spec"]["template"]["spec"]
+                      ["volumes"] if "secret" in v]
+    assert secret_volumes == [manifests.run_name(42)]
 
 
 def test_environment_and_mounts() -> None:
@@ -125,7 +130,7 @@ def test_secret_holds_spec_and_tokens_and_is_owned_by_the_job() -> None:
     assert body["immutable"] is True
     assert set(body["stringData"]) == set(manifests.SECRET_KEYS)
     assert json.loads(body["stringData"]["spec.json"]) == run_spec().to_json_dict()
-    assert body["stringData"]["github-token"] == SECRETS.github_token
+    assert body["stringData"]["gateway-token"] == SECRETS.gateway_token
     assert body["stringData"]["callback-token"] == SECRETS.callback_token
     assert body["metadata"]["ownerReferences"] == [{
         "apiVersion": "batch/v1", "kind": "Job", "name": "agentbot-run-42", "uid": "u-1",
@@ -135,9 +140,8 @@ def test_secret_holds_spec_and_tokens_and_is_owned_by_the_job() -> None:
 
 
 @pytest.mark.parametrize("runtime_class", ["runsc", None])
-@pytest.mark.parametrize("agent_secret", ["agent-keys", None])
-def test_job_validates_strictly(runtime_class: str | None, agent_secret: str | None) -> None:
-    body = job(runtime_class=runtime_class, agent_secret=agent_secret)
+def test_job_validates_strictly(runtime_class: str | None) -> None:
+    body = job(runtime_class=runtime_class)
     assert validation_problems(body) == []
     assert kubernetes_validate.validate(body, K8S_VERSION, strict=True) == K8S_VERSION
 
@@ -161,7 +165,7 @@ def test_the_validator_is_strict() -> None:
 def settings(**values: object) -> Settings:
     return Settings(_env_file=None, namespace="sandboxes",  # type: ignore[call-arg]
                     sandbox_image="registry.example/sandbox:2", runtime_class="gvisor",
-                    agent_secret="llm-keys", job_ttl_seconds=900, sandbox_cpu="3",
+                    job_ttl_seconds=900, sandbox_cpu="3",
                     sandbox_memory="6Gi", sandbox_ephemeral_storage="20Gi", **values)
 
 
@@ -169,13 +173,13 @@ def test_options_come_from_settings() -> None:
     options = manifests.SandboxOptions.from_settings(settings())
     assert options == manifests.SandboxOptions(
         namespace="sandboxes", image="registry.example/sandbox:2", runtime_class="gvisor",
-        agent_secret="llm-keys", ttl_seconds=900, cpu="3", memory="6Gi",
+        ttl_seconds=900, cpu="3", memory="6Gi",
         ephemeral_storage="20Gi")
 
 
 def test_dry_run_is_the_job_and_the_redacted_secret_as_yaml() -> None:
     text = manifests.render_dry_run(run_spec(), SECRETS, settings())
-    assert SECRETS.github_token not in text and SECRETS.callback_token not in text
+    assert SECRETS.gateway_token not in text and SECRETS.callback_token not in text
     documents = list(yaml.safe_load_all(text))
     assert [d["kind"] for d in documents] == ["Job", "Secret"]
     assert "\n---\n" in text
@@ -183,7 +187,7 @@ def test_dry_run_is_the_job_and_the_redacted_secret_as_yaml() -> None:
     options = manifests.SandboxOptions.from_settings(settings())
     assert job_doc == manifests.job_manifest_for(run_spec(), options)
     assert job_doc["metadata"]["namespace"] == secret_doc["metadata"]["namespace"] == "sandboxes"
-    assert secret_doc["stringData"]["github-token"] == manifests.REDACTED
+    assert secret_doc["stringData"]["gateway-token"] == manifests.REDACTED
     assert secret_doc["stringData"]["callback-token"] == manifests.REDACTED
     assert json.loads(secret_doc["stringData"]["spec.json"]) == run_spec().to_json_dict()
     assert secret_doc["metadata"]["ownerReferences"][0]["uid"] == manifests.UID_PLACEHOLDER
@@ -192,7 +196,7 @@ def test_dry_run_is_the_job_and_the_redacted_secret_as_yaml() -> None:
 
 
 def test_redaction_covers_base64_data_too() -> None:
-    secret = {"kind": "Secret", "data": {"github-token": "Z2hz", "spec.json": "e30="}}
-    assert manifests.redact_secret(secret)["data"] == {"github-token": manifests.REDACTED,
+    secret = {"kind": "Secret", "data": {"gateway-token": "Z2hz", "spec.json": "e30="}}
+    assert manifests.redact_secret(secret)["data"] == {"gateway-token": manifests.REDACTED,
                                                        "spec.json": "e30="}
-    assert secret["data"]["github-token"] == "Z2hz"  # the input is left alone
+    assert secret["data"]["gateway-token"] == "Z2hz"  # the input is left alone

@@ -15,14 +15,13 @@ from tests.executors import pss
 Spec = dict[str, Any]
 
 
-def sandbox_pod(runtime_class: str | None = "runsc",
-                agent_secret: str | None = "keys") -> Spec:  # noqa: S107 - a Secret's name
+def sandbox_pod(runtime_class: str | None = "runsc") -> Spec:
     spec = RunSpec(run_id=9, repository="o/r", clone_url="https://github.com/o/r.git",
                    base_ref="main", base_sha="0" * 40, branch="agentbot/9", prompt="p",
                    agent="codex", model=None, setup=[], limits=SandboxLimits(600, 60, 10, 1000),
                    callback_url="http://bot:8081/internal/runs/9")
     job = manifests.job_manifest(spec, namespace="ns", image="img:1",
-                                 runtime_class=runtime_class, agent_secret=agent_secret)
+                                 runtime_class=runtime_class)
     return job["spec"]["template"]["spec"]
 
 
@@ -31,10 +30,8 @@ def ctx(spec: Spec) -> Spec:
 
 
 @pytest.mark.parametrize("runtime_class", ["runsc", None])
-@pytest.mark.parametrize("agent_secret", ["keys", None])
-def test_the_sandbox_pod_passes_restricted(runtime_class: str | None,
-                                           agent_secret: str | None) -> None:
-    assert pss.check_restricted(sandbox_pod(runtime_class, agent_secret)) == []
+def test_the_sandbox_pod_passes_restricted(runtime_class: str | None) -> None:
+    assert pss.check_restricted(sandbox_pod(runtime_class)) == []
 
 
 def _set(path: str, value: Any) -> Callable[[Spec], None]:

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 from sqlalchemy import select
 
-from bot.app import BOT_KEY, Bot, create_app, internal_app
+from bot.app import BOT_KEY, Bot, create_app, gateway_app, internal_app
 from bot.config.settings import Settings
 from bot.executors.local import LocalExecutor
 from bot.runs.ledger import get_run
@@ -53,6 +53,7 @@ class Flow:
         self.logs.mkdir(exist_ok=True)
         self.client: TestClient | None = None
         self.internal: TestServer | None = None
+        self.gateway: TestServer | None = None
         # Builds each process's executor; the local one unless a test swaps it.
         self.make_executor: Callable[[], Any] = self._local_executor
         self.plan()
@@ -88,6 +89,9 @@ class Flow:
         public = create_app(self.settings, executor=self.make_executor())
         self.client = TestClient(TestServer(public))
         await self.client.start_server()
+        # As `serve` does with the local executor: the sandboxes' gateway in the same process.
+        self.gateway = TestServer(gateway_app(public), port=self.settings.gateway_port)
+        await self.gateway.start_server()
         self.internal = TestServer(internal_app(public), port=self.settings.internal_port)
         await self.internal.start_server()
         self.bot.reporter.ticker.seconds = 0.2  # the tests should not idle for seconds
@@ -96,9 +100,11 @@ class Flow:
         """Stop everything the process runs, as a crash would; sandboxes keep running."""
         if self.internal is not None:
             await self.internal.close()
+        if self.gateway is not None:
+            await self.gateway.close()
         if self.client is not None:
             await self.client.close()
-        self.internal = self.client = None
+        self.internal = self.gateway = self.client = None
         self.fake.release()
 
     async def close(self) -> None:

@@ -19,7 +19,7 @@ from bot.executors.kubernetes import KubernetesExecutor
 from tests.fakes import payloads as p
 from tests.fakes.github import FakeGitHub
 from tests.fakes.kubeapi import KubeAPI
-from tests.flow.harness import Flow, until
+from tests.flow.harness import REPO, Flow, until
 from tests.sandbox.support import runner_env
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,11 @@ async def test_label_to_pull_request_through_a_kubernetes_job(
 
         await until(job_made, what="the Job, its pod and its Secret")
         spec = json.loads(kube_api.secret_values(job)["spec.json"])
-        assert spec["clone_url"] == flow.git_url
+        # The pod fetches through the gateway (here in the bot's process, as a Deployment
+        # would serve it in a cluster) and holds no GitHub token.
+        assert spec["clone_url"] == f"{flow.settings.sandbox_gateway_url}/git/{REPO}.git"
+        assert set(kube_api.secret_values(job)) == {"spec.json", "gateway-token",
+                                                    "callback-token"}
         assert spec["base_sha"] == flow.branches()["main"]
         await play_pod(kube_api, job, tmp_path / "pod")
         run = await flow.settled(run.id)
@@ -90,7 +94,11 @@ async def test_label_to_pull_request_through_a_kubernetes_job(
         assert check.conclusion == "success"
         assert len(flow.status_comments()) == 1
         [token] = [t for t in fake_github.state.tokens.values() if t.repository_ids]
-        assert token.revoked
+
+        async def revoked() -> bool:
+            return token.revoked
+
+        await until(revoked, what="the gateway revoking the clone's token")
 
         # The Secret goes with the sandbox's end; the Job stays for its TTL, for inspection.
         async def secret_gone() -> bool:

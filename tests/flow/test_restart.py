@@ -17,11 +17,13 @@ from aiohttp.test_utils import unused_port
 from kubernetes import client
 from sqlalchemy import select
 
-from bot.app import BOT_KEY, create_app, internal_app
+from bot.app import BOT_KEY, create_app, gateway_app, internal_app
 from bot.config.settings import Settings
 from bot.executors.kube_status import Graces
 from bot.executors.kubernetes import API_PERMISSIONS, KubernetesExecutor
 from bot.executors.local import LocalExecutor
+from bot.gateway import credentials
+from bot.gateway.credentials import gateway_key
 from bot.runs.ledger import get_run
 from bot.store.tables import run_events, run_transitions
 from tests.fakes.github import FakeGitHub
@@ -41,12 +43,12 @@ while not os.path.exists(go):
 pathlib.Path("NOTES.md").write_text("written across a restart\\n")
 '''
 FINAL = ("succeeded", "failed", "cancelled", "timed_out")
-TOKEN_LIFETIME = 3600  # GitHub's installation tokens live one hour
 
 
 class Served:
-    """One `agentbot serve` process, built as the CLI builds it: the public app, then the
-    internal app (which launches the scheduler), each behind its own runner on loopback."""
+    """One `agentbot serve` process, built as the CLI builds it: the public app, the gateway
+    (with the local executor), then the internal app (which launches the scheduler), each
+    behind its own runner on loopback."""
 
     def __init__(self, settings: Settings, executor: Any) -> None:
         self.public = create_app(settings, executor=executor)
@@ -54,8 +56,11 @@ class Served:
         self.settings = settings
 
     async def start(self) -> Served:
-        for app, port in ((self.public, self.settings.port),
-                          (internal_app(self.public), self.settings.internal_port)):
+        apps = [(self.public, self.settings.port)]
+        if self.settings.executor_name == "local":
+            apps.append((gateway_app(self.public), self.settings.gateway_port))
+        apps.append((internal_app(self.public), self.settings.internal_port))
+        for app, port in apps:
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             self.runners.append(runner)
@@ -149,7 +154,8 @@ async def test_the_local_executor_adopts_the_sandbox_and_the_run_completes(
     await until(lambda: _state_is(first, run_id, "running"))
     [record] = (tmp_path / "state").iterdir()
     [sandbox_token] = scoped_tokens(fake_github)
-    # The checkout is over (the agent runs in it) and used the sandbox's own token.
+    # The checkout is over (the agent runs in it): the gateway fetched with the token it
+    # minted for the run.
     assert {auth for _m, _p, auth in git.requests} == {True}
 
     await first.stop()  # the bot goes away mid-run; the agent keeps waiting
@@ -172,25 +178,18 @@ async def test_the_local_executor_adopts_the_sandbox_and_the_run_completes(
     moves, kinds = await history(second, run_id)
     assert moves == ["queued", "starting", "running", "succeeded"]
     assert kinds.count("phase") >= 4 and "log" in kinds  # events of both processes kept
-    await _assert_token_handling(fake_github, sandbox_token)
+    # The first process's gateway revoked the clone's token as it stopped (the sandbox never
+    # held it; a fetch after the restart would have got a new one), and nobody minted another.
+    assert scoped_tokens(fake_github) == [sandbox_token]
+    assert sandbox_token.revoked
+    assert sandbox_token.repository_ids == frozenset({100})
+    assert sandbox_token.permissions == {"metadata": "read", "contents": "read"}
     assert not record.exists() and not list((tmp_path / "runs").iterdir())
     assert second.bot.scheduler.health() is None
 
 
 async def _state_is(served: Served, run_id: int, *states: str) -> bool:
     return (await get_run(served.bot.engine, run_id)).state in states
-
-
-async def _assert_token_handling(fake: FakeGitHub, sandbox_token: Any) -> None:
-    """One read-only token for the one repository, minted once, by the first process. The new
-    process mints none for the adopted run, and revokes none: the old process kept the token
-    in memory only (a credential at rest would outlive its use) and left it to the sandbox,
-    which may still have been cloning; it lapses at its expiry, within GitHub's hour."""
-    assert scoped_tokens(fake) == [sandbox_token]
-    assert sandbox_token.repository_ids == frozenset({100})
-    assert sandbox_token.permissions == {"metadata": "read", "contents": "read"}
-    assert fake.calls("DELETE /installation/token") == []
-    assert sandbox_token.expires_at <= time.time() + TOKEN_LIFETIME
 
 
 SANDBOX_IMAGE = "ghcr.io/agentbot/agentbot-sandbox:0.1.0"
@@ -205,7 +204,7 @@ class Sandbox:
 
     def __init__(self, kube_api: KubeAPI, settings: Settings, run_id: int) -> None:
         values = kube_api.secret_values(f"agentbot-run-{run_id}")
-        self.github_token, self.callback_token = values["github-token"], values["callback-token"]
+        self.gateway_token, self.callback_token = values["gateway-token"], values["callback-token"]
         self.url = f"http://127.0.0.1:{settings.internal_port}/internal/runs/{run_id}/result"
 
     async def upload(self) -> int:
@@ -242,8 +241,8 @@ async def test_the_kubernetes_executor_adopts_the_job_and_the_run_completes(
         kube_api.set_pod_running(job)
         await until(lambda: _state_is(first, run_id, "running"))
         sandbox = Sandbox(kube_api, settings, run_id)
-        [sandbox_token] = scoped_tokens(fake_github)
-        assert sandbox.github_token == sandbox_token.token
+        key = gateway_key(settings.private_key_pem() or "")
+        assert sandbox.gateway_token == credentials.issue(key, run_id)
         if ends == "while the bot is away":
             assert await sandbox.upload() == 200  # stored; the run waits for the Job's end
 
@@ -281,7 +280,9 @@ async def test_the_kubernetes_executor_adopts_the_job_and_the_run_completes(
         watches = [query for _m, path, query in kube_api.requests[since:]
                    if path.endswith("/jobs") and query.get("watch") == "true"]
         assert all(int(w["resourceVersion"]) > 0 for w in watches)
-        await _assert_token_handling(fake_github, sandbox_token)
+        # The bot minted no GitHub token for the sandbox (the gateway mints at a fetch), and the
+        # new process needed none to take over: the credentials derive from the App's key.
+        assert scoped_tokens(fake_github) == []
         # The new process removes the ended sandbox's Secret; the Job stays for its TTL.
         await until(lambda: not kube_api.exists("secrets", job))
         assert kube_api.exists("jobs", job)

@@ -16,10 +16,13 @@ from aiohttp.test_utils import unused_port
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.app import BOT_KEY, create_app, internal_app
+from bot.app import BOT_KEY, create_app, gateway_app, internal_app
 from bot.config.settings import Settings
 from bot.executors.base import RunSpec, SandboxPhase, SandboxSecrets, SandboxStatus
 from bot.executors.local import LocalExecutor
+from bot.gateway import credentials
+from bot.gateway.credentials import gateway_key
+from bot.gateway.runs import RunGrants
 from bot.github.client import GitHubApp
 from bot.runs import scheduler as sched
 from bot.runs.callbacks import Result, callback_key, run_token
@@ -108,8 +111,11 @@ class World:
     async def state(self, run_id: int) -> str:
         return (await get_run(self.engine, run_id)).state
 
-    def token_of(self, run_id: int) -> Any:
-        return self.fake.state.tokens[self.executor.started[run_id][1].github_token]
+    async def served(self, run_id: int) -> bool:
+        """Whether the gateway still honours the run's credential (read afresh, no cache)."""
+        grants = RunGrants(self.engine, gateway_key(self.settings.private_key_pem() or ""),
+                           ttl_seconds=0.001)
+        return await grants.grant(self.executor.started[run_id][1].gateway_token) is not None
 
 
 @pytest.fixture
@@ -149,7 +155,7 @@ async def test_limits_start_the_right_runs_oldest_first(world: World) -> None:
     assert await world.state(c1) == "queued"
 
 
-async def test_the_launch_builds_the_spec_and_a_read_only_token(world: World) -> None:
+async def test_the_launch_builds_the_spec_and_the_two_run_credentials(world: World) -> None:
     run_id = await world.queue(7, 42, title="Fix: the Frobnicator (twice!)",
                                instructions="use a lock", agent="command")
     await world.scheduler.tick()
@@ -163,9 +169,18 @@ async def test_the_launch_builds_the_spec_and_a_read_only_token(world: World) ->
     assert spec.limits.timeout_seconds == 600
     key = callback_key(world.settings.private_key_pem() or "")
     assert secrets.callback_token == run_token(key, run_id)
-    issued = world.token_of(run_id)
-    assert issued.repository_ids == frozenset({100})
-    assert issued.permissions == {"metadata": "read", "contents": "read"}
+    # The sandbox gets the gateway, not GitHub: its clone goes through the git proxy, and its
+    # one other credential is good for this run only.
+    gateway = world.settings.sandbox_gateway_url
+    assert spec.clone_url == f"{gateway}/git/octo-org/demo.git"
+    assert (spec.gateway_url, spec.proxy_url) == (gateway, world.settings.sandbox_proxy_url)
+    pem = world.settings.private_key_pem() or ""
+    assert secrets.gateway_token == credentials.issue(gateway_key(pem), run_id)
+    assert credentials.run_of(gateway_key(pem), secrets.gateway_token) == run_id
+    assert await world.served(run_id)
+    # No GitHub token for the sandbox: the only one minted is the installation's own (for
+    # the branch lookup), never one scoped to the repository.
+    assert [t.repository_ids for t in world.fake.state.tokens.values()] == [None]
     run = await get_run(world.engine, run_id)
     assert (run.base_sha, run.branch) == (main_sha, spec.branch)
 
@@ -189,7 +204,7 @@ async def test_cancel_of_a_running_run(world: World) -> None:
     await world.scheduler.tick()
     assert world.executor.cancelled == [run_id]
     assert await world.state(run_id) == "cancelled"
-    assert world.token_of(run_id).revoked
+    assert not await world.served(run_id)
     # The executor's late report of the removed sandbox changes nothing.
     await world.scheduler.apply(SandboxStatus(run_id, SandboxPhase.GONE, "cancelled"))
     assert await world.state(run_id) == "cancelled"
@@ -220,7 +235,7 @@ async def test_statuses_end_runs_in_the_right_state(
     run = await get_run(world.engine, run_id)
     assert (run.state, run.error) == (state, error)
     assert run.finished_at is not None
-    assert world.token_of(run_id).revoked
+    assert not await world.served(run_id)
 
 
 async def test_a_failed_result_ends_the_run_at_once(world: World) -> None:
@@ -229,31 +244,25 @@ async def test_a_failed_result_ends_the_run_at_once(world: World) -> None:
     await world.scheduler.on_result(run_id, Result(status="failed", summary="cannot build"))
     run = await get_run(world.engine, run_id)
     assert (run.state, run.error) == ("failed", "cannot build")
-    assert world.token_of(run_id).revoked
+    assert not await world.served(run_id)
 
 
-async def test_a_start_failure_fails_the_run_without_the_token(world: World) -> None:
+async def test_a_start_failure_fails_the_run_without_the_credential(world: World) -> None:
     run_id = await world.queue()
-    minted: list[str] = []
+    pem = world.settings.private_key_pem() or ""
+    credential = credentials.issue(gateway_key(pem), run_id)
 
     class Boom(RuntimeError):
         pass
 
-    original = world.github.mint_scoped_token
-
-    async def mint(*args: Any, **kwargs: Any) -> Any:
-        token = await original(*args, **kwargs)
-        minted.append(token.value)
-        world.executor.start_error = Boom(f"could not write secret {token.value}")
-        return token
-
-    world.github.mint_scoped_token = mint  # type: ignore[method-assign]
+    world.executor.start_error = Boom(f"could not write secret {credential}")
     await world.scheduler.tick()
     run = await get_run(world.engine, run_id)
     assert run.state == "failed"
     assert run.error.startswith("could not start the sandbox: Boom: could not write secret")
-    assert minted[0] not in run.error
-    assert world.fake.state.tokens[minted[0]].revoked
+    assert credential not in run.error
+    grants = RunGrants(world.engine, gateway_key(pem), ttl_seconds=0.001)
+    assert await grants.grant(credential) is None
 
 
 async def test_a_missing_base_branch_fails_the_run(world: World) -> None:
@@ -355,6 +364,7 @@ async def test_queued_to_succeeded_through_the_local_executor(
                              env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}, bwrap=False)
     public = create_app(settings, executor=executor)
     await aiohttp_client(public)
+    await aiohttp_server(gateway_app(public), port=settings.gateway_port)
     await aiohttp_server(internal_app(public), port=port)
     bot = public[BOT_KEY]
     assert bot.engine is not None and bot.scheduler is not None
@@ -381,6 +391,14 @@ async def test_queued_to_succeeded_through_the_local_executor(
             run_events.c.run_id == run_id))).scalars().all()
     assert moves == ["queued", "starting", "running", "succeeded"]
     assert "phase" in kinds
+    # The gateway minted the clone's read-only token; the sandbox never saw it, and it is
+    # revoked once the run has ended.
     [sandbox_token] = [t for t in fake_github.state.tokens.values() if t.repository_ids]
-    assert sandbox_token.revoked and sandbox_token.permissions["contents"] == "read"
+    assert sandbox_token.permissions["contents"] == "read"
+    assert sandbox_token.repository_ids == frozenset({100})
+
+    async def revoked() -> bool:
+        return sandbox_token.revoked
+
+    await until(revoked, seconds=10)
     assert bot.scheduler.health() is None

@@ -20,7 +20,7 @@ from bot.executors.base import RunSpec, SandboxLimits
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[1] / "data"
 SCRIPTED_AGENT = DATA / "sandbox" / "scripted_agent.py"
-GITHUB_TOKEN = "ghs_TestInstallationToken0123456789abcdef"
+GATEWAY_TOKEN = "agw_7_TestGatewayCredential0123456789abcdefghijkl"
 CALLBACK_TOKEN = "cbt_RunCallbackToken_9876543210fedcba"
 RUN_ID = 12
 # What the scripted agent writes to assets/blob.bin, restated here so the test checks it.
@@ -170,12 +170,13 @@ def make_spec(*, clone_url: str, callback_url: str, base_sha: str, prompt: str =
 
 
 def write_spec_dir(directory: Path, spec: RunSpec | dict[str, Any], *,
-                   github_token: str = GITHUB_TOKEN, callback_token: str = CALLBACK_TOKEN) -> Path:
+                   gateway_token: str = GATEWAY_TOKEN,
+                   callback_token: str = CALLBACK_TOKEN) -> Path:
     """spec.json and the token files, as the executors write them."""
     directory.mkdir(parents=True, exist_ok=True)
     data = spec.to_json_dict() if isinstance(spec, RunSpec) else spec
     (directory / "spec.json").write_text(json.dumps(data), encoding="utf-8")
-    for name, value in (("github-token", github_token), ("callback-token", callback_token)):
+    for name, value in (("gateway-token", gateway_token), ("callback-token", callback_token)):
         (directory / name).write_text(value + "\n", encoding="utf-8")
         (directory / name).chmod(0o600)
     return directory
@@ -208,20 +209,20 @@ def runner_env(tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]
 
 
 async def start_sandbox(tmp: Path, spec: RunSpec | dict[str, Any], *,
-                        github_token: str = GITHUB_TOKEN, env: dict[str, str] | None = None
+                        gateway_token: str = GATEWAY_TOKEN, env: dict[str, str] | None = None
                         ) -> asyncio.subprocess.Process:
     """Write the spec files and start the real runner as a subprocess."""
-    write_spec_dir(tmp / "spec", spec, github_token=github_token)
+    write_spec_dir(tmp / "spec", spec, gateway_token=gateway_token)
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sandbox", cwd=tmp, env=runner_env(tmp, env),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
 async def run_sandbox(tmp: Path, spec: RunSpec | dict[str, Any], *, limit: float = 60,
-                      github_token: str = GITHUB_TOKEN, env: dict[str, str] | None = None
+                      gateway_token: str = GATEWAY_TOKEN, env: dict[str, str] | None = None
                       ) -> RunnerOutcome:
     """Run the real runner to its end without blocking the loop; what it left behind."""
-    process = await start_sandbox(tmp, spec, github_token=github_token, env=env)
+    process = await start_sandbox(tmp, spec, gateway_token=gateway_token, env=env)
     out, err = await asyncio.wait_for(process.communicate(), limit)
     termination = tmp / "termination-log"
     report = tmp / "agent-report.json"
@@ -254,7 +255,7 @@ async def make_site(tmp_path: Path, aiohttp_server: Any) -> Site:
     """A repository served over HTTP on loopback and a recording bot, both real aiohttp
     (`aiohttp_server` is pytest-aiohttp's fixture, which also shuts them down)."""
     bare, sha = make_repository(tmp_path / "git")
-    git = GitHttpServer(bare.parent, GITHUB_TOKEN)
+    git = GitHttpServer(bare.parent, GATEWAY_TOKEN)
     bot = CallbackRecorder()
     git_server: TestServer = await aiohttp_server(git.app())
     bot_server: TestServer = await aiohttp_server(bot.app())

@@ -14,7 +14,7 @@ import pytest
 
 from sandbox import exitcodes
 from tests.sandbox.support import (
-    GITHUB_TOKEN,
+    GATEWAY_TOKEN,
     Site,
     make_site,
     run_sandbox,
@@ -44,7 +44,7 @@ def failed_result(site: Site) -> dict[str, Any]:
 
 async def test_a_wrong_token_fails_the_checkout(site: Site) -> None:
     wrong = "ghs_NotTheRightToken000000000000000000"
-    outcome = await run_sandbox(site.tmp, site.spec(), github_token=wrong)
+    outcome = await run_sandbox(site.tmp, site.spec(), gateway_token=wrong)
 
     assert outcome.returncode == exitcodes.CHECKOUT == 11
     assert site.git.requests and not any(ok for _, _, ok in site.git.requests)  # 401s
@@ -185,7 +185,7 @@ async def test_sigterm_stops_the_agent_and_reports_nothing(site: Site) -> None:
     assert process.returncode == exitcodes.TERMINATED
     assert not pid_alive(report["pid"]) and not pid_alive(report["child_pid"])
     assert site.bot.results == []
-    assert GITHUB_TOKEN not in err.decode()
+    assert GATEWAY_TOKEN not in err.decode()
 
 
 def has_child_pid(path: Path) -> bool:

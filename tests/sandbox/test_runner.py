@@ -13,7 +13,7 @@ from sandbox import exitcodes, sessions
 from tests.sandbox.support import (
     BINARY_CONTENT,
     CALLBACK_TOKEN,
-    GITHUB_TOKEN,
+    GATEWAY_TOKEN,
     ROOT,
     RUN_ID,
     Site,
@@ -84,15 +84,15 @@ async def test_events_arrive_in_order_with_phases_and_agent_progress(site: Site)
 
 async def test_the_token_reaches_git_as_a_header_and_nothing_else(site: Site) -> None:
     outcome = await run_sandbox(site.tmp, site.spec(setup=[
-        f"cat {site.tmp / 'spec' / 'github-token'} || echo token-file-gone"]))
+        f"cat {site.tmp / 'spec' / 'gateway-token'} || echo token-file-gone"]))
 
     assert outcome.returncode == exitcodes.OK, outcome.stderr
     # The git server refuses requests without the header, so every fetch carried it.
     assert site.git.requests and all(authorized for _, _, authorized in site.git.requests)
-    basic = base64.b64encode(f"x-access-token:{GITHUB_TOKEN}".encode()).decode()
+    basic = base64.b64encode(f"x-access-token:{GATEWAY_TOKEN}".encode()).decode()
     report = outcome.report
     assert report is not None
-    for secret in (GITHUB_TOKEN, CALLBACK_TOKEN, basic):
+    for secret in (GATEWAY_TOKEN, CALLBACK_TOKEN, basic):
         assert secret not in json.dumps(site.bot.events)
         assert secret not in json.dumps(site.bot.results)
         assert secret not in outcome.stderr + outcome.stdout

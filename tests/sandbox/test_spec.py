@@ -14,7 +14,7 @@ from sandbox.events import Redactor, truncate
 from sandbox.result import commit_message, write_termination_message
 from sandbox.runner import child_env
 from sandbox.spec import Secrets, SpecError, load, parse_spec
-from tests.sandbox.support import CALLBACK_TOKEN, GITHUB_TOKEN, make_spec, write_spec_dir
+from tests.sandbox.support import CALLBACK_TOKEN, GATEWAY_TOKEN, make_spec, write_spec_dir
 
 
 def spec_data(**changes: Any) -> dict[str, Any]:
@@ -32,8 +32,8 @@ def test_the_bots_runspec_is_what_the_runner_reads(tmp_path: Path) -> None:
     assert spec.run_id == 12 and spec.agent == "command"
     assert spec.callback_url == "http://agentbot-internal:8081/internal/runs/12"
     assert spec.limits.timeout_seconds == 60
-    assert (secrets.github_token, secrets.callback_token) == (GITHUB_TOKEN, CALLBACK_TOKEN)
-    assert GITHUB_TOKEN not in repr(secrets)
+    assert (secrets.gateway_token, secrets.callback_token) == (GATEWAY_TOKEN, CALLBACK_TOKEN)
+    assert GATEWAY_TOKEN not in repr(secrets)
     assert repr(SandboxSecrets("a", "b")).count("a") <= 1  # the bot's side hides them too
 
 
@@ -56,10 +56,10 @@ def test_a_malformed_spec_is_refused_naming_the_field(changes: dict[str, Any],
 
 
 def test_token_files_must_hold_one_token(tmp_path: Path) -> None:
-    write_spec_dir(tmp_path, spec_data(), github_token="two words")
-    with pytest.raises(SpecError, match="github-token is empty or not a single token"):
+    write_spec_dir(tmp_path, spec_data(), gateway_token="two words")
+    with pytest.raises(SpecError, match="gateway-token is empty or not a single token"):
         load(tmp_path)
-    (tmp_path / "github-token").write_text(GITHUB_TOKEN)
+    (tmp_path / "gateway-token").write_text(GATEWAY_TOKEN)
     (tmp_path / "callback-token").unlink()
     with pytest.raises(SpecError, match="cannot read .*callback-token"):
         load(tmp_path)
@@ -114,18 +114,39 @@ def test_git_gets_a_clean_environment() -> None:
 def test_the_agent_environment_drops_runner_settings_and_anything_holding_a_token() -> None:
     spec = parse_spec(spec_data(model="opus"))
     base = {"PATH": "/bin", "ANTHROPIC_API_KEY": "sk-1", "AGENTBOT_SPEC_DIR": "/var/run/agentbot",
-            "GITHUB_TOKEN": "x", "LEAKY": f"prefix-{GITHUB_TOKEN}", "GIT_CONFIG_KEY_0": "x",
+            "GITHUB_TOKEN": "x", "LEAKY": f"prefix-{GATEWAY_TOKEN}", "GIT_CONFIG_KEY_0": "x",
             "PYTHONPATH": f"/opt/other:{Path(__file__).resolve().parents[2]}"}
-    env = child_env(base, spec, Path("/tmp/p/prompt.md"), Secrets(GITHUB_TOKEN, CALLBACK_TOKEN),
+    env = child_env(base, spec, Path("/tmp/p/prompt.md"), Secrets(GATEWAY_TOKEN, CALLBACK_TOKEN),
                     Path("/workspace"))
 
-    assert env["ANTHROPIC_API_KEY"] == "sk-1"
-    assert {"AGENTBOT_SPEC_DIR", "GITHUB_TOKEN", "LEAKY"}.isdisjoint(env)
+    # A provider key the runner inherited never reaches the agent (the gateway holds keys).
+    assert {"AGENTBOT_SPEC_DIR", "GITHUB_TOKEN", "LEAKY", "ANTHROPIC_API_KEY"}.isdisjoint(env)
     assert env["PYTHONPATH"] == "/opt/other"
     assert env["AGENTBOT_PROMPT_FILE"] == "/tmp/p/prompt.md"
     assert env["AGENTBOT_MODEL"] == "opus"
     assert (env["GIT_CONFIG_KEY_0"], env["GIT_CONFIG_VALUE_0"]) == ("safe.directory",
                                                                     "/workspace")
+
+
+def test_the_agent_gets_the_gateway_as_provider_and_proxy_and_no_other_key() -> None:
+    spec = parse_spec(spec_data(gateway_url="http://gateway.agentbot:8082/",
+                                proxy_url="http://gateway.agentbot:8083"))
+    base = {"PATH": "/bin", "ANTHROPIC_API_KEY": "sk-ant-real", "OPENAI_BASE_URL": "https://x",
+            "https_proxy": "http://corp:3128", "CLAUDE_CODE_OAUTH_TOKEN": "oauth"}
+    env = child_env(base, spec, Path("/tmp/p/prompt.md"), Secrets(GATEWAY_TOKEN, CALLBACK_TOKEN),
+                    Path("/workspace"))
+
+    assert env["ANTHROPIC_BASE_URL"] == "http://gateway.agentbot:8082/anthropic"
+    assert env["OPENAI_BASE_URL"] == env["OPENAI_API_BASE"] == \
+        "http://gateway.agentbot:8082/openai/v1"
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CODEX_API_KEY"):
+        assert env[name] == GATEWAY_TOKEN
+    proxy = f"http://agentbot:{GATEWAY_TOKEN}@gateway.agentbot:8083"
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        assert env[name] == proxy
+    assert env["NO_PROXY"] == env["no_proxy"] == "gateway.agentbot"
+    assert "CLAUDE_CODE_OAUTH_TOKEN" not in env
+    assert "sk-ant-real" not in str(env) and CALLBACK_TOKEN not in str(env)
 
 
 @pytest.mark.parametrize(("summary", "expected"), [

@@ -1,0 +1,340 @@
+"""Model API proxy: the sandbox's agent calls providers here, the operator's key goes upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from bot.gateway.grants import Audit, Grant, Grants
+from bot.gateway.usage import ProviderKind, Usage, meter
+from bot.logs import log_context
+
+log = logging.getLogger(__name__)
+
+# Texts the sandbox's agent sees in the provider's own error shape.
+NO_CREDENTIAL = (
+    "The agentbot gateway refused this request: the gateway credential is missing, unknown, "
+    "or its run has ended."
+)
+NOT_CONFIGURED = "The operator has not configured {provider} on this agentbot gateway."
+TOO_LARGE = "The request body is larger than the {limit} bytes the agentbot gateway forwards."
+UNREACHABLE = "The agentbot gateway could not reach {provider}."
+
+# Agents send whole conversations (images included) in each request, well past aiohttp's
+# 1 MiB default, but a body of more than this is a mistake or an attack.
+REQUEST_LIMIT = 32 << 20
+# A response may pause for minutes while a model thinks (streams send pings meanwhile); a read
+# that stalls as long as the providers' SDKs wait themselves (10 minutes) is a dead upstream.
+UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600)
+
+# Meaningful for one connection only (RFC 9110 7.6.1), or recomputed for the next hop.
+_HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+    "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host",
+    "content-length", "expect",
+})
+# The sandbox's credential must never reach a provider; the gateway sets the real key.
+_AUTH_HEADERS = frozenset({"authorization", "x-api-key"})
+# The body is passed on decoded (usage is read from it), so its encoding and length change.
+_RESPONSE_DROP = _HOP_BY_HOP | {"content-encoding"}
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A provider the gateway forwards to, with the operator's key (None: not configured)."""
+
+    base_url: str  # `https://api.anthropic.com`, `https://api.openai.com`: paths come whole
+    api_key: str | None = field(repr=False)
+    kind: ProviderKind
+
+
+class UsageSink(Protocol):
+    """Where the usage of each model response is booked (bot.gateway.runs.UsageLedger)."""
+
+    async def __call__(self, grant: Grant, provider: str, usage: Usage) -> None:
+        """Book one response's usage against the grant's run."""
+
+
+def _error_body(kind: ProviderKind, status: int, message: str) -> dict[str, Any]:
+    """An error as the provider would word it, so the agent's SDK raises its usual class."""
+    if kind == "anthropic":
+        error_type = {401: "authentication_error", 413: "request_too_large"}.get(
+            status, "api_error")
+        return {"type": "error", "error": {"type": error_type, "message": message}}
+    if status == 401:
+        error_type, code = "invalid_request_error", "invalid_api_key"
+    elif status == 413:
+        error_type, code = "invalid_request_error", "request_too_large"
+    else:
+        error_type, code = "server_error", None
+    return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+
+
+def _error(kind: ProviderKind, status: int, message: str) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(_error_body(kind, status, message)),
+                        content_type="application/json")
+
+
+def _credential(request: web.Request) -> str | None:
+    """The gateway credential, where the agent's CLI puts its API key."""
+    key = request.headers.get("x-api-key", "").strip()
+    if key:
+        return key
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def _request_headers(request: web.Request, kind: ProviderKind, key: str) -> CIMultiDict[str]:
+    """The request's headers as the provider gets them: the operator's key, nothing of ours."""
+    named = {token.strip().lower() for token in request.headers.get("Connection", "").split(",")}
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.items():
+        lower = name.lower()
+        if lower in _HOP_BY_HOP or lower in _AUTH_HEADERS or lower in named \
+                or lower.startswith("proxy-") or lower == "accept-encoding":
+            continue
+        headers.add(name, value)
+    if kind == "anthropic":
+        headers["x-api-key"] = key
+    else:
+        headers["Authorization"] = f"Bearer {key}"
+    # The gateway reads usage from the body, which it cannot do through gzip or brotli.
+    headers["Accept-Encoding"] = "identity"
+    return headers
+
+
+def _response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    named = {token.strip().lower() for token in headers.get("Connection", "").split(",")}
+    kept: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in _RESPONSE_DROP or lower in named or lower.startswith("proxy-"):
+            continue
+        kept.add(name, value)
+    return kept
+
+
+def _tail(request: web.Request, provider: str) -> str:
+    """The provider's own path, as the client encoded it, so nothing is decoded on the way."""
+    prefix = f"/{provider}/"
+    raw = request.rel_url.raw_path
+    if raw.startswith(prefix):
+        return raw[len(prefix):]
+    # Served under a prefix (a sub-application): encode the matched path again.
+    return URL.build(path="/" + request.match_info["tail"]).raw_path[1:]
+
+
+def _with_stream_usage(body: bytes) -> bytes:
+    """A streamed Chat Completions request asking for usage in its last chunk (OpenAI sends
+    none otherwise); any other body, byte for byte as it came."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(data, dict) or data.get("stream") is not True:
+        return body
+    options = data.get("stream_options")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict) or options.get("include_usage") is True:
+        return body
+    data["stream_options"] = {**options, "include_usage": True}
+    return orjson.dumps(data)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > REQUEST_LIMIT:
+        raise _TooLarge
+    body = bytearray()
+    # Read from the stream rather than request.read(), whose limit is the app's (1 MiB).
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > REQUEST_LIMIT:
+            raise _TooLarge
+    return bytes(body)
+
+
+class ModelProxy:
+    """Forwards a run's model API calls to the providers with the operator's keys, streams the
+    answers back as they come, and books their token usage."""
+
+    def __init__(self, grants: Grants, audit: Audit, session: aiohttp.ClientSession,
+                 upstreams: Mapping[str, Upstream], on_usage: UsageSink | None = None) -> None:
+        self.grants = grants
+        self.audit = audit
+        self.session = session
+        self.upstreams = dict(upstreams)
+        self.on_usage = on_usage
+
+    def handler(self, provider: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """The request handler of one provider's routes."""
+        upstream = self.upstreams[provider]
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self.forward(request, provider, upstream)
+
+        return handle
+
+    async def forward(self, request: web.Request, provider: str,
+                      upstream: Upstream) -> web.StreamResponse:
+        """Serve one request of a provider's API: `/<provider>/<the provider's own path>`."""
+        credential = _credential(request)
+        grant = await self.grants.grant(credential) if credential else None
+        if grant is None:
+            log.warning("model request refused: no valid gateway credential",
+                        extra={"provider": provider})
+            return _error(upstream.kind, 401, NO_CREDENTIAL)
+        with log_context(run_id=grant.run_id):
+            return await self._serve(request, grant, provider, upstream)
+
+    async def _serve(self, request: web.Request, grant: Grant, provider: str,
+                     upstream: Upstream) -> web.StreamResponse:
+        started = time.monotonic()
+        tail = _tail(request, provider)
+        path = "/" + tail
+        outcome = _Outcome(path=path)
+        try:
+            if upstream.api_key is None:
+                outcome.status = 503
+                return _error(upstream.kind, 503, NOT_CONFIGURED.format(provider=provider))
+            try:
+                body = await _read_body(request)
+            except _TooLarge:
+                outcome.status = 413
+                return _error(upstream.kind, 413, TOO_LARGE.format(limit=REQUEST_LIMIT))
+            if upstream.kind == "openai" and request.method == "POST" \
+                    and path.endswith("/chat/completions"):
+                body = _with_stream_usage(body)
+            return await self._relay(request, upstream, upstream.api_key, provider, tail, body,
+                                     outcome)
+        finally:
+            await self._book(grant, provider, outcome, time.monotonic() - started)
+
+    async def _relay(self, request: web.Request, upstream: Upstream, key: str, provider: str,
+                     tail: str, body: bytes, outcome: _Outcome) -> web.StreamResponse:
+        target = upstream.base_url.rstrip("/") + "/" + tail
+        if request.rel_url.raw_query_string:
+            target += "?" + request.rel_url.raw_query_string
+        try:
+            upstream_response = await self.session.request(
+                request.method, URL(target, encoded=True),
+                headers=_request_headers(request, upstream.kind, key),
+                data=body if body or request.method != "GET" else None,
+                allow_redirects=False, timeout=UPSTREAM_TIMEOUT, auto_decompress=True)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("model provider %s unreachable (%s)", provider, type(exc).__name__)
+            outcome.status = 502
+            return _error(upstream.kind, 502, UNREACHABLE.format(provider=provider))
+        outcome.status = upstream_response.status
+        usage_meter = meter(upstream.kind, upstream_response.headers.get("Content-Type"))
+        complete = False
+        try:
+            response = web.StreamResponse(
+                status=upstream_response.status,
+                reason=_reason(upstream_response.reason),
+                headers=_response_headers(upstream_response.headers))
+            await response.prepare(request)
+            while True:
+                try:
+                    chunk = await upstream_response.content.readany()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    # Cut upstream: cut the client too, so the agent sees a broken answer (and
+                    # retries it) rather than one that ends early but looks whole.
+                    log.warning("model stream from %s cut (%s)", provider, type(exc).__name__)
+                    outcome.end = "upstream_cut"
+                    if request.transport is not None:
+                        request.transport.close()
+                    return response
+                if not chunk:
+                    break
+                usage_meter.feed(chunk)
+                try:
+                    await response.write(chunk)  # waits while the client is slow to read
+                except ConnectionError:
+                    outcome.end = "client_gone"
+                    return response
+            await response.write_eof()
+            complete = True
+            return response
+        except asyncio.CancelledError:
+            # aiohttp cancels a handler whose client is gone when the app runs with
+            # handler_cancellation; what was read so far is still booked (_serve's finally).
+            outcome.end = "client_gone"
+            raise
+        finally:
+            outcome.usage = usage_meter.finish()
+            if complete:
+                upstream_response.release()
+            else:
+                upstream_response.close()
+
+    async def _book(self, grant: Grant, provider: str, outcome: _Outcome,
+                    seconds: float) -> None:
+        """Book the usage and audit the request; neither may fail the response."""
+        usage = outcome.usage
+        if usage is not None and self.on_usage is not None:
+            try:
+                await self.on_usage(grant, provider, usage)
+            except Exception as exc:
+                log.error("could not book model usage (%s)", type(exc).__name__)
+        try:
+            await self.audit.record(grant.run_id, "model", outcome.audit(provider, seconds))
+        except Exception as exc:
+            log.error("could not audit a model request (%s)", type(exc).__name__)
+
+
+@dataclass
+class _Outcome:
+    """What one proxied request came to, for the audit trail."""
+
+    path: str
+    status: int = 0
+    end: str = "complete"  # complete | upstream_cut | client_gone
+    usage: Usage | None = None
+
+    def audit(self, provider: str, seconds: float) -> dict[str, Any]:
+        usage = self.usage or Usage()
+        return {
+            "provider": provider,
+            "path": self.path[:200],
+            "status": self.status,
+            "model": usage.model,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "end": self.end,
+            "seconds": round(seconds, 3),
+        }
+
+
+def _reason(reason: str | None) -> str | None:
+    # aiohttp refuses a reason phrase with a line break, and an upstream could send one.
+    if reason and "\r" not in reason and "\n" not in reason:
+        return reason
+    return None
+
+
+def add_routes(app: web.Application, proxy: ModelProxy) -> None:
+    """Serve `/<provider>/...` for each configured provider, GET and POST only."""
+    for provider in proxy.upstreams:
+        handle = proxy.handler(provider)
+        for method in ("GET", "POST"):
+            app.router.add_route(method, f"/{provider}/{{tail:.*}}", handle)
+
