@@ -71,16 +71,59 @@ def one(name: str, kind: str, object_name: str | None = None) -> dict[str, Any]:
     return matches[0]
 
 
+def gateway_is_standalone(name: str) -> bool:
+    """Whether the values file asks for PostgreSQL, and so for a Deployment of the gateway's own
+    (with SQLite, the gateway is a container of the bot's pod)."""
+    return bool(values_of(name).get("postgresql", {}).get("enabled", False))
+
+
+def bot_deployment(name: str) -> dict[str, Any]:
+    return one(name, "Deployment", RELEASE)
+
+
+def bot_pod(name: str) -> dict[str, Any]:
+    """The pod spec of the bot's Deployment."""
+    return bot_deployment(name)["spec"]["template"]["spec"]
+
+
+def _container(pod: dict[str, Any], container_name: str) -> dict[str, Any]:
+    matches = [c for c in pod["containers"] if c["name"] == container_name]
+    assert len(matches) == 1, f"expected one container {container_name}"
+    return matches[0]
+
+
 def bot_container(name: str) -> dict[str, Any]:
-    """The Deployment's only container."""
-    containers = one(name, "Deployment")["spec"]["template"]["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["agentbot"]
-    return containers[0]
+    """The bot's container, `agentbot`, of the bot's Deployment."""
+    return _container(bot_pod(name), "agentbot")
 
 
 def env_of(name: str) -> dict[str, dict[str, Any]]:
     """The bot container's environment, by variable name."""
     return {item["name"]: item for item in bot_container(name)["env"]}
+
+
+def gateway_deployment_of(name: str) -> dict[str, Any]:
+    """The one Deployment whose pods run a `gateway` container, whichever it is."""
+    matches = [
+        obj for obj in objects_of(name, "Deployment")
+        if any(c["name"] == "gateway" for c in obj["spec"]["template"]["spec"]["containers"])
+    ]
+    assert len(matches) == 1, f"expected one Deployment running the gateway in {name}"
+    return matches[0]
+
+
+def gateway_container(name: str) -> dict[str, Any]:
+    return _container(gateway_deployment_of(name)["spec"]["template"]["spec"], "gateway")
+
+
+def gateway_env_of(name: str) -> dict[str, dict[str, Any]]:
+    """The gateway container's environment, by variable name."""
+    return {item["name"]: item for item in gateway_container(name)["env"]}
+
+
+def selects(match_labels: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether a matchLabels selector selects an object with these labels."""
+    return all(labels.get(key) == value for key, value in match_labels.items())
 
 
 def render_error(overrides: dict[str, Any]) -> str:

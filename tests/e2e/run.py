@@ -199,7 +199,7 @@ async def _run(args: argparse.Namespace, fake: FakeGitHub, git: GitServer, host:
     overrides = work / "values.json"
     overrides.write_text(json.dumps(chart_values(
         bot_image=args.bot_image, sandbox_image=args.sandbox_image, host=host,
-        api_port=api_port, git_port=git_port, secret_name=SECRET)))
+        api_port=api_port, secret_name=SECRET)))
     print(f"installing the chart; fake GitHub at {fake.url}, git at {clone_url}")
     await asyncio.to_thread(helm_install, [VALUES, overrides])
 

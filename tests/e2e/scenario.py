@@ -67,18 +67,12 @@ def image_values(image: str) -> dict[str, str]:
 
 
 def chart_values(*, bot_image: str, sandbox_image: str, host: str, api_port: int,
-                 git_port: int, secret_name: str) -> dict[str, Any]:
-    """Values layered over tests/e2e/values.yaml: images, the fake's address, the egress."""
+                 secret_name: str) -> dict[str, Any]:
+    """Values layered over tests/e2e/values.yaml: images and the fake's address. Sandboxes
+    reach only the gateway, which reaches the fake GitHub and its git server on its own."""
     return {
         "image": image_values(bot_image),
         "github": {"existingSecret": secret_name, "apiUrl": f"http://{host}:{api_port}"},
         "config": {"agentCommand": AGENT_COMMAND},
-        "sandbox": {
-            "image": image_values(sandbox_image),
-            # The fake GitHub stands in for GitHub's published ranges, on its own ports.
-            "networkPolicy": {
-                "githubCidrs": [f"{host}/32"], "agentApiCidrs": [],
-                "egressPorts": sorted({api_port, git_port}),
-            },
-        },
+        "sandbox": {"image": image_values(sandbox_image)},
     }

@@ -126,7 +126,7 @@ def test_webhook_payload_is_a_valid_issues_labeled(fake_github: Any) -> None:
 def test_chart_renders_with_the_e2e_values() -> None:
     values = yaml.safe_load(VALUES.read_text())
     overrides = chart_values(bot_image="agentbot:e2e", sandbox_image="agentbot-sandbox:e2e",
-                             host="172.18.0.1", api_port=40001, git_port=40002,
+                             host="172.18.0.1", api_port=40001,
                              secret_name="agentbot-github")
     merged = helm.Chart.load(ROOT / "charts" / "agentbot")
     try:
@@ -146,9 +146,10 @@ def test_chart_renders_with_the_e2e_values() -> None:
     assert env["AGENTBOT_AGENT_COMMAND"] == AGENT_COMMAND
     assert "AGENTBOT_RUNTIME_CLASS" not in env  # kind nodes have no gVisor
     policy = next(o for o in objects if o["metadata"]["name"] == "agentbot-sandbox")
-    fake_rule = policy["spec"]["egress"][2]
-    assert fake_rule["to"] == [{"ipBlock": {"cidr": "172.18.0.1/32"}}]
-    assert [p["port"] for p in fake_rule["ports"]] == [40001, 40002]
+    # Not the fake GitHub's address: sandboxes reach the gateway, and the gateway the fake.
+    assert "ipBlock" not in str(policy["spec"]["egress"])
+    gateway_rule = policy["spec"]["egress"][2]
+    assert [p["port"] for p in gateway_rule["ports"]] == [8082, 8083]
 
 
 def test_image_values_split_name_and_tag() -> None:
