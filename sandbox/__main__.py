@@ -11,9 +11,10 @@ import os
 import shutil
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 
-from sandbox import exitcodes, procs
+from sandbox import exitcodes, procs, relay
 from sandbox.callbacks import CallbackClient
 from sandbox.checkout import auth_env
 from sandbox.events import EventSink, Redactor
@@ -54,6 +55,15 @@ def main() -> int:
         write_termination_message(f"bad spec: {exc}")
         return exitcodes.BAD_SPEC
     forget_token_files(spec_dir)
+    relay_dir = os.environ.get("AGENTBOT_RELAY_DIR")
+    if relay_dir:
+        # A network namespace of our own: the gateway and the bot only through the relay.
+        try:
+            relay.start(Path(relay_dir))
+        except (OSError, ValueError) as exc:
+            log.error("could not start the network relay: %s", exc)
+            write_termination_message(f"could not start the network relay: {exc}")
+            return exitcodes.INTERNAL
     header = auth_env(spec.clone_url, secrets.gateway_token)["GIT_CONFIG_VALUE_0"]
     redactor = Redactor([secrets.gateway_token, secrets.callback_token, header.split(" ")[-1]])
     handler.setFormatter(_RedactingFormatter(redactor))

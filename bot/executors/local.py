@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import bot
 from bot.executors.base import RunSpec, SandboxPhase, SandboxSecrets, SandboxStatus
+from bot.executors.local_net import NET_DIR, Relay, endpoints
 from bot.executors.local_runs import RunRecord, RunStore
 from sandbox import exitcodes, sessions
 from sandbox.spec import CALLBACK_TOKEN_FILE, GATEWAY_TOKEN_FILE, SPEC_FILE
@@ -26,8 +27,13 @@ log = logging.getLogger(__name__)
 STATE_DIR_ENV = "AGENTBOT_LOCAL_STATE_DIR"
 DEFAULT_STATE_DIR = Path(".agentbot/runs")
 NOT_ISOLATED = ("the local executor does not isolate: sandboxes run as this user on this "
-                "machine, with its network{}; the gateway's egress proxy is set for them but "
-                "not enforced; use the kubernetes executor for untrusted work")
+                "machine, with its network; bubblewrap is not installed, so the gateway's egress "
+                "proxy is set for them but not enforced; use the kubernetes executor for "
+                "untrusted work")
+LITTLE_ISOLATION = ("the local executor isolates little: sandboxes run as this user under "
+                    "bubblewrap at {bwrap} (host filesystem read-only, a network namespace whose "
+                    "only ways out are the gateway and the bot's internal port, relayed through "
+                    "Unix sockets); use the kubernetes executor for untrusted work")
 # `sandbox` ships beside `bot` in the one distribution; found through `bot`, a `sandbox`
 # folder in the current directory cannot shadow it.
 SANDBOX_ROOT = Path(bot.__file__).resolve().parent.parent
@@ -52,12 +58,14 @@ def default_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k in _PASS_NAMES}
 
 
-def bwrap_argv(bwrap: str, run_dir: Path) -> list[str]:
+def bwrap_argv(bwrap: str, run_dir: Path, *, private_network: bool = False) -> list[str]:
     """bubblewrap around the runner: host filesystem read-only, the run's directory and a
-    private /tmp writable, network shared (the agent's API and the bot are reached over it)."""
+    private /tmp writable, its own process namespace, and (`private_network`) a network
+    namespace with loopback only, whose way out is the run's relay sockets."""
     private_tmp = "/tmp"  # noqa: S108 - a fresh tmpfs inside the sandbox, not the host's /tmp
     return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--tmpfs", private_tmp, "--bind", str(run_dir), str(run_dir), "--unshare-pid",
+            *(["--unshare-net"] if private_network else []),
             "--die-with-parent", "--chdir", str(run_dir), "--"]
 
 
@@ -84,9 +92,8 @@ class LocalExecutor:
         self._records: dict[int, RunRecord] = {}
         self._cancelled: set[int] = set()
         self._closed = False
-        log.warning(NOT_ISOLATED.format(
-            f" (bubblewrap at {self._bwrap}: host filesystem read-only)" if self._bwrap
-            else "; bubblewrap is not installed"))
+        self._relays: dict[int, Relay] = {}
+        log.warning(LITTLE_ISOLATION.format(bwrap=self._bwrap) if self._bwrap else NOT_ISOLATED)
 
     # --- the protocol ----------------------------------------------------------------------
 
@@ -97,17 +104,29 @@ class LocalExecutor:
         if existing is not None:
             return
         run_dir, output = await asyncio.to_thread(self._prepare, spec, secrets)
+        targets = endpoints(spec) if self._bwrap else None
+        if self._bwrap and targets is None:
+            log.warning("run %d: the gateway or the internal URL is not on loopback, so its "
+                        "sandbox shares this machine's network", run_id)
         try:
+            if targets is not None:
+                await self._relay(run_id, run_dir, targets)
             process = await asyncio.create_subprocess_exec(
-                "/bin/sh", "-c", _WRAPPER, "agentbot-sandbox", *self._argv(run_dir),
-                cwd=run_dir, env=self._sandbox_env(run_dir), stdin=asyncio.subprocess.DEVNULL,
-                stdout=output, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+                "/bin/sh", "-c", _WRAPPER, "agentbot-sandbox",
+                *self._argv(run_dir, private_network=targets is not None), cwd=run_dir,
+                env=self._sandbox_env(run_dir, relay=targets is not None),
+                stdin=asyncio.subprocess.DEVNULL, stdout=output,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        except BaseException:
+            await self._close_relay(run_id)
+            raise
         finally:
             output.close()
         ticks = sessions.start_ticks(process.pid) or 0
         record = RunRecord(run_id, process.pid, ticks, str(run_dir),
                            time.time() + spec.limits.timeout_seconds + self._deadline_grace,
-                           spec.limits.timeout_seconds)
+                           spec.limits.timeout_seconds,
+                           relay=[list(t) for t in targets] if targets is not None else None)
         self._records[run_id] = record
         await asyncio.to_thread(self._store.save, record)
         log.info("started the local sandbox of run %d (pid %d)", run_id, process.pid)
@@ -137,6 +156,9 @@ class LocalExecutor:
                                               "no local sandbox process exists for this run"))
             elif await asyncio.to_thread(sessions.alive, record.pid, record.start_ticks):
                 self._records[run_id] = record
+                if record.relay is not None:  # its way out died with the previous process
+                    await self._relay(run_id, Path(record.run_dir),
+                                      [(str(h), int(p)) for h, p in record.relay])
                 self._watch(run_id, self._wait_adopted(record))
                 statuses.append(SandboxStatus(run_id, SandboxPhase.RUNNING))
             else:
@@ -162,6 +184,8 @@ class LocalExecutor:
         for task in self._watchers.values():
             task.cancel()
         await asyncio.gather(*self._watchers.values(), return_exceptions=True)
+        for run_id in list(self._relays):
+            await self._close_relay(run_id)
         self._queue.put_nowait(None)
 
     # --- watching --------------------------------------------------------------------------
@@ -211,6 +235,7 @@ class LocalExecutor:
         status = await asyncio.to_thread(self._status, record, code, timed_out)
         # Whatever the sandbox left in its session (a daemon started by setup) goes too.
         await self._signal(record, signal.SIGKILL)
+        await self._close_relay(record.run_id)
         self._records.pop(record.run_id, None)
         await asyncio.to_thread(self._cleanup, record)
         if report:
@@ -238,12 +263,26 @@ class LocalExecutor:
 
     # --- files -----------------------------------------------------------------------------
 
-    def _argv(self, run_dir: Path) -> list[str]:
-        runner = [self._python, "-m", "sandbox"]
-        return [*bwrap_argv(self._bwrap, run_dir), *runner] if self._bwrap else runner
+    async def _relay(self, run_id: int, run_dir: Path, targets: list[tuple[str, int]]) -> None:
+        relay = Relay(run_dir, targets)
+        await relay.start()
+        self._relays[run_id] = relay
 
-    def _sandbox_env(self, run_dir: Path) -> dict[str, str]:
+    async def _close_relay(self, run_id: int) -> None:
+        relay = self._relays.pop(run_id, None)
+        if relay is not None:
+            await relay.close()
+
+    def _argv(self, run_dir: Path, *, private_network: bool = False) -> list[str]:
+        runner = [self._python, "-m", "sandbox"]
+        if not self._bwrap:
+            return runner
+        return [*bwrap_argv(self._bwrap, run_dir, private_network=private_network), *runner]
+
+    def _sandbox_env(self, run_dir: Path, *, relay: bool = False) -> dict[str, str]:
         env = dict(self._env)
+        if relay:
+            env["AGENTBOT_RELAY_DIR"] = str(run_dir / NET_DIR)
         env.update({
             "HOME": str(run_dir / "home"),
             # Under bwrap /tmp is a private tmpfs; without it, a directory of the run.

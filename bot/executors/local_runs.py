@@ -17,6 +17,9 @@ class RunRecord:
     run_dir: str
     deadline: float  # wall clock (epoch seconds)
     timeout_seconds: int
+    # The loopback endpoints its relay sockets carry ([host, port] lists), when the sandbox
+    # has a network namespace of its own; a restarted bot serves them again.
+    relay: list[list[str | int]] | None = None
 
     def exit_code(self) -> int | None:
         """The runner's exit code as the wrapper shell recorded it; None if it did not."""

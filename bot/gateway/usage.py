@@ -241,15 +241,19 @@ class SseParser:
     Lines end in CRLF, LF or CR; `:` lines are comments; `data:` lines join with LF; a blank
     line ends an event. An event past `limit` bytes is skipped to its end, so memory stays
     bounded whatever the upstream sends. An event unfinished at the end is dropped, as the
-    standard says."""
+    standard says.
 
-    def __init__(self, limit: int = EVENT_LIMIT) -> None:
+    Events are cut out whole at each blank line, and `wanted` (given the raw bytes of an
+    event) decides which are parsed at all: a meter wants a few events of thousands, and
+    looking for a word in bytes costs far less than parsing each event's lines.
+    """
+
+    def __init__(self, limit: int = EVENT_LIMIT,
+                 wanted: Callable[[bytes], bool] | None = None) -> None:
         self._limit = limit
-        self._line = bytearray()  # the line still being received
-        self._name = _UNNAMED
-        self._data: list[bytes] = []
-        self._size = 0
-        self._skipping = False
+        self._wanted = wanted
+        self._buffer = bytearray()  # the event still being received, newlines made LF
+        self._skipping = False  # dropping an oversized event up to its end
         self._after_cr = False  # the last piece ended in CR: an LF opening the next is its pair
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
@@ -259,60 +263,44 @@ class SseParser:
         if not chunk:
             return []
         self._after_cr = chunk.endswith(b"\r")
-        chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buffer = self._buffer
+        buffer += chunk
         events: list[tuple[str, bytes]] = []
         start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
+        while (end := buffer.find(b"\n\n", start)) >= 0:
             if self._skipping:
-                line_empty = not self._line and end == start
-            else:
-                self._line += chunk[start:end]
-                line_empty = not self._line
-            self._end_line(line_empty, events)
-            start = end + 1
-        self._hold(chunk[start:])
+                self._skipping = False
+            elif end - start <= self._limit:
+                block = bytes(buffer[start:end])
+                if self._wanted is None or self._wanted(block):
+                    self._read(block, events)
+            start = end + 2
+        del buffer[:start]
+        if len(buffer) > self._limit:
+            # Too long to be an event we keep: drop it up to its end. The last byte stays,
+            # as a LF there may be the first half of the blank line that ends it.
+            self._skipping = True
+            del buffer[:-1]
         return events
 
-    def _hold(self, rest: bytes) -> None:
-        if not rest:
-            return
-        if self._skipping:
-            # Only whether the line is blank matters now, not what it says.
-            self._line = bytearray(b"x")
-            return
-        if self._size + len(self._line) + len(rest) > self._limit:
-            self._skip()
-            self._line = bytearray(b"x")
-            return
-        self._line += rest
-
-    def _skip(self) -> None:
-        self._skipping = True
-        self._data = []
-        self._size = 0
-
-    def _end_line(self, line_empty: bool, events: list[tuple[str, bytes]]) -> None:
-        line = bytes(self._line)
-        self._line = bytearray()
-        if line_empty:
-            if self._data and not self._skipping:
-                events.append((self._name, b"\n".join(self._data)))
-            self._name, self._data, self._size, self._skipping = _UNNAMED, [], 0, False
-            return
-        if self._skipping or line.startswith(b":"):
-            return
-        field, _, value = line.partition(b":")
-        if value.startswith(b" "):
-            value = value[1:]
-        if field == b"data":
-            self._size += len(value) + 1
-            if self._size > self._limit:
-                self._skip()
-            else:
-                self._data.append(value)
-        elif field == b"event":
-            self._name = value.decode("utf-8", "replace")
-        # `id` and `retry` steer reconnection, which a meter does not do.
+    @staticmethod
+    def _read(block: bytes, events: list[tuple[str, bytes]]) -> None:
+        name, data = _UNNAMED, []
+        for line in block.split(b"\n"):
+            if not line or line.startswith(b":"):
+                continue  # a blank left by a run of blank lines, or a comment
+            field, _, value = line.partition(b":")
+            if value.startswith(b" "):
+                value = value[1:]
+            if field == b"data":
+                data.append(value)
+            elif field == b"event":
+                name = value.decode("utf-8", "replace")
+            # `id` and `retry` steer reconnection, which a meter does not do.
+        if data:
+            events.append((name, b"\n".join(data)))
 
 
 class _SseMeter:
@@ -321,7 +309,12 @@ class _SseMeter:
     def __init__(self, tally: _Tally, read: Callable[[_Tally, Mapping[str, Any]], None]) -> None:
         self._tally = tally
         self._read = read
-        self._parser = SseParser()
+        self._parser = SseParser(wanted=self._wanted)
+
+    def _wanted(self, event: bytes) -> bool:
+        # Only usage and the model are read: an event without either word holds neither
+        # (a word inside a text delta only costs a parse that finds nothing).
+        return b"usage" in event or (self._tally.model is None and b"model" in event)
 
     def feed(self, chunk: bytes) -> None:
         for _name, data in self._parser.feed(chunk):

@@ -15,11 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.github import effects
 from bot.github.client import RateLimited
 from bot.loops import Backoff, Ticker
-from bot.report.text import CHECK_NAME, Progress, check_run_body, comment_body
+from bot.report.text import CHECK_NAME, Progress, Usage, check_run_body, comment_body
 from bot.runs import leases
 from bot.runs.ledger import get_run
 from bot.runs.refs import resolve_base
-from bot.store.tables import FINAL_STATES, RunState, run_events, runs, utcnow
+from bot.store.tables import (
+    FINAL_STATES,
+    RunState,
+    gateway_audit,
+    run_events,
+    run_usage,
+    runs,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +138,8 @@ class Reporter:
         if run.last_reported_state is None or (
                 RunState(run.state) in FINAL_STATES
                 and RunState(run.last_reported_state) not in FINAL_STATES):
-            comment = await self._comment(gh, run, (check or {}).get("html_url"), now)
+            comment = await self._comment(gh, run, (check or {}).get("html_url"), now,
+                                          progress.usage)
             values["status_comment_id"] = comment["id"]
         async with self._engine.begin() as conn:
             await conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
@@ -165,11 +174,11 @@ class Reporter:
         return check
 
     async def _comment(self, gh: Any, run: Any, check_url: str | None,
-                       now: dt.datetime) -> dict[str, Any]:
+                       now: dt.datetime, usage: Usage | None = None) -> dict[str, Any]:
         owner, _, repo = run.repo_full_name.partition("/")
         key = f"status_comment:{run.id}"
         url_vars = {"owner": owner, "repo": repo, "issue_number": run.number}
-        body = comment_body(run, check_url, now)
+        body = comment_body(run, check_url, now, usage)
         created = False
 
         async def create() -> dict[str, Any]:
@@ -222,5 +231,35 @@ async def load_progress(db: AsyncEngine, run_id: int) -> Progress:
                 step += f": {data['input']}"
         else:
             step = str(data.get("text") or "") or None
+    usage, refused = await load_gateway_records(db, run_id)
     return Progress(seq=-1 if seq is None else int(seq), phase=phase, plan=plan,
-                    plan_more=more, step=step)
+                    plan_more=more, step=step, usage=usage, refused=refused)
+
+
+async def load_gateway_records(db: AsyncEngine, run_id: int
+                               ) -> tuple[Usage | None, list[tuple[str, int]]]:
+    """The run's model usage (summed) and the egress targets the gateway refused it, most
+    often first, as the gateway recorded them."""
+    async with db.connect() as conn:
+        totals = (await conn.execute(select(
+            func.count(), func.sum(run_usage.c.input_tokens), func.sum(run_usage.c.output_tokens),
+            func.sum(run_usage.c.cache_read_tokens), func.sum(run_usage.c.cache_write_tokens),
+        ).where(run_usage.c.run_id == run_id))).one()
+        models = (await conn.execute(select(run_usage.c.model).distinct().where(
+            run_usage.c.run_id == run_id, run_usage.c.model.is_not(None))
+            .order_by(run_usage.c.model))).scalars().all()
+        audits = (await conn.execute(select(gateway_audit.c.data).where(
+            gateway_audit.c.run_id == run_id, gateway_audit.c.kind == "egress")
+            .order_by(gateway_audit.c.id))).scalars().all()
+    usage = None
+    if totals[0]:
+        usage = Usage(input=int(totals[1] or 0), output=int(totals[2] or 0),
+                      cache_read=int(totals[3] or 0), cache_write=int(totals[4] or 0),
+                      models=tuple(models))
+    counts: dict[str, int] = {}
+    for data in audits:
+        if isinstance(data, dict) and data.get("verdict") == "refused" and data.get("host"):
+            target = f"{data['host']}:{data.get('port')}"
+            counts[target] = counts.get(target, 0) + 1
+    refused = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return usage, refused

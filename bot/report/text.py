@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.github import effects
-from bot.markdown import clip
+from bot.markdown import clip, code_span
 from bot.redact import redact
 from bot.store.tables import ACTIVE_STATES, RunState, aware
 
@@ -60,15 +60,38 @@ PLAN_LINES = {"completed": "- [x] {text}\n", "cancelled": "- [x] ~~{text}~~\n",
               "in_progress": "- [ ] **{text}**\n", "pending": "- [ ] {text}\n"}
 
 
+REFUSED_MAX = 20
+REFUSED_HEAD = "\n\n#### Hosts the sandbox was refused\n"
+REFUSED_HINT = ("\nTo allow one for this repository's runs, list it under `network.allow` in "
+                "`.github/agentbot.yml` (the operator decides which hosts a repository may add "
+                "with `AGENTBOT_EGRESS_REPO_ALLOW`), or ask the operator to add it to "
+                "`AGENTBOT_EGRESS_ALLOW`.\n")
+USAGE_LINE = ("**Model usage:** {input} input, {output} output, {cache_read} cache read and "
+              "{cache_write} cache write tokens{models}")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The model tokens a run spent through the gateway, over all its requests."""
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    models: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Progress:
-    """What the sandbox's events tell about a running agent."""
+    """What the sandbox's events and the gateway's records tell about a running agent."""
 
     seq: int = -1  # the newest event's seq; -1 without events
     phase: str | None = None
     plan: list[dict[str, Any]] = field(default_factory=list)
     plan_more: int = 0
     step: str | None = None  # the latest tool call or message
+    usage: Usage | None = None  # None before the first model response
+    refused: list[tuple[str, int]] = field(default_factory=list)  # (host:port, attempts)
 
 
 def conclusion(run: Any) -> str | None:
@@ -94,7 +117,8 @@ def check_run_body(run: Any, progress: Progress, now: dt.datetime) -> dict[str, 
         body["completed_at"] = _iso(run.finished_at or now)
     if run.started_at is not None and state is not RunState.QUEUED:
         body["started_at"] = _iso(run.started_at)
-    summary = _headline(run, now) + "\n\n" + _outcome(run, None) + _plan_text(progress)
+    summary = (_headline(run, now) + "\n\n" + _outcome(run, None) + _plan_text(progress)
+               + _usage_text(progress.usage) + _refused_text(progress.refused))
     body["output"] = {"title": clip(title(run, progress), TITLE_MAX),
                       "summary": clip(redact(summary), OUTPUT_MAX)}
     if state in ACTIVE_STATES:
@@ -120,7 +144,8 @@ def title(run: Any, progress: Progress | None = None) -> str:
     return text
 
 
-def comment_body(run: Any, check_url: str | None, now: dt.datetime) -> str:
+def comment_body(run: Any, check_url: str | None, now: dt.datetime,
+                 usage: Usage | None = None) -> str:
     """The sticky status comment, with its marker so a lost one can be found again.
 
     It is written twice: when the run is queued, pointing at the check run for the live
@@ -134,7 +159,7 @@ def comment_body(run: Any, check_url: str | None, now: dt.datetime) -> str:
         text += WORKING.format(check_url=check_url) if check_url else WORKING_NO_CHECK
     else:
         text = COMMENT_HEAD.format(icon=ICONS[state], id=run.id, title=title(run))
-        text += _headline(run, now) + "\n\n" + _outcome(run, check_url)
+        text += _headline(run, now) + "\n\n" + _outcome(run, check_url) + _usage_text(usage)
     if check_url:
         text += "\n\n" + DETAILS.format(check_url=check_url)
     return effects.tagged(redact(text), f"status_comment:{run.id}")
@@ -194,6 +219,28 @@ def _plan_text(progress: Progress) -> str:
     if progress.step:
         text += f"\n**Now:** {_one_line(progress.step)}\n"
     return text
+
+
+def _usage_text(usage: Usage | None) -> str:
+    if usage is None:
+        return ""
+    models = f" ({', '.join(code_span(m, 100) for m in usage.models)})" if usage.models else ""
+    return "\n\n" + USAGE_LINE.format(input=f"{usage.input:,}", output=f"{usage.output:,}",
+                                      cache_read=f"{usage.cache_read:,}",
+                                      cache_write=f"{usage.cache_write:,}", models=models)
+
+
+def _refused_text(refused: list[tuple[str, int]]) -> str:
+    """The hosts the egress proxy refused, so a maintainer can allow the ones they trust."""
+    if not refused:
+        return ""
+    text = REFUSED_HEAD
+    for target, attempts in refused[:REFUSED_MAX]:
+        text += f"- {code_span(target, 300)}" + (f" ({attempts} times)" if attempts > 1
+                                                 else "") + "\n"
+    if len(refused) > REFUSED_MAX:
+        text += f"- … and {len(refused) - REFUSED_MAX} more\n"
+    return text + REFUSED_HINT
 
 
 def duration(seconds: float) -> str:

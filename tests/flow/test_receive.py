@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,12 @@ async def test_receive_runs_a_label_through_to_a_pull_request(
         fake_github: FakeGitHub, tmp_path: Path, make_settings: Callable[..., Settings],
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTBOT_LOCAL_STATE_DIR", str(tmp_path / "state"))
+    # The scripted agent reads its plan from this test's directory under /tmp, which
+    # bubblewrap hides behind a private /tmp: this test is about `receive`, not isolation
+    # (tests/flow/test_isolation.py runs a whole flow under bubblewrap).
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None
+                        if name == "bwrap" else which(name, *args, **kwargs))
     flow = await Flow.create(fake_github, tmp_path, make_settings,
                              f"sqlite+aiosqlite:///{tmp_path / 'receive.db'}")
     try:

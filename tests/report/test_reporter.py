@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.github.client import GitHubApp
 from bot.markdown import COMMENT_MAX_CHARS
-from bot.report.reporter import Reporter
-from bot.report.text import OUTPUT_MAX, Progress, check_run_body, comment_body
+from bot.report.reporter import Reporter, load_progress
+from bot.report.text import OUTPUT_MAX, Progress, Usage, check_run_body, comment_body
 from bot.runs.ledger import get_run, transition
-from bot.store.tables import RunState, run_events, runs
+from bot.store.tables import RunState, gateway_audit, run_events, run_usage, runs
 from tests.fakes.github import FakeGitHub
 from tests.runs.test_callbacks import queue_run
 
@@ -183,3 +183,44 @@ async def test_texts_stay_within_githubs_limits(engine: AsyncEngine) -> None:
     text = comment_body(run, "https://github.com/x/runs/1", dt.datetime.now(dt.UTC))
     assert len(text) <= COMMENT_MAX_CHARS
     assert text.endswith(f"<!-- agentbot:status_comment:{run_id} -->")
+
+
+async def test_the_gateways_usage_and_refused_hosts_reach_the_check_run_and_comment(
+        engine: AsyncEngine, world: FakeGitHub, github_app: GitHubApp) -> None:
+    run_id = await queue_run(engine, number=1, installation_id=7, repo_id=100,
+                             repo_full_name=REPO)
+    now = dt.datetime.now(dt.UTC)
+    async with engine.begin() as conn:
+        for model, tokens in (("claude-sonnet-4-5", 1000), ("claude-haiku-4-5", 20),
+                              ("claude-sonnet-4-5", 234)):
+            await conn.execute(insert(run_usage).values(
+                run_id=run_id, at=now, provider="anthropic", model=model,
+                input_tokens=tokens, output_tokens=tokens // 2, cache_read_tokens=7,
+                cache_write_tokens=1))
+        targets = [("evil.example", 443, "refused"), ("pypi.org", 443, "allowed"),
+                   ("evil.example", 443, "refused"), ("`x`](http://a)", 80, "refused")]
+        for host, port, verdict in targets:
+            await conn.execute(insert(gateway_audit).values(
+                run_id=run_id, at=now, kind="egress",
+                data={"host": host, "port": port, "verdict": verdict}))
+    progress = await load_progress(engine, run_id)
+    assert progress.usage == Usage(input=1254, output=627, cache_read=21, cache_write=3,
+                                   models=("claude-haiku-4-5", "claude-sonnet-4-5"))
+    assert progress.refused == [("evil.example:443", 2), ("`x`](http://a):80", 1)]
+
+    await transition(engine, run_id, RunState.STARTING, "test")
+    await transition(engine, run_id, RunState.RUNNING, "test")
+    await reporter(engine, github_app, Clock()).report(run_id)
+    [check] = world.check_runs(REPO)
+    summary = check.output["summary"]
+    assert ("**Model usage:** 1,254 input, 627 output, 21 cache read and 3 cache write "
+            "tokens (`claude-haiku-4-5`, `claude-sonnet-4-5`)") in summary
+    assert "- `evil.example:443` (2 times)\n" in summary
+    # A hostile host name stays inside its code span: no link is made of it.
+    assert "- `` `x`](http://a):80 ``\n" in summary
+    assert "pypi.org" not in summary and "network.allow" in summary
+
+    await transition(engine, run_id, RunState.FAILED, "test", error="boom")
+    await reporter(engine, github_app, Clock()).report(run_id)
+    [comment] = world.comments(REPO, 1)
+    assert "**Model usage:** 1,254 input" in comment.body
