@@ -58,14 +58,21 @@ def default_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k in _PASS_NAMES}
 
 
-def bwrap_argv(bwrap: str, run_dir: Path, *, private_network: bool = False) -> list[str]:
+def bwrap_argv(bwrap: str, run_dir: Path, *, private_network: bool = False,
+               keep: tuple[Path, ...] = ()) -> list[str]:
     """bubblewrap around the runner: host filesystem read-only, the run's directory and a
     private /tmp writable, its own process namespace, and (`private_network`) a network
-    namespace with loopback only, whose way out is the run's relay sockets."""
+    namespace with loopback only, whose way out is the run's relay sockets.
+
+    `keep` are directories the runner needs (its interpreter, the code): those under /tmp
+    would be hidden by the private /tmp, so they are bound into it again, read-only."""
     private_tmp = "/tmp"  # noqa: S108 - a fresh tmpfs inside the sandbox, not the host's /tmp
+    again: list[str] = []
+    for path in sorted({str(p) for p in keep if Path(p).is_relative_to(private_tmp)}):
+        again += ["--ro-bind", path, path]
     return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", private_tmp, "--bind", str(run_dir), str(run_dir), "--unshare-pid",
-            *(["--unshare-net"] if private_network else []),
+            "--tmpfs", private_tmp, *again, "--bind", str(run_dir), str(run_dir),
+            "--unshare-pid", *(["--unshare-net"] if private_network else []),
             "--die-with-parent", "--chdir", str(run_dir), "--"]
 
 
@@ -277,7 +284,13 @@ class LocalExecutor:
         runner = [self._python, "-m", "sandbox"]
         if not self._bwrap:
             return runner
-        return [*bwrap_argv(self._bwrap, run_dir, private_network=private_network), *runner]
+        # The interpreter's installation and the code, wherever they are (a CI's venv and
+        # checkout may well live under /tmp).
+        python = Path(self._python)
+        keep = (SANDBOX_ROOT, Path(sys.prefix), Path(sys.base_prefix), python.parent.parent,
+                python.resolve().parent.parent)
+        return [*bwrap_argv(self._bwrap, run_dir, private_network=private_network, keep=keep),
+                *runner]
 
     def _sandbox_env(self, run_dir: Path, *, relay: bool = False) -> dict[str, str]:
         env = dict(self._env)

@@ -40,6 +40,15 @@ def test_bwrap_unshares_the_network_only_when_asked(tmp_path: Path) -> None:
     assert "--unshare-net" in bwrap_argv("/usr/bin/bwrap", tmp_path, private_network=True)
 
 
+def test_what_the_runner_needs_under_tmp_is_bound_again_read_only(tmp_path: Path) -> None:
+    venv, code = Path("/tmp/ci/venv"), Path("/opt/agentbot")  # noqa: S108
+    argv = bwrap_argv("/usr/bin/bwrap", tmp_path, keep=(venv, code, venv))
+    # After the private /tmp (which would hide it), once; a path outside /tmp needs nothing.
+    assert argv.count(str(venv)) == 2 and str(code) not in argv
+    assert argv.index("--tmpfs") < argv.index(str(venv))
+    assert argv[argv.index(str(venv)) - 1] == "--ro-bind"
+
+
 async def _echo_server() -> tuple[asyncio.AbstractServer, int]:
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         data = await reader.read()  # until the client's half-close
@@ -75,7 +84,9 @@ async def test_inside_a_private_network_only_the_relayed_port_answers(tmp_path: 
         "    return f'{data[:5].decode()}{len(data)}'\n"
         f"print(talk({port}), talk({other_port}))\n")
     process = await asyncio.create_subprocess_exec(
-        *bwrap_argv(BWRAP or "", tmp_path, private_network=True), sys.executable, "-c", code,
+        *bwrap_argv(BWRAP or "", tmp_path, private_network=True,
+                    keep=(ROOT, Path(sys.prefix), Path(sys.base_prefix))),
+        sys.executable, "-c", code,
         env={"PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 30)
