@@ -135,7 +135,8 @@ class Flow:
         assert self.client is not None
         response = await self.client.post(
             "/webhook", data=body,
-            headers=p.webhook_headers(event, delivery_id, body, WEBHOOK_SECRET))
+            headers=p.webhook_headers(event, delivery_id, body,
+                                      self.settings.github_webhook_secret or WEBHOOK_SECRET))
         assert response.status == 202, await response.text()
         return delivery_id
 

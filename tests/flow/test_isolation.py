@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets as random_secrets
 import shutil
 import sys
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from bot.executors.local import LocalExecutor
 from bot.gateway import credentials
 from bot.gateway.credentials import gateway_key
 from bot.runs.callbacks import callback_key, run_token
-from tests.conftest import WEBHOOK_SECRET
 from tests.fakes import payloads as p
 from tests.fakes.github import FakeGitHub
 from tests.flow.harness import Flow
@@ -28,7 +28,6 @@ pytestmark = pytest.mark.slow
 
 BWRAP = shutil.which("bwrap")
 PROBE = Path(__file__).with_name("probe_agent.py")
-MODEL_KEY = "sk-ant-api03-operatorKeyOnlyTheGatewayHolds0123456789abcdef"
 
 
 @pytest.mark.skipif(not BWRAP, reason="bubblewrap is not installed (.ci/run installs it)")
@@ -37,9 +36,13 @@ async def test_an_injected_agent_finds_no_credential_and_reaches_only_the_gatewa
     flow = await Flow.create(fake_github, tmp_path, make_settings,
                              f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
     github_port = urlsplit(fake_github.url).port
+    # Made here, not written in any file: the agent may read this very repository (a CI's
+    # checkout under /tmp is bound into the sandbox), and must not find them anywhere.
+    model_key = f"sk-ant-api03-{random_secrets.token_urlsafe(40)}"
+    webhook_secret = random_secrets.token_urlsafe(32)
     flow.settings = flow.settings.model_copy(update={
         "agent_command": f"{sys.executable} {PROBE} {github_port}",
-        "anthropic_api_key": MODEL_KEY})
+        "anthropic_api_key": model_key, "github_webhook_secret": webhook_secret})
     flow.make_executor = lambda: LocalExecutor(
         state_dir=tmp_path / "state", run_root=tmp_path / "runs", bwrap=BWRAP,
         env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}, keep_run_dirs=True,
@@ -63,8 +66,8 @@ async def test_an_injected_agent_finds_no_credential_and_reaches_only_the_gatewa
     pem = flow.settings.private_key_pem() or ""
     secrets = {
         "the App's private key": pem.splitlines()[1],
-        "the webhook secret": WEBHOOK_SECRET,
-        "the operator's model key": MODEL_KEY,
+        "the webhook secret": webhook_secret,
+        "the operator's model key": model_key,
         "the callback token": run_token(callback_key(pem), run.id),
         **{f"GitHub token {t[:8]}...": t for t in fake_github.state.tokens},
     }
