@@ -86,10 +86,10 @@ class Gateway:
         self.proxy_port = await self.egress.start(host, proxy_port)
         log.info("gateway egress proxy listening", extra={"port": self.proxy_port})
 
-    def run_changed(self, run_id: int | None = None) -> None:
-        """A run changed here: stop serving it at once if it ended, and revoke its token."""
-        if run_id is not None:
-            self.grants.forget(run_id)
+    def run_changed(self) -> None:
+        """A run changed in this process: refuse an ended run's credential at once rather
+        than when its cached grant expires, and revoke its token."""
+        self.grants.forget()
         self.tokens.notify()
 
     async def close(self) -> None:

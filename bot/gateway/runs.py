@@ -56,9 +56,9 @@ class RunGrants:
         self._cache[run_id] = grant
         return grant
 
-    def forget(self, run_id: int) -> None:
-        """Stop trusting a cached grant (its run changed)."""
-        self._cache.pop(run_id, None)
+    def forget(self) -> None:
+        """Stop trusting cached grants: a run changed in this process (a cancel, an end)."""
+        self._cache.clear()
 
     def _repo_hosts(self, config: dict[str, Any] | None) -> tuple[str, ...]:
         """The hosts the repository's `network.allow` adds, as far as the operator lets it."""

@@ -15,6 +15,7 @@ from bot.config.settings import Settings
 from bot.gateway import credentials
 from bot.gateway.app import gateway_app
 from bot.gateway.credentials import gateway_key
+from bot.gateway.runs import RunGrants
 from bot.runs.ledger import transition
 from bot.store.tables import RunState, gateway_audit
 from tests.cli.test_cli import agentbot
@@ -81,3 +82,20 @@ def test_the_gateway_command_needs_the_apps_key_but_not_the_webhook_secret(
     done = agentbot("gateway", env={"GITHUB_APP_ID": "12"}, cwd=tmp_path)
     assert done.returncode == 2
     assert "GITHUB_PRIVATE_KEY" in done.stderr and "WEBHOOK" not in done.stderr
+
+
+async def test_a_run_change_in_process_refuses_an_ended_runs_credential_at_once(
+        engine: AsyncEngine, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    key = gateway_key(settings.private_key_pem() or "")
+    grants = RunGrants(engine, key, ttl_seconds=3600)  # a cache that would outlive the run
+    run_id = await queue_run(engine, installation_id=7, repo_id=100, number=1,
+                             repo_full_name="octo-org/demo")
+    await transition(engine, run_id, RunState.STARTING, "test")
+    credential = credentials.issue(key, run_id)
+    assert await grants.grant(credential) is not None
+    await transition(engine, run_id, RunState.CANCELLED, "test")
+    assert await grants.grant(credential) is not None  # still cached
+    grants.forget()
+    assert await grants.grant(credential) is None
+    assert await grants.grant(credential[:-1] + ("A" if credential[-1] != "A" else "B")) is None
