@@ -108,6 +108,7 @@ async def start_bot(bot: Bot) -> None:
         settings=settings, db=bot.engine, github=bot.github, permissions=Permissions(),
         app_login=getattr(bot.github, "app_login", None),
         on_run_change=run_changed, configs=RepoConfigs(bot.github),
+        on_limit=lambda limit: bot.metrics.triggers_refused.labels(limit).inc(),
     )
     bot.inbox = Inbox(bot.engine, router, bot.context, bot.inbox_options)
     if bot.engine.dialect.name == "sqlite":

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.store.tables import RunState, runs
+from bot.store.tables import RunState, runs, usage_totals
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,38 @@ class ExecutorCollector(Collector):
         yield restarts
 
 
+class UsageCollector(Collector):
+    """Model usage per installation and model, from `usage_totals` as the scrape read it."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+
+    def _families(self) -> tuple[CounterMetricFamily, CounterMetricFamily]:
+        return (
+            CounterMetricFamily("agentbot_model_tokens",
+                                "Model tokens the gateway booked, by installation, model and "
+                                "kind (input, output, cache_read, cache_write)",
+                                labels=["installation", "model", "kind"]),
+            CounterMetricFamily("agentbot_model_cost_dollars",
+                                "Dollars of the booked tokens by the price table, by "
+                                "installation and model (unpriced models count zero)",
+                                labels=["installation", "model"]),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        tokens, dollars = self._families()
+        for row in self.rows:
+            labels = [str(row.installation_id), row.model or "unknown"]
+            for kind in ("input", "output", "cache_read", "cache_write"):
+                tokens.add_metric([*labels, kind], getattr(row, f"{kind}_tokens"))
+            dollars.add_metric(labels, row.cost)
+        yield tokens
+        yield dollars
+
+
 class Metrics:
     """Every metric of one agentbot process, in its own registry (tests run several at once)."""
 
@@ -85,7 +117,12 @@ class Metrics:
             "agentbot_github_rate_limit_remaining",
             "x-ratelimit-remaining of the latest GitHub response that carried it",
             registry=self.registry)
+        self.triggers_refused = Counter(
+            "agentbot_triggers_refused", "Triggers refused by a daily limit, by limit",
+            ["limit"], registry=self.registry)
+        self.usage = UsageCollector()
         self.registry.register(ExecutorCollector(executor))
+        self.registry.register(self.usage)
 
     def observe_delivery(self, event: str, outcome: str, seconds: float) -> None:
         """webhook.OBSERVE_KEY: one answered delivery."""
@@ -124,6 +161,18 @@ class Metrics:
         for state in RunState:
             self.runs.labels(state.value).set(counts.get(state.value, 0))
 
+    async def read_usage(self, engine: AsyncEngine | None) -> None:
+        """Read the usage totals for this scrape; on failure the last ones read stay."""
+        if engine is None:
+            return
+        try:
+            async with asyncio.timeout(SCRAPE_DB_TIMEOUT), engine.connect() as conn:
+                self.usage.rows = list((await conn.execute(
+                    select(usage_totals).order_by(usage_totals.c.installation_id,
+                                                  usage_totals.c.model))).all())
+        except Exception as exc:  # noqa: BLE001 - the other metrics are still worth serving
+            log.warning("metrics: usage not read (%s)", type(exc).__name__)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -133,6 +182,7 @@ def handler(metrics: Metrics, engine: Callable[[], AsyncEngine | None]
     """`GET /metrics`: count runs now, then the registry in Prometheus' text format."""
     async def serve_metrics(request: web.Request) -> web.Response:
         await metrics.count_runs(engine())
+        await metrics.read_usage(engine())
         return web.Response(body=metrics.render(),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -55,10 +55,17 @@ def succeeded(changeset: Changeset, summary: str | None, run_id: int,
     }
 
 
-def failed(summary: str, stats: dict[str, Any]) -> dict[str, Any]:
-    """The result of a run that failed at some step; the summary says which and why."""
+def failed(summary: str, stats: dict[str, Any],
+           partial: Changeset | None = None) -> dict[str, Any]:
+    """The result of a run that failed at some step; the summary says which and why. An agent
+    that stopped half-way leaves its changes so far in `partial`: they come along, marked."""
+    if partial is None or not partial.changes:
+        return {"status": "failed", "summary": _clip(summary, MAX_SUMMARY),
+                "commit_message": "", "changes": [], "stats": stats}
+    # No commit message: the summary says what went wrong, not what changed; the bot writes
+    # the partial commit's message.
     return {"status": "failed", "summary": _clip(summary, MAX_SUMMARY), "commit_message": "",
-            "changes": [], "stats": stats}
+            "changes": partial.changes, "stats": {**stats, **partial.stats, "partial": True}}
 
 
 def write_termination_message(text: str) -> None:

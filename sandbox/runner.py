@@ -122,7 +122,15 @@ class Runner:
         try:
             self._timed("checkout", self._checkout)
             self._timed("setup", self._setup)
-            summary = self._timed("agent", self._agent)
+            try:
+                summary = self._timed("agent", self._agent)
+            except Failure as failure:
+                if failure.code != exitcodes.AGENT:
+                    raise
+                # The agent stopped with an error (its model budget ran out, say): what it
+                # changed so far goes with the failed result, for the bot to publish as partial
+                # work where that is the reason.
+                return self.fail(failure, partial=self._partial())
             changeset = self._timed("changeset", self._changeset)
             self.stats["total_seconds"] = round(time.monotonic() - self.started, 3)
             result = succeeded(changeset, summary, self.spec.run_id, self.stats)
@@ -228,6 +236,22 @@ class Runner:
             raise Failure(exitcodes.CHANGESET, "changeset", f"The changes were refused: {exc}"
                           ) from None
 
+    def _partial(self) -> Any:
+        """The changes so far of an agent that failed, or None where there are none to keep."""
+        try:
+            changeset = self._changeset()
+        except Failure as failure:
+            log.warning("the partial changes are not kept: %s", failure.summary)
+            return None
+        if not changeset.changes:
+            return None
+        size = len(json.dumps(changeset.changes))
+        if size > self.spec.limits.max_result_bytes:
+            log.warning("the partial changes are not kept: %d bytes", size)
+            return None
+        self.sink.emit(phase("changeset", "succeeded", partial=True, **changeset.stats))
+        return changeset
+
     def _upload(self, result: dict[str, Any]) -> int:
         self.sink.emit(phase("upload", "started", result=result["status"]))
         self.sink.flush(FLUSH_SECONDS)  # progress first, so the bot sees it before the end
@@ -242,8 +266,9 @@ class Runner:
         write_termination_message(f"{result['status']}: {files} files changed")
         return exitcodes.OK
 
-    def fail(self, failure: Failure) -> int:
-        """Report a failed step: an event, the failed result, the termination message."""
+    def fail(self, failure: Failure, partial: Any = None) -> int:
+        """Report a failed step: an event, the failed result (with the changes so far, where
+        `partial` holds them), the termination message."""
         log.error("%s", failure.summary)
         status = "timed_out" if failure.code == exitcodes.TIMEOUT else "failed"
         self.sink.emit(phase(failure.phase, status, reason=failure.summary))
@@ -253,7 +278,8 @@ class Runner:
         self.stats["timed_out"] = failure.code == exitcodes.TIMEOUT
         self.sink.flush(FLUSH_SECONDS)
         try:
-            self.client.put_result(self.redactor.value(failed(failure.summary, self.stats)))
+            self.client.put_result(self.redactor.value(failed(failure.summary, self.stats,
+                                                              partial)))
         except CallbackError as exc:
             log.error("the failed result could not be delivered either: %s", exc)
         write_termination_message(self.redactor.text(

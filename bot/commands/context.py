@@ -36,3 +36,5 @@ class Context:
     app_login: str | None = None
     # bot.config.loader.RepoConfigs: each repository's .github/agentbot.yml, ETag-cached.
     configs: Any = None
+    # Told the name of the daily limit that refused a trigger (a metric counts them).
+    on_limit: Callable[[str], None] = lambda _limit: None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.config.budget import Budget, parse_budget
 from bot.config.settings import AGENTS, MODEL_NAME, parse_duration
 from bot.markdown import SUGGESTION_CUTOFF, closest, code_span
 
@@ -54,6 +55,10 @@ OPTIONS: tuple[OptionInfo, ...] = (
     OptionInfo("model", "NAME", "the model the agent uses, passed to it as given"),
     OptionInfo("timeout", "DURATION",
                "how long the run may take, like 20m or 1h30m (the operator's limit caps it)"),
+    OptionInfo("budget", "LIMIT",
+               "what the run's model may spend, like $3, 500k (tokens) or $3,2M (the "
+               "operator's limit caps it); at the limit the run stops and its work so far "
+               "becomes a partial draft pull request"),
 )
 
 _SYNOPSIS = " ".join(f"[{option.flag} {option.metavar}]" for option in OPTIONS)
@@ -113,6 +118,7 @@ class Command:
     agent: str | None = None
     model: str | None = None
     timeout: int | None = None
+    budget: Budget | None = None
     line: int = 1
 
 
@@ -244,6 +250,7 @@ def _parse_line(rest: str, following: list[str], line: int) -> Command:
         agent=values.get("agent"),  # type: ignore[arg-type]
         model=values.get("model"),  # type: ignore[arg-type]
         timeout=values.get("timeout"),  # type: ignore[arg-type]
+        budget=values.get("budget"),  # type: ignore[arg-type]
         line=line,
     )
 
@@ -277,8 +284,13 @@ def _parse_options(command: CommandInfo, verb: str,
     return values, index
 
 
-def _option_value(option: OptionInfo, value: str) -> str | int:
+def _option_value(option: OptionInfo, value: str) -> str | int | Budget:
     """The option's value, normalised, or _Invalid saying what is wrong with it."""
+    if option.name == "budget":
+        try:
+            return parse_budget(value)
+        except ValueError as exc:
+            raise _Invalid(f"{code_span(option.flag)}: {exc}") from None
     if option.name == "timeout":
         try:
             return parse_duration(value)

@@ -28,6 +28,21 @@ COMMAND_AGENT_MISSING = (
     "`AGENTBOT_AGENT_COMMAND`."
 )
 COMMAND_ERROR = "@{login} {message}\n\n{usage}"
+DAILY_RUNS = (
+    "@{login} agentbot did not start a run: you have started {count} runs today, the most "
+    "one person may start in a day here (`AGENTBOT_USER_DAILY_RUNS`). The limit resets at "
+    "{reset}."
+)
+DAILY_USER_BUDGET = (
+    "@{login} agentbot did not start a run: the runs you started today have used {spent}, "
+    "which reaches the daily limit of {limit} per person (`AGENTBOT_USER_DAILY_BUDGET`). "
+    "The limit resets at {reset}."
+)
+DAILY_INSTALLATION_BUDGET = (
+    "@{login} agentbot did not start a run: the runs of this installation today have used "
+    "{spent}, which reaches its daily limit of {limit} (`AGENTBOT_INSTALLATION_DAILY_BUDGET`). "
+    "The limit resets at {reset}."
+)
 PR_NEEDS_INSTRUCTIONS = (
     "@{login} on a pull request, tell agentbot what to change: `/agent <instructions>`."
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,8 +11,11 @@ from bot.commands import replies
 from bot.commands.context import Context
 from bot.commands.grammar import Command, help_text
 from bot.commands.sources import Source, reply, run_link
+from bot.config.budget import Budget, Spend
 from bot.config.repo import ConfigError, Effective, effective
+from bot.config.settings import format_duration
 from bot.runs import ledger
+from bot.store import usage as usage_store
 from bot.store.tables import RunState
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,12 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
     instructions = command.text.strip() if command else ""
     if agent == "command" and not settings.agent_command:
         await reply(ctx, gh, source, replies.COMMAND_AGENT_MISSING.format(login=source.login))
+        return None
+    if command and command.budget:
+        budget, budget_from = command.budget.capped(settings.run_budget_cap), "command"
+    else:
+        budget, budget_from = config.budget, "config"
+    if await refused_by_daily_limits(ctx, gh, source):
         return None
     base_ref = source.repo.get("default_branch") or "main"
     head_ref = base_sha = None
@@ -97,17 +107,72 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
         agent=agent,
         model=model,
         timeout_seconds=timeout,
-        config=config_snapshot(config),
+        config=config_snapshot(config, budget, budget_from),
     )
 
 
-def config_snapshot(config: Effective) -> dict[str, Any]:
-    """What a run keeps of its repo config (JSON): setup, instructions, draft, policy."""
+def config_snapshot(config: Effective, budget: Budget | None = None,
+                    budget_from: str = "config") -> dict[str, Any]:
+    """What a run keeps of its repo config (JSON): setup, instructions, draft, policy, the
+    hosts it may reach and its model budget (the command's, else the config's)."""
+    budget = config.budget if budget is None else budget
     return {
         "setup": list(config.setup), "instructions": config.instructions,
         "draft": config.draft, "max_changed_files": config.max_changed_files,
         "protected_paths": list(config.protected_paths), "allow_forks": config.allow_forks,
+        "network": {"allow": list(config.network_allow)},
+        "budget": budget.to_json(), "budget_from": budget_from,
     }
+
+
+def day_bounds(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The start of the UTC day of `now`, and the start of the next (when limits reset)."""
+    start = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + dt.timedelta(days=1)
+
+
+def _reset_text(now: dt.datetime, reset: dt.datetime) -> str:
+    left = int((reset - now).total_seconds())
+    return f"{reset:%Y-%m-%d %H:%M} UTC (in {format_duration(max(left, 60) // 60 * 60)})"
+
+
+async def refused_by_daily_limits(ctx: Context, gh: Any, source: Source) -> bool:
+    """Whether a daily limit refuses this trigger, after replying which one and when it
+    resets."""
+    settings = ctx.settings
+    limits = (settings.user_daily_runs, settings.user_budget, settings.installation_budget)
+    if not any(limits):
+        return False
+    now = ctx.clock()
+    since, reset = day_bounds(now)
+    when = _reset_text(now, reset)
+    sender_id = int(source.sender["id"])
+    message = limit = None
+    if settings.user_daily_runs:
+        count = await usage_store.runs_started(ctx.db, sender_id, since)
+        if count >= settings.user_daily_runs:
+            limit = "user_daily_runs"
+            message = replies.DAILY_RUNS.format(login=source.login, count=count, reset=when)
+    if message is None and settings.user_budget:
+        spent = Spend(*await usage_store.total(ctx.db, sender_id=sender_id, since=since))
+        if reached := settings.user_budget.reached(spent):
+            limit = "user_daily_budget"
+            message = replies.DAILY_USER_BUDGET.format(login=source.login, spent=spent.describe(),
+                                                       limit=reached, reset=when)
+    if message is None and settings.installation_budget:
+        spent = Spend(*await usage_store.total(ctx.db, installation_id=source.installation_id,
+                                               since=since))
+        if reached := settings.installation_budget.reached(spent):
+            limit = "installation_daily_budget"
+            message = replies.DAILY_INSTALLATION_BUDGET.format(
+                login=source.login, spent=spent.describe(), limit=reached, reset=when)
+    if message is None or limit is None:
+        return False
+    log.info("trigger refused by a daily limit", extra={
+        "limit": limit, "login": source.login, "repo": source.repo_full_name})
+    ctx.on_limit(limit)
+    await reply(ctx, gh, source, message)
+    return True
 
 
 async def start_run(ctx: Context, gh: Any, source: Source, *, trigger: str,
@@ -166,6 +231,14 @@ async def retry(ctx: Context, gh: Any, source: Source, *, trigger: str,
             login=source.login, error=config))
         return
     fork = bool((run.context or {}).get("fork"))
+    if await refused_by_daily_limits(ctx, gh, source):
+        return
+    # A budget the command gave stays the run's (capped as the operator's limit is now);
+    # one that came from the config follows the config.
+    earlier = run.config or {}
+    budget = None
+    if earlier.get("budget_from") == "command":
+        budget = Budget.from_json(earlier.get("budget")).capped(ctx.settings.run_budget_cap)
     new = ledger.NewRun(
         installation_id=run.installation_id, repo_id=run.repo_id,
         repo_full_name=run.repo_full_name, clone_url=run.clone_url, number=run.number,
@@ -178,7 +251,7 @@ async def retry(ctx: Context, gh: Any, source: Source, *, trigger: str,
         retry_of=run.id, title=run.title, body=run.body, instructions=run.instructions,
         context=run.context, agent=run.agent, model=run.model,
         timeout_seconds=min(run.timeout_seconds, ctx.settings.run_timeout),
-        config=config_snapshot(config),
+        config=config_snapshot(config, budget, "command" if budget is not None else "config"),
     )
     await _create(ctx, gh, source, new)
 

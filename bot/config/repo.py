@@ -10,16 +10,20 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
+from bot.config.budget import Budget, parse_budget
 from bot.config.settings import AGENTS, MODEL_NAME, Settings, parse_duration
 from bot.markdown import closest, code_span
 
 CONFIG_PATH = ".github/agentbot.yml"
 KEYS = ("trigger_label", "agent", "model", "timeout", "setup", "instructions", "draft",
-        "max_changed_files", "protected_paths", "allowed_bots", "allow_forks")
+        "max_changed_files", "protected_paths", "allowed_bots", "allow_forks", "budget",
+        "network")
+NETWORK_KEYS = ("allow",)
 CONTENTS_URL = "/repos/{owner}/{repo}/contents/{+path}{?ref}"
 LABEL_LIMIT = 50  # GitHub's limit for a label's name
 # Instructions longer than this are a whole document pasted into every prompt, not guidance.
 INSTRUCTIONS_LIMIT = 64 * 1024
+_HOST_PATTERN = re.compile(r"(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::\d{1,5})?")
 _LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}(?:\[bot\])?")
 FILE_SUFFIXES = (".md", ".markdown", ".txt", ".rst")
 _BOOL, _INT, _NULL = (f"tag:yaml.org,2002:{name}" for name in ("bool", "int", "null"))
@@ -37,6 +41,9 @@ EXPECTED_ITEM = "expected {what} as text, got {kind} (quote an item that contain
 EXPECTED_FLAG = "expected `true` or `false`, got {value}"
 EXPECTED_COUNT = "expected a whole number of at least 1, got {value}"
 EMPTY_ITEM = "an item of the list is empty"
+BAD_HOST = "{value} is not a host name; write `example.com`, `*.example.com` or `example.com:8443`"
+EXPECTED_NETWORK = "expected a mapping like `allow: [example.com]`"
+UNKNOWN_NETWORK_KEY = "unknown key {key} under `network`; the keys are {keys}"
 ONE_LINE = "expected one line of text"
 LONG_LABEL = f"a label name is at most {LABEL_LIMIT} characters"
 UNKNOWN_AGENT = "unknown agent {value}{suggestion}; the agents are {agents}"
@@ -70,6 +77,13 @@ class ConfigError(Exception):
         return f"{code_span(self.path, 100)}{line}{key}: {self.message}"
 
 
+@dataclass(frozen=True)
+class Network:
+    """`network:` of the config: `allow` lists the hosts its runs ask to reach."""
+
+    allow: tuple[str, ...] = ()
+
+
 class RepoConfig(BaseModel):
     """A repository's settings as written (unset keys None); `effective()` applies defaults."""
 
@@ -86,6 +100,8 @@ class RepoConfig(BaseModel):
     protected_paths: tuple[str, ...] = (".github/workflows/**",)
     allowed_bots: tuple[str, ...] = ()
     allow_forks: bool = False  # beyond the spec's keys: PRs from forks are refused by default
+    budget: Budget | None = None
+    network: Network = Network()
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
     def line_of(self, key: str) -> int | None:
@@ -215,7 +231,37 @@ _CHECKS: dict[str, Callable[[yaml.Node], Any]] = {
     "allowed_bots": _texts("a login", lambda v: None if _LOGIN.fullmatch(v)
                            else BAD_LOGIN.format(value=code_span(v, 40))),
     "allow_forks": _flag,
+    "budget": lambda node: _budget(node),
+    "network": lambda node: _network(node),
 }
+
+
+def _budget(node: yaml.Node) -> Budget | None:
+    text = _text(node)
+    if text is None:
+        return None
+    try:
+        return parse_budget(text)
+    except ValueError as exc:
+        raise _Bad(str(exc), node) from None
+
+
+def _network(node: yaml.Node) -> Network | None:
+    """`network: {allow: [host, ...]}`."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+        return None
+    if not isinstance(node, yaml.MappingNode):
+        raise _Bad(EXPECTED_NETWORK, node)
+    hosts: tuple[str, ...] | None = None
+    for key_node, value_node in node.value:
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else ""
+        if key not in NETWORK_KEYS:
+            raise _Bad(UNKNOWN_NETWORK_KEY.format(
+                key=code_span(str(key), 40),
+                keys=", ".join(code_span(k) for k in NETWORK_KEYS)), key_node)
+        hosts = _texts("a host name", lambda v: None if _HOST_PATTERN.fullmatch(v)
+                       else BAD_HOST.format(value=code_span(v, 60)))(value_node)
+    return Network(allow=hosts or ())
 
 
 def _globs(globs: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -296,6 +342,8 @@ class Effective:
     protected_paths: tuple[str, ...]
     allowed_bots: tuple[str, ...]
     allow_forks: bool
+    budget: Budget = Budget()  # the repository's, capped by AGENTBOT_MAX_RUN_BUDGET
+    network_allow: tuple[str, ...] = ()
     capped: tuple[str, ...] = ()  # keys whose value the operator's limit lowered
 
     def allows_bot(self, login: str) -> bool:
@@ -317,9 +365,14 @@ def effective(config: RepoConfig, settings: Settings) -> Effective:
     capped = tuple(key for key, given, used in (("timeout", config.timeout, timeout),
                                                 ("max_changed_files", config.max_changed_files,
                                                  max_files)) if given and given > used)
+    cap = settings.run_budget_cap
+    if config.budget is not None and config.budget.exceeds(cap):
+        capped += ("budget",)
     return Effective(
         trigger_label=config.trigger_label or settings.trigger_label,
         agent=config.agent or settings.default_agent, model=config.model,
         timeout_seconds=timeout, setup=config.setup, instructions=config.instructions,
         draft=config.draft, max_changed_files=max_files, protected_paths=config.protected_paths,
-        allowed_bots=config.allowed_bots, allow_forks=config.allow_forks, capped=capped)
+        allowed_bots=config.allowed_bots, allow_forks=config.allow_forks,
+        budget=(config.budget or Budget()).capped(cap), network_allow=config.network.allow,
+        capped=capped)

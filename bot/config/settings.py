@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -10,6 +11,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.config.budget import Budget, PriceTable, PriceTableError, parse_budget
 
 # The agents a run can use; sandbox/agents.py has an adapter for each.
 AGENTS = ("claude", "codex", "opencode", "aider", "command")
@@ -190,6 +193,23 @@ class Settings(BaseSettings):
     max_result_bytes: int = Field(
         20 * 1024 * 1024, alias="AGENTBOT_MAX_RESULT_BYTES", ge=1,
         description="The largest result a sandbox may upload, in bytes.")
+    max_run_budget: str = Field(
+        "", alias="AGENTBOT_MAX_RUN_BUDGET",
+        description="The most one run may spend on its model, like `$5`, `2M tokens` or "
+                    "`$5, 2M tokens`; also the budget of a run that names none.")
+    user_daily_runs: int | None = Field(
+        None, alias="AGENTBOT_USER_DAILY_RUNS", ge=1,
+        description="How many runs one person may start a day (UTC).")
+    user_daily_budget: str = Field(
+        "", alias="AGENTBOT_USER_DAILY_BUDGET",
+        description="What the runs one person started may spend a day (UTC), like `$20`.")
+    installation_daily_budget: str = Field(
+        "", alias="AGENTBOT_INSTALLATION_DAILY_BUDGET",
+        description="What the runs of one installation may spend a day (UTC), like `$100`.")
+    price_table: Path | None = Field(
+        None, alias="AGENTBOT_PRICE_TABLE",
+        description="A YAML file of model prices that replaces and adds to the built-in "
+                    "table (docs/budgets.md).")
     trigger_label: str = Field(
         "agent", alias="AGENTBOT_TRIGGER_LABEL", min_length=1,
         description="The label that starts a run; a repository may name another.")
@@ -207,6 +227,18 @@ class Settings(BaseSettings):
             return parse_duration(value)
         raise ValueError("expected a duration like 30m")
 
+    @field_validator("max_run_budget", "user_daily_budget", "installation_daily_budget")
+    @classmethod
+    def _budget(cls, value: str) -> str:
+        if value.strip():
+            parse_budget(value)  # its ValueError names what is wrong
+        return value.strip()
+
+    @field_validator("user_daily_runs", mode="before")
+    @classmethod
+    def _blank_count(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", "log_format", "default_agent", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
@@ -221,7 +253,7 @@ class Settings(BaseSettings):
 
     @field_validator("executor", "runtime_class", "public_url", "internal_url", "gateway_url",
                      "gateway_proxy_url", "anthropic_api_key", "openai_api_key",
-                     "agent_command", mode="before")
+                     "agent_command", "price_table", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -269,6 +301,24 @@ class Settings(BaseSettings):
         return _host_list(self.egress_repo_allow)
 
     @property
+    def run_budget_cap(self) -> Budget:
+        """AGENTBOT_MAX_RUN_BUDGET (no limit when unset)."""
+        return parse_budget(self.max_run_budget) if self.max_run_budget else Budget()
+
+    @property
+    def user_budget(self) -> Budget:
+        return parse_budget(self.user_daily_budget) if self.user_daily_budget else Budget()
+
+    @property
+    def installation_budget(self) -> Budget:
+        return (parse_budget(self.installation_daily_budget) if self.installation_daily_budget
+                else Budget())
+
+    def prices(self) -> PriceTable:
+        """The built-in price table with AGENTBOT_PRICE_TABLE over it."""
+        return _prices(self.price_table)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -308,6 +358,11 @@ class Settings(BaseSettings):
         return problems
 
 
+@functools.lru_cache(maxsize=8)
+def _prices(path: Path | None) -> PriceTable:
+    return PriceTable.load(path)
+
+
 def _host_list(text: str) -> tuple[str, ...]:
     return tuple(h for h in re.split(r"[\s,]+", text.strip()) if h)
 
@@ -337,9 +392,14 @@ def load_settings(**overrides: object) -> tuple[Settings | None, list[str]]:
             name = ".".join(str(p) for p in error["loc"]) or "settings"
             problems.append(f"{name}: {error['msg']}")
         return None, problems
+    problems = []
+    try:
+        settings.prices()
+    except PriceTableError as exc:
+        problems.append(f"AGENTBOT_PRICE_TABLE: {exc}")
     if settings.setup_mode:
-        return settings, []
-    return settings, settings.app_problems()
+        return settings, problems
+    return settings, problems + settings.app_problems()
 
 
 def settings_table_markdown() -> str:

@@ -21,7 +21,7 @@ from bot.config.settings import Settings
 from bot.gateway import git, hosts, models
 from bot.gateway.credentials import gateway_key
 from bot.gateway.egress import EgressProxy
-from bot.gateway.runs import DatabaseAudit, RunGrants, UsageLedger
+from bot.gateway.runs import DatabaseAudit, RunBudgets, RunGrants, UsageLedger
 from bot.gateway.tokens import RunTokens, TokenMinter
 from bot.redact import register_secret
 from bot.store.tables import create_engine
@@ -75,8 +75,10 @@ class Gateway:
                                          "anthropic"),
             "openai": models.Upstream(settings.openai_url, settings.openai_api_key, "openai"),
         }
+        prices = settings.prices()
         self.models = models.ModelProxy(self.grants, self.audit, self.session, upstreams,
-                                        on_usage=UsageLedger(engine))
+                                        on_usage=UsageLedger(engine, prices),
+                                        budgets=RunBudgets(engine, prices))
         self.git = git.GitProxy(self.grants, self.audit, self.tokens, self.session)
         self.egress = egress or EgressProxy(self.grants, self.audit)
         self.proxy_port: int | None = None

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot.config.budget import Budget
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -21,6 +23,8 @@ class Grant:
     # The model the run was started with, when it names one (usage is booked under the model
     # each response reports).
     model: str | None = None
+    # What the run's model requests may spend; the gateway refuses the next one past it.
+    budget: Budget = Budget()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -58,6 +58,13 @@ class Upstream:
     kind: ProviderKind
 
 
+class BudgetKeeper(Protocol):
+    """Decides whether a run may send another model request (bot.gateway.runs.RunBudgets)."""
+
+    async def refusal(self, grant: Grant, model: str | None) -> str | None:
+        """None when the request may go out; else why not, in words for the agent."""
+
+
 class UsageSink(Protocol):
     """Where the usage of each model response is booked (bot.gateway.runs.UsageLedger)."""
 
@@ -83,6 +90,32 @@ def _error_body(kind: ProviderKind, status: int, message: str) -> dict[str, Any]
 def _error(kind: ProviderKind, status: int, message: str) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(_error_body(kind, status, message)),
                         content_type="application/json")
+
+
+def _budget_error(kind: ProviderKind, message: str) -> web.Response:
+    """A spent budget as each provider words a spent balance, which its CLIs do not retry:
+    Anthropic's 402 `billing_error`, OpenAI's 429 `insufficient_quota`."""
+    if kind == "anthropic":
+        status = 402
+        body: dict[str, Any] = {"type": "error",
+                                "error": {"type": "billing_error", "message": message}}
+    else:
+        status = 429
+        body = {"error": {"message": message, "type": "insufficient_quota", "param": None,
+                          "code": "insufficient_quota"}}
+    # The providers' SDKs obey this header before their own retry rules.
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
+                        headers={"x-should-retry": "false"})
+
+
+def _requested_model(body: bytes) -> str | None:
+    """The `model` a JSON request body names, if any."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) and model else None
 
 
 def _credential(request: web.Request) -> str | None:
@@ -175,12 +208,14 @@ class ModelProxy:
     answers back as they come, and books their token usage."""
 
     def __init__(self, grants: Grants, audit: Audit, session: aiohttp.ClientSession,
-                 upstreams: Mapping[str, Upstream], on_usage: UsageSink | None = None) -> None:
+                 upstreams: Mapping[str, Upstream], on_usage: UsageSink | None = None,
+                 budgets: BudgetKeeper | None = None) -> None:
         self.grants = grants
         self.audit = audit
         self.session = session
         self.upstreams = dict(upstreams)
         self.on_usage = on_usage
+        self.budgets = budgets
 
     def handler(self, provider: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """The request handler of one provider's routes."""
@@ -218,6 +253,12 @@ class ModelProxy:
             except _TooLarge:
                 outcome.status = 413
                 return _error(upstream.kind, 413, TOO_LARGE.format(limit=REQUEST_LIMIT))
+            if self.budgets is not None and request.method == "POST" and grant.budget:
+                refusal = await self.budgets.refusal(grant, _requested_model(body))
+                if refusal is not None:
+                    outcome.status, outcome.end = (402 if upstream.kind == "anthropic"
+                                                   else 429), "budget"
+                    return _budget_error(upstream.kind, refusal)
             if upstream.kind == "openai" and request.method == "POST" \
                     and path.endswith("/chat/completions"):
                 body = _with_stream_usage(body)
@@ -305,7 +346,7 @@ class _Outcome:
 
     path: str
     status: int = 0
-    end: str = "complete"  # complete | upstream_cut | client_gone
+    end: str = "complete"  # complete | upstream_cut | client_gone | budget
     usage: Usage | None = None
 
     def audit(self, provider: str, seconds: float) -> dict[str, Any]:

@@ -6,13 +6,16 @@ import logging
 from typing import Any
 
 from cachetools import TTLCache
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.config.budget import Budget, PriceTable, Spend, default_prices
 from bot.gateway import credentials
 from bot.gateway.grants import Grant
 from bot.gateway.usage import Usage
-from bot.store.tables import RunState, gateway_audit, run_usage, runs, utcnow
+from bot.store import usage as usage_store
+from bot.store.tables import RunState, gateway_audit, run_usage, runs, usage_totals, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +23,12 @@ log = logging.getLogger(__name__)
 SERVED_STATES = (RunState.STARTING.value, RunState.RUNNING.value)
 # How long a looked-up grant is trusted: a run that ended is refused within this time.
 GRANT_TTL_SECONDS = 2.0
+
+# What the agent reads when its request is refused (in its provider's error shape).
+REACHED = ("agentbot stopped this run: it reached its model budget of {limit} (used: {spent}). "
+           "The work so far is kept; do not retry.")
+UNPRICED = ("agentbot refused this request: the run's budget ({budget}) is in dollars, and the "
+            "operator's price table has no price for the model {model}.")
 
 
 class RunGrants:
@@ -52,7 +61,7 @@ class RunGrants:
         grant = Grant(run_id=row.id, installation_id=int(row.installation_id),
                       repo_full_name=row.repo_full_name, clone_url=row.clone_url,
                       allowed_hosts=self._allowed + self._repo_hosts(row.config),
-                      model=row.model)
+                      model=row.model, budget=Budget.from_json((row.config or {}).get("budget")))
         self._cache[run_id] = grant
         return grant
 
@@ -83,16 +92,56 @@ class DatabaseAudit:
 
 
 class UsageLedger:
-    """Books each response's model usage against its run (`run_usage`)."""
+    """Books each response's model usage, and its dollars by the price table, against its run
+    (`run_usage`) and its installation's totals (`usage_totals`, for the metrics)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, prices: PriceTable | None = None) -> None:
         self._engine = engine
+        self._prices = prices or default_prices()
 
     async def __call__(self, grant: Grant, provider: str, usage: Usage) -> None:
+        model = (usage.model or grant.model or "")[:100]
+        counts = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                  "cache_read_tokens": usage.cache_read_tokens,
+                  "cache_write_tokens": usage.cache_write_tokens}
+        cost = self._prices.cost(model, **counts)
         async with self._engine.begin() as conn:
             await conn.execute(insert(run_usage).values(
-                run_id=grant.run_id, at=utcnow(), provider=provider,
-                model=(usage.model or grant.model or "")[:100] or None,
-                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens))
+                run_id=grant.run_id, at=utcnow(), provider=provider, model=model or None,
+                cost=cost, **counts))
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            added = {**counts, "cost": cost or 0.0}
+            upsert = dialect.insert(usage_totals).values(
+                installation_id=grant.installation_id, model=model, **added)
+            await conn.execute(upsert.on_conflict_do_update(
+                index_elements=["installation_id", "model"],
+                set_={name: getattr(usage_totals.c, name) + getattr(upsert.excluded, name)
+                      for name in added}))
+
+
+class RunBudgets:
+    """Keeps each run within its budget: the spend booked so far decides the next request."""
+
+    def __init__(self, engine: AsyncEngine, prices: PriceTable | None = None) -> None:
+        self._engine = engine
+        self._prices = prices or default_prices()
+
+    async def refusal(self, grant: Grant, model: str | None) -> str | None:
+        """Why the run's next model request may not go out, or None when it may."""
+        budget = grant.budget
+        if not budget:
+            return None
+        if budget.dollars is not None and model and self._prices.price(model) is None:
+            # Unpriced tokens cost nothing by the table: a dollar limit would not hold.
+            return UNPRICED.format(model=model[:100], budget=budget.describe())
+        spent = await usage_store.total(self._engine, run_id=grant.run_id)
+        reached = budget.reached(Spend(*spent))
+        if reached is None:
+            return None
+        async with self._engine.begin() as conn:
+            await conn.execute(update(runs).where(
+                runs.c.id == grant.run_id, runs.c.budget_reached_at.is_(None))
+                .values(budget_reached_at=utcnow(), budget_reached=reached[:100]))
+        log.info("model request refused: the run's budget is spent",
+                 extra={"run_id": grant.run_id, "limit": reached})
+        return REACHED.format(limit=reached, spent=Spend(*spent).describe())

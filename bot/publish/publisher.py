@@ -48,6 +48,24 @@ PR_BODY_PULL_FROM_FORK = (
     "---\n"
     "Made by agentbot run #{run_id} ({agent}).{check}\n"
 )
+PR_BODY_PARTIAL_HEAD = (
+    "**Partial work.** agentbot stopped run #{run_id} when it reached its model budget "
+    "({limit}). These are the changes the agent had made by then, checked by the same policy "
+    "as any result: review them as unfinished work.\n\n"
+)
+# "Part of", not "Closes": merging unfinished work must not close the issue.
+PR_BODY_PARTIAL_TAIL = (
+    "\n\nPart of #{number}\n\n"
+    "---\n"
+    "Made by agentbot run #{run_id} ({agent}) for @{login}.{check}\n"
+)
+PARTIAL_TITLE = "[partial] {title}"
+PARTIAL_COMMIT_MESSAGE = (
+    "Partial work of agentbot run {run_id}: {title}\n\n"
+    "agentbot stopped the agent when the run reached its model budget ({limit}).\n\n"
+    "Agentbot-Run: {run_id}\n"
+)
+STOPPED_AT = "<details><summary>Where the agent stopped</summary>\n\n{summary}\n\n</details>"
 CHECK_LINK = " Details: [check run]({url})."
 DRAFT_UNSUPPORTED = "draft pull requests are not supported"
 
@@ -62,6 +80,11 @@ class Published:
     commit_sha: str
     pr_number: int | None = None
     pr_url: str | None = None
+
+
+def is_partial(run: Any) -> bool:
+    """The run's budget ran out: its result is the work so far, published as partial."""
+    return getattr(run, "budget_reached_at", None) is not None
 
 
 def limits_for(run: Any, settings: Settings) -> policy.Limits:
@@ -97,7 +120,9 @@ class Publisher:
         try:
             base_sha, base_tree = await resolve_base(self._engine, gh, run)
             commit_sha = await self._commit(gh, run, result, base_sha, base_tree)
-            if run.is_pull_request and run.head_ref:
+            # Partial work on a pull request goes beside it (a PR into its branch), never
+            # onto it: the maintainer decides whether the unfinished changes join.
+            if run.is_pull_request and run.head_ref and not is_partial(run):
                 branch = await self._fast_forward(gh, run, base_sha, commit_sha)
                 return Published(branch, commit_sha)
             branch = await self._branch(gh, run, commit_sha)
@@ -121,9 +146,13 @@ class Publisher:
             entries = [await self._entry(gh, vars_, change) for change in result.changes]
             tree = await gh.post("/repos/{owner}/{repo}/git/trees", vars_,
                                  data={"base_tree": base_tree, "tree": entries})
-            message = (result.commit_message.strip()
-                       or DEFAULT_COMMIT_MESSAGE.format(title=run.title or "agentbot changes",
-                                                        number=run.number))
+            title = run.title or "agentbot changes"
+            if is_partial(run):
+                message = PARTIAL_COMMIT_MESSAGE.format(run_id=run.id, title=title,
+                                                        limit=run.budget_reached or "its limit")
+            else:
+                message = (result.commit_message.strip()
+                           or DEFAULT_COMMIT_MESSAGE.format(title=title, number=run.number))
             commit = await gh.post("/repos/{owner}/{repo}/git/commits", vars_, data={
                 "message": message, "tree": tree["sha"], "parents": [base_sha]})
             return {"sha": commit["sha"]}
@@ -159,6 +188,8 @@ class Publisher:
     async def _branch(self, gh: Any, run: Any, commit_sha: str) -> str:
         """A new branch at the commit: agentbot/<n>-<slug>, or with -<run id> if taken."""
         preferred = str(run.branch)
+        if run.is_pull_request and is_partial(run):
+            preferred = f"agentbot/{run.number}-partial"
         names = (preferred, f"{preferred}-{run.id}")
 
         async def create() -> dict[str, Any]:
@@ -214,9 +245,16 @@ class Publisher:
     async def _pull(self, gh: Any, run: Any, result: Result, branch: str) -> dict[str, Any]:
         owner = run.repo_full_name.partition("/")[0]
         draft = bool((run.config or {}).get("draft", True))
-        data = {"title": run.title or f"agentbot changes for #{run.number}", "head": branch,
-                "base": run.base_ref, "body": await self._pull_body(run, result),
-                "draft": draft}
+        title = run.title or f"agentbot changes for #{run.number}"
+        base = run.base_ref
+        if is_partial(run):
+            # Unfinished work is always a draft, says so in its title, and on a pull request
+            # asks to join that pull request's branch.
+            draft, title = True, PARTIAL_TITLE.format(title=title)
+            if run.is_pull_request and run.head_ref:
+                base = run.head_ref
+        data = {"title": title, "head": branch, "base": base,
+                "body": await self._pull_body(run, result), "draft": draft}
 
         async def find() -> dict[str, Any] | None:
             async for pull in gh.getiter("/repos/{owner}/{repo}/pulls{?head,state,per_page}",
@@ -249,6 +287,15 @@ class Publisher:
         link = CHECK_LINK.format(url=check["html_url"]) if check and check.get(
             "html_url") else ""
         summary = result.summary.strip() or "The agent left no summary."
+        if is_partial(run):
+            if result.status == "failed":
+                summary = STOPPED_AT.format(summary=clip(summary, 20_000))
+            head = PR_BODY_PARTIAL_HEAD.format(run_id=run.id,
+                                               limit=run.budget_reached or "its limit")
+            end = PR_BODY_PARTIAL_TAIL.format(number=run.number, run_id=run.id,
+                                              agent=run.agent, login=run.sender_login,
+                                              check=link)
+            return head + clip(summary, PR_BODY_MAX - len(head) - len(end) - 1) + end
         template = PR_BODY_PULL_FROM_FORK if run.is_pull_request else PR_BODY
         tail = template.format(summary="", number=run.number, run_id=run.id, agent=run.agent,
                                login=run.sender_login, check=link)

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.loops import Backoff
-from bot.publish.publisher import Publisher, Refused
+from bot.publish.publisher import Publisher, Refused, is_partial
 from bot.redact import describe_error, redact
 from bot.runs import leases
 from bot.runs.ledger import get_run
@@ -62,11 +62,14 @@ class PublishQueue:
             if (run is None or run.publish_state != "pending"
                     or RunState(run.state) in FINAL_STATES):
                 return
+            # A run whose budget ran out ends budget_exceeded, whatever became of its work.
+            partial = is_partial(run)
             try:
                 published = await self._publisher.publish(run)
             except Refused as exc:
                 reason = redact(str(exc))
-                await self._finish(run_id, RunState.FAILED, "refused", error=reason,
+                await self._finish(run_id, RunState.BUDGET_EXCEEDED if partial
+                                   else RunState.FAILED, "refused", error=reason,
                                    publish_state="refused")
                 return
             except Exception as exc:
@@ -75,7 +78,10 @@ class PublishQueue:
             self._failures.forget(run_id)
             what = (f"opened PR #{published.pr_number}" if published.pr_number
                     else f"pushed to {published.branch}")
-            await self._finish(run_id, RunState.SUCCEEDED, what, publish_state="done",
+            if partial:
+                what = f"budget reached ({run.budget_reached}); {what} with the partial work"
+            await self._finish(run_id, RunState.BUDGET_EXCEEDED if partial
+                               else RunState.SUCCEEDED, what, publish_state="done",
                                branch=published.branch, commit_sha=published.commit_sha,
                                pr_number=published.pr_number, pr_url=published.pr_url)
 
@@ -86,8 +92,9 @@ class PublishQueue:
             log.error("giving up publishing: %s", error, extra={"run_id": run_id})
             self._failures.forget(run_id)
             reason = PUBLISH_FAILED.format(attempts=count, error=error)
-            await self._finish(run_id, RunState.FAILED, reason, error=reason,
-                               publish_state="failed")
+            run = await get_run(self._engine, run_id)
+            state = RunState.BUDGET_EXCEEDED if is_partial(run) else RunState.FAILED
+            await self._finish(run_id, state, reason, error=reason, publish_state="failed")
             return
         log.warning("publishing failed (%s); trying again in %.0fs", error, delay,
                     extra={"run_id": run_id})

@@ -244,6 +244,7 @@ async def load_gateway_records(db: AsyncEngine, run_id: int
         totals = (await conn.execute(select(
             func.count(), func.sum(run_usage.c.input_tokens), func.sum(run_usage.c.output_tokens),
             func.sum(run_usage.c.cache_read_tokens), func.sum(run_usage.c.cache_write_tokens),
+            func.sum(run_usage.c.cost), func.count(run_usage.c.cost),
         ).where(run_usage.c.run_id == run_id))).one()
         models = (await conn.execute(select(run_usage.c.model).distinct().where(
             run_usage.c.run_id == run_id, run_usage.c.model.is_not(None))
@@ -255,7 +256,8 @@ async def load_gateway_records(db: AsyncEngine, run_id: int
     if totals[0]:
         usage = Usage(input=int(totals[1] or 0), output=int(totals[2] or 0),
                       cache_read=int(totals[3] or 0), cache_write=int(totals[4] or 0),
-                      models=tuple(models))
+                      models=tuple(models), cost=float(totals[5] or 0.0),
+                      unpriced=int(totals[6] or 0) < int(totals[0]))
     counts: dict[str, int] = {}
     for data in audits:
         if isinstance(data, dict) and data.get("verdict") == "refused" and data.get("host"):

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.config.budget import Budget, format_dollars
 from bot.github import effects
 from bot.markdown import clip, code_span
 from bot.redact import redact
@@ -20,7 +21,7 @@ LINE_MAX = 300
 CANCEL_ACTION = {"label": "Cancel", "description": "Stop this run", "identifier": "cancel"}
 RETRY_ACTION = {"label": "Retry", "description": "Run again with the same inputs",
                 "identifier": "retry"}
-RETRYABLE = (RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED)
+RETRYABLE = (RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED, RunState.BUDGET_EXCEEDED)
 
 TITLES = {
     RunState.QUEUED: "Queued",
@@ -29,7 +30,9 @@ TITLES = {
     RunState.FAILED: "Failed",
     RunState.CANCELLED: "Cancelled",
     RunState.TIMED_OUT: "Timed out",
+    RunState.BUDGET_EXCEEDED: "Budget reached",
 }
+TITLE_PARTIAL_PR = "Budget reached: partial draft pull request #{number}"
 TITLE_PR_OPENED = "Opened pull request #{number}"
 TITLE_PUSHED = "Pushed a commit to {branch}"
 TITLE_NO_CHANGES = "No changes"
@@ -39,7 +42,7 @@ COMMENT_HEAD = "### {icon} agentbot run #{id}: {title}\n\n"
 ICONS = {
     RunState.QUEUED: "⏳", RunState.STARTING: "⏳", RunState.RUNNING: "🔄",
     RunState.SUCCEEDED: "✅", RunState.FAILED: "❌", RunState.CANCELLED: "⏹️",
-    RunState.TIMED_OUT: "⌛",
+    RunState.TIMED_OUT: "⌛", RunState.BUDGET_EXCEEDED: "💰",
 }
 WAITING = "Waiting for a sandbox."
 IN_PROGRESS = "in progress"
@@ -52,6 +55,14 @@ NO_CHANGES = "The agent finished without changing any file."
 FAILED = "The run failed: {reason}"
 CANCELLED = "The run was cancelled."
 TIMED_OUT = "The run was stopped after its time limit ({limit})."
+BUDGET_REACHED = "The run reached its model budget of {limit}, and agentbot stopped the agent."
+PARTIAL_PR = ("The work done so far is in the partial draft pull request #{number}: {url} "
+              "(review it as unfinished work).")
+PARTIAL_PUSHED = "The work done so far is on the branch `{branch}` ({sha})."
+PARTIAL_NONE = "The agent had changed no file by then, so there is nothing to publish."
+PARTIAL_REFUSED = "Its work so far was not published: {reason}"
+BUDGET_HINT = ("Comment `/agent run --budget <more> <instructions>` to go on with a larger "
+               "budget (the operator's `AGENTBOT_MAX_RUN_BUDGET` caps it).")
 RETRY_HINT = "Comment `/agent retry` to run it again."
 DETAILS = "[Check run]({check_url})"
 AGENT_SUMMARY = "\n\n<details><summary>The agent's summary</summary>\n\n{summary}\n\n</details>"
@@ -67,7 +78,11 @@ REFUSED_HINT = ("\nTo allow one for this repository's runs, list it under `netwo
                 "with `AGENTBOT_EGRESS_REPO_ALLOW`), or ask the operator to add it to "
                 "`AGENTBOT_EGRESS_ALLOW`.\n")
 USAGE_LINE = ("**Model usage:** {input} input, {output} output, {cache_read} cache read and "
-              "{cache_write} cache write tokens{models}")
+              "{cache_write} cache write tokens{models}{cost}")
+COST = ", about {dollars}"
+COST_PARTLY = ", about {dollars} (some models have no price in the operator's table)"
+COST_UNKNOWN = "; no price for these models in the operator's table"
+BUDGET_LINE = "\n**Budget:** {budget}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,8 @@ class Usage:
     cache_read: int = 0
     cache_write: int = 0
     models: tuple[str, ...] = ()
+    cost: float = 0.0  # dollars of the priced responses
+    unpriced: bool = False  # some responses had no price
 
 
 @dataclass(frozen=True)
@@ -99,8 +116,9 @@ def conclusion(run: Any) -> str | None:
     state = RunState(run.state)
     if state is RunState.SUCCEEDED:
         return "neutral" if (run.result or {}).get("status") == "no_changes" else "success"
+    # A spent budget is no failure of the run's, but its work is unfinished: neutral.
     return {RunState.FAILED: "failure", RunState.CANCELLED: "cancelled",
-            RunState.TIMED_OUT: "timed_out"}.get(state)
+            RunState.TIMED_OUT: "timed_out", RunState.BUDGET_EXCEEDED: "neutral"}.get(state)
 
 
 def check_run_body(run: Any, progress: Progress, now: dt.datetime) -> dict[str, Any]:
@@ -118,7 +136,7 @@ def check_run_body(run: Any, progress: Progress, now: dt.datetime) -> dict[str, 
     if run.started_at is not None and state is not RunState.QUEUED:
         body["started_at"] = _iso(run.started_at)
     summary = (_headline(run, now) + "\n\n" + _outcome(run, None) + _plan_text(progress)
-               + _usage_text(progress.usage) + _refused_text(progress.refused))
+               + _usage_text(progress.usage, run) + _refused_text(progress.refused))
     body["output"] = {"title": clip(title(run, progress), TITLE_MAX),
                       "summary": clip(redact(summary), OUTPUT_MAX)}
     if state in ACTIVE_STATES:
@@ -138,6 +156,8 @@ def title(run: Any, progress: Progress | None = None) -> str:
         if run.pr_number and not run.is_pull_request:
             return TITLE_PR_OPENED.format(number=run.pr_number)
         return TITLE_PUSHED.format(branch=run.branch or run.head_ref or "its branch")
+    if state is RunState.BUDGET_EXCEEDED and run.pr_number and not run.is_pull_request:
+        return TITLE_PARTIAL_PR.format(number=run.pr_number)
     text = TITLES[state]
     if state is RunState.RUNNING and progress is not None and progress.phase:
         text += f": {progress.phase}"
@@ -159,7 +179,8 @@ def comment_body(run: Any, check_url: str | None, now: dt.datetime,
         text += WORKING.format(check_url=check_url) if check_url else WORKING_NO_CHECK
     else:
         text = COMMENT_HEAD.format(icon=ICONS[state], id=run.id, title=title(run))
-        text += _headline(run, now) + "\n\n" + _outcome(run, check_url) + _usage_text(usage)
+        text += (_headline(run, now) + "\n\n" + _outcome(run, check_url)
+                 + _usage_text(usage, run))
     if check_url:
         text += "\n\n" + DETAILS.format(check_url=check_url)
     return effects.tagged(redact(text), f"status_comment:{run.id}")
@@ -183,12 +204,27 @@ def _outcome(run: Any, check_url: str | None) -> str:
             text = PUSHED.format(sha=(run.commit_sha or "")[:12],
                                  branch=run.branch or run.head_ref or "")
         return text + (AGENT_SUMMARY.format(summary=clip(summary, 20_000)) if summary else "")
+    if state is RunState.BUDGET_EXCEEDED:
+        return _budget_outcome(run)
     if state is RunState.CANCELLED:
         return CANCELLED + " " + RETRY_HINT
     if state is RunState.TIMED_OUT:
         return TIMED_OUT.format(limit=duration(int(run.timeout_seconds))) + " " + RETRY_HINT
     reason = (run.error or "unknown error").strip()
     return FAILED.format(reason=clip(reason, 20_000)) + "\n\n" + RETRY_HINT
+
+
+def _budget_outcome(run: Any) -> str:
+    text = BUDGET_REACHED.format(limit=run.budget_reached or "its limit")
+    if run.pr_number:
+        text += "\n\n" + PARTIAL_PR.format(number=run.pr_number, url=run.pr_url or "")
+    elif run.commit_sha:
+        text += "\n\n" + PARTIAL_PUSHED.format(branch=run.branch or "", sha=run.commit_sha[:12])
+    elif run.error:
+        text += "\n\n" + PARTIAL_REFUSED.format(reason=clip(run.error.strip(), 20_000))
+    else:
+        text += "\n\n" + PARTIAL_NONE
+    return text + "\n\n" + BUDGET_HINT
 
 
 def _headline(run: Any, now: dt.datetime | None) -> str:
@@ -221,13 +257,22 @@ def _plan_text(progress: Progress) -> str:
     return text
 
 
-def _usage_text(usage: Usage | None) -> str:
+def _usage_text(usage: Usage | None, run: Any = None) -> str:
+    budget = Budget.from_json(((run.config or {}) if run is not None else {}).get("budget"))
+    budget_line = BUDGET_LINE.format(budget=budget.describe()) if budget else ""
     if usage is None:
-        return ""
+        return "\n\n" + budget_line.lstrip("\n") if budget_line else ""
     models = f" ({', '.join(code_span(m, 100) for m in usage.models)})" if usage.models else ""
+    if usage.cost and usage.unpriced:
+        cost = COST_PARTLY.format(dollars=format_dollars(usage.cost))
+    elif usage.unpriced:
+        cost = COST_UNKNOWN
+    else:
+        cost = COST.format(dollars=format_dollars(usage.cost))
     return "\n\n" + USAGE_LINE.format(input=f"{usage.input:,}", output=f"{usage.output:,}",
                                       cache_read=f"{usage.cache_read:,}",
-                                      cache_write=f"{usage.cache_write:,}", models=models)
+                                      cache_write=f"{usage.cache_write:,}", models=models,
+                                      cost=cost) + budget_line
 
 
 def _refused_text(refused: list[tuple[str, int]]) -> str:

@@ -39,6 +39,7 @@ CANCELLED = "cancel requested"
 # Any constant shared by every replica: the lock that serialises claims on PostgreSQL.
 CLAIM_LOCK = 0x61676E74
 _STARTED = (RunState.STARTING.value, RunState.RUNNING.value)
+_ENDED = (SandboxPhase.SUCCEEDED, SandboxPhase.FAILED, SandboxPhase.GONE)
 
 
 class Claim(enum.Enum):
@@ -229,6 +230,11 @@ class Scheduler:
         phase = status.phase
         if phase is SandboxPhase.PENDING:
             return
+        if phase in _ENDED and run.budget_reached_at is not None:
+            # The gateway refused the agent's model for its budget, and the agent stopped
+            # (with an error or without): its work so far is published as partial.
+            await self._budget_spent(run)
+            return
         if phase is SandboxPhase.RUNNING:
             if await transition(self._engine, run.id, RunState.RUNNING, "sandbox running"):
                 self._on_change()
@@ -268,13 +274,28 @@ class Scheduler:
             await self._publishing.enqueue(run.id)
 
     async def on_result(self, run_id: int, result: Result) -> None:
-        """The callbacks' ResultHook: a failed result ends the run now.
+        """The callbacks' ResultHook: a failed result ends the run now (or, where the run's
+        budget ran out, publishes its work so far); a successful one waits for the sandbox's
+        exit (SUCCEEDED)."""
+        if result.status != "failed":
+            return
+        run = await get_run(self._engine, run_id)
+        if run is not None and run.budget_reached_at is not None:
+            await self._budget_spent(run)
+            return
+        await self._failed_result(run_id, result.summary, result.stats)
 
-        A successful result waits for the sandbox's exit (SUCCEEDED); issue 4's publisher
-        plugs in here.
-        """
-        if result.status == "failed":
-            await self._failed_result(run_id, result.summary, result.stats)
+    async def _budget_spent(self, run: Any) -> None:
+        """End a run whose budget ran out: publish what it changed, or end it at once."""
+        if run.result is None:
+            # The sandbox ended without a result; nothing of its work can be kept.
+            reason = f"budget reached ({run.budget_reached}); {NO_RESULT}"
+            await self._finish(run.id, RunState.BUDGET_EXCEEDED, reason, error=NO_RESULT)
+        elif run.result.get("changes"):
+            await self._publishing.enqueue(run.id)
+        elif run.publish_state is None:
+            await self._finish(run.id, RunState.BUDGET_EXCEEDED,
+                               f"budget reached ({run.budget_reached}); no changes")
 
     async def _failed_result(self, run_id: int, summary: str, stats: dict[str, Any]) -> None:
         if stats.get("timed_out") is True:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -47,25 +48,30 @@ class RunState(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+    # The model budget ran out: the work so far is published as a partial draft PR.
+    BUDGET_EXCEEDED = "budget_exceeded"
 
 
 ACTIVE_STATES = (RunState.QUEUED, RunState.STARTING, RunState.RUNNING)
-FINAL_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT)
+FINAL_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT,
+                RunState.BUDGET_EXCEEDED)
 
 # Which state may follow which; anything else is a bug or a stale writer and is refused.
 TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.QUEUED: frozenset({RunState.STARTING, RunState.CANCELLED, RunState.FAILED}),
     RunState.STARTING: frozenset(
         {RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED,
-         RunState.TIMED_OUT}
+         RunState.TIMED_OUT, RunState.BUDGET_EXCEEDED}
     ),
     RunState.RUNNING: frozenset(
-        {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT}
+        {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT,
+         RunState.BUDGET_EXCEEDED}
     ),
     RunState.SUCCEEDED: frozenset(),
     RunState.FAILED: frozenset(),
     RunState.CANCELLED: frozenset(),
     RunState.TIMED_OUT: frozenset(),
+    RunState.BUDGET_EXCEEDED: frozenset(),
 }
 
 
@@ -162,6 +168,10 @@ runs = Table(
     # Which process publishes or reports this run now: replicas take turns through it.
     Column("lease_owner", String(64)),
     Column("lease_until", DateTime(timezone=True)),
+    # When the gateway first refused a model request because the run's budget was spent, and
+    # which limit that was: the run then ends budget_exceeded.
+    Column("budget_reached_at", DateTime(timezone=True)),
+    Column("budget_reached", String(100)),
     # One active run per issue or PR, enforced by the database so that two replicas
     # racing on two deliveries cannot both start one.
     Index(
@@ -174,6 +184,7 @@ runs = Table(
     ),
     Index("ix_runs_state_created", "state", "created_at"),
     Index("ix_runs_repo_number", "repo_id", "number"),
+    Index("ix_runs_sender_created", "sender_id", "created_at"),
 )
 
 run_transitions = Table(
@@ -212,6 +223,22 @@ run_usage = Table(
     Column("output_tokens", BigInteger, nullable=False, default=0),
     Column("cache_read_tokens", BigInteger, nullable=False, default=0),
     Column("cache_write_tokens", BigInteger, nullable=False, default=0),
+    Column("cost", Float),  # dollars by the price table; None when it has no price for the model
+    Index("ix_run_usage_at", "at"),
+)
+
+# Usage of all time per installation and model, for the metrics: kept as rows are booked, so
+# that neither a scrape sums the whole ledger nor a run's deletion lowers a counter.
+usage_totals = Table(
+    "usage_totals",
+    metadata,
+    Column("installation_id", BigInteger, primary_key=True),
+    Column("model", String(100), primary_key=True),  # "" when the provider named none
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("cache_read_tokens", BigInteger, nullable=False, default=0),
+    Column("cache_write_tokens", BigInteger, nullable=False, default=0),
+    Column("cost", Float, nullable=False, default=0.0),  # of the priced tokens only
 )
 
 # What a run did through the gateway: each egress connection, git request and model request,

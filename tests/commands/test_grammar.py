@@ -15,6 +15,7 @@ from bot.commands.grammar import (
     parse_commands,
     usage_text,
 )
+from bot.config.budget import Budget
 from bot.config.settings import AGENTS
 
 
@@ -135,6 +136,32 @@ def test_options_in_both_forms(body: str) -> None:
 def test_timeout_durations(value: str, seconds: int) -> None:
     result = one(f"/agent --timeout {value} go")
     assert isinstance(result, Command) and result.timeout == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "budget"), [("$3", Budget(dollars=3.0)), ("$0.50", Budget(dollars=0.5)),
+                          ("500k", Budget(tokens=500_000)), ("2M", Budget(tokens=2_000_000)),
+                          ("1.5m", Budget(tokens=1_500_000)), ("120000", Budget(tokens=120_000)),
+                          ("$3,2M", Budget(dollars=3.0, tokens=2_000_000)),
+                          ("3usd", Budget(dollars=3.0))],
+)
+def test_budgets(value: str, budget: Budget) -> None:
+    result = one(f"/agent --budget {value} go")
+    assert isinstance(result, Command) and result.budget == budget and result.text == "go"
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("lots", "`--budget`: `lots` is not a budget; write dollars like `$3`"),
+    ("$0", "`--budget`: a budget must be more than zero"),
+    ("0k", "`--budget`: a budget must be more than zero"),
+    ("$3,$4", "`--budget`: the budget names dollars twice"),
+    ("$3,", "`--budget`: `$3,` is not a budget"),
+    ("$1e9", "`--budget`: `$1e9` is not a budget"),
+    ("$9999999", "`--budget`: `$9999999` is more than the largest budget agentbot takes"),
+])
+def test_budgets_that_are_not(value: str, message: str) -> None:
+    result = one(f"/agent --budget {value} go")
+    assert isinstance(result, CommandError) and result.message.startswith(message)
 
 
 @pytest.mark.parametrize("agent", AGENTS)
@@ -359,7 +386,7 @@ def test_inline_comment_is_not_part_of_instructions() -> None:
 def test_registry_names() -> None:
     assert [info.name for info in COMMANDS] == ["run", "cancel", "retry", "status", "help"]
     assert [info.aliases for info in COMMANDS] == [(), ("stop",), (), (), ()]
-    assert [option.name for option in OPTIONS] == ["agent", "model", "timeout"]
+    assert [option.name for option in OPTIONS] == ["agent", "model", "timeout", "budget"]
     assert [info.name for info in COMMANDS if info.takes_input] == ["run"]
 
 

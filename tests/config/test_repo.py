@@ -7,11 +7,13 @@ from collections.abc import Callable
 import gidgethub
 import pytest
 
+from bot.config.budget import Budget
 from bot.config.loader import RepoConfigs, instructions_path
 from bot.config.repo import (
     CONFIG_PATH,
     KEYS,
     ConfigError,
+    Network,
     RepoConfig,
     effective,
     parse,
@@ -41,6 +43,9 @@ max_changed_files: 12
 protected_paths: [/secrets/**, "*.lock"]
 allowed_bots: dependabot[bot]
 allow_forks: yes
+budget: $3, 2M tokens
+network:
+  allow: [registry.example.com, "*.example.org", "git.example.net:8443"]
 """
 
 
@@ -61,6 +66,9 @@ def test_every_key_in_the_documented_order() -> None:
         setup=("pip install -e .", "make deps\nmake build"), instructions="Keep changes small.",
         draft=False, max_changed_files=12, protected_paths=("secrets/**", "*.lock"),
         allowed_bots=("dependabot[bot]",), allow_forks=True,
+        budget=Budget(dollars=3.0, tokens=2_000_000),
+        network=Network(allow=("registry.example.com", "*.example.org",
+                               "git.example.net:8443")),
     )
     assert hash(config) == hash(parse(FULL.replace("# every", "\n# every")))
     assert config.line_of("timeout") == 5 and config.line_of("setup") == 7
@@ -83,7 +91,8 @@ def test_an_unknown_key_names_its_line_and_the_closest_key() -> None:
     assert str(error) == (
         "`.github/agentbot.yml`, line 3, key `timout`: unknown key (did you mean `timeout`?); "
         "the keys are `trigger_label`, `agent`, `model`, `timeout`, `setup`, `instructions`, "
-        "`draft`, `max_changed_files`, `protected_paths`, `allowed_bots`, `allow_forks`")
+        "`draft`, `max_changed_files`, `protected_paths`, `allowed_bots`, `allow_forks`, "
+        "`budget`, `network`")
 
 
 def test_an_unknown_key_far_from_every_key_gets_no_suggestion() -> None:
@@ -180,6 +189,16 @@ INVALID = [
      "`not a login` is not a GitHub login"),
     ("allowed_bots", "allowed_bots: -dash", "`-dash` is not a GitHub login"),
     ("allow_forks", "allow_forks: sometimes", "expected `true` or `false`, got `sometimes`"),
+    ("budget", "budget: lots", "`lots` is not a budget; write dollars like `$3`"),
+    ("budget", "budget: $0", "a budget must be more than zero"),
+    ("budget", "budget: $3, $4", "the budget names dollars twice"),
+    ("budget", "budget: [$3]", "expected text, got a list"),
+    ("budget", "budget: $2000000", "`$2000000` is more than the largest budget"),
+    ("network", "network: [pypi.org]", "expected a mapping like `allow: [example.com]`"),
+    ("network", "network:\n  deny: [x]", "unknown key `deny` under `network`; the keys are "
+                                          "`allow`"),
+    ("network", "network:\n  allow:\n    - pypi.org\n    - http://evil.example/",
+     "`http://evil.example/` is not a host name"),
 ]
 
 
@@ -258,6 +277,17 @@ def test_the_operator_caps_timeout_and_changed_files(
     assert run.capped == ("timeout", "max_changed_files")
     exact = effective(parse("timeout: 30m\n"), make_settings(run_timeout="30m"))
     assert exact.timeout_seconds == 1800 and exact.capped == ()
+
+
+def test_the_operator_caps_the_budget_each_limit_apart(
+        make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(max_run_budget="$5, 1M tokens")
+    run = effective(parse("budget: $8, 200k tokens\n"), settings)
+    assert run.budget == Budget(dollars=5.0, tokens=200_000) and run.capped == ("budget",)
+    within = effective(parse("budget: $2\n"), settings)
+    assert within.budget == Budget(dollars=2.0, tokens=1_000_000) and within.capped == ()
+    assert effective(parse("draft: true\n"), settings).budget == Budget(5.0, 1_000_000)
+    assert effective(parse("draft: true\n"), make_settings()).budget == Budget()
 
 
 def test_the_command_agent_needs_the_operators_command(

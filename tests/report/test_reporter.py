@@ -191,12 +191,13 @@ async def test_the_gateways_usage_and_refused_hosts_reach_the_check_run_and_comm
                              repo_full_name=REPO)
     now = dt.datetime.now(dt.UTC)
     async with engine.begin() as conn:
-        for model, tokens in (("claude-sonnet-4-5", 1000), ("claude-haiku-4-5", 20),
-                              ("claude-sonnet-4-5", 234)):
+        for model, tokens, cost in (("claude-sonnet-4-5", 1000, 0.25),
+                                    ("claude-haiku-4-5", 20, 0.0001),
+                                    ("claude-sonnet-4-5", 234, 0.5)):
             await conn.execute(insert(run_usage).values(
                 run_id=run_id, at=now, provider="anthropic", model=model,
                 input_tokens=tokens, output_tokens=tokens // 2, cache_read_tokens=7,
-                cache_write_tokens=1))
+                cache_write_tokens=1, cost=cost))
         targets = [("evil.example", 443, "refused"), ("pypi.org", 443, "allowed"),
                    ("evil.example", 443, "refused"), ("`x`](http://a)", 80, "refused")]
         for host, port, verdict in targets:
@@ -205,7 +206,8 @@ async def test_the_gateways_usage_and_refused_hosts_reach_the_check_run_and_comm
                 data={"host": host, "port": port, "verdict": verdict}))
     progress = await load_progress(engine, run_id)
     assert progress.usage == Usage(input=1254, output=627, cache_read=21, cache_write=3,
-                                   models=("claude-haiku-4-5", "claude-sonnet-4-5"))
+                                   models=("claude-haiku-4-5", "claude-sonnet-4-5"),
+                                   cost=pytest.approx(0.7501), unpriced=False)
     assert progress.refused == [("evil.example:443", 2), ("`x`](http://a):80", 1)]
 
     await transition(engine, run_id, RunState.STARTING, "test")
@@ -214,7 +216,7 @@ async def test_the_gateways_usage_and_refused_hosts_reach_the_check_run_and_comm
     [check] = world.check_runs(REPO)
     summary = check.output["summary"]
     assert ("**Model usage:** 1,254 input, 627 output, 21 cache read and 3 cache write "
-            "tokens (`claude-haiku-4-5`, `claude-sonnet-4-5`)") in summary
+            "tokens (`claude-haiku-4-5`, `claude-sonnet-4-5`), about $0.75") in summary
     assert "- `evil.example:443` (2 times)\n" in summary
     # A hostile host name stays inside its code span: no link is made of it.
     assert "- `` `x`](http://a):80 ``\n" in summary
