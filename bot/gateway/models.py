@@ -262,12 +262,13 @@ class ModelProxy:
             if upstream.kind == "openai" and request.method == "POST" \
                     and path.endswith("/chat/completions"):
                 body = _with_stream_usage(body)
-            return await self._relay(request, upstream, upstream.api_key, provider, tail, body,
-                                     outcome)
+            return await self._relay(request, grant, upstream, upstream.api_key, provider,
+                                     tail, body, outcome)
         finally:
             await self._book(grant, provider, outcome, time.monotonic() - started)
 
-    async def _relay(self, request: web.Request, upstream: Upstream, key: str, provider: str,
+    async def _relay(self, request: web.Request, grant: Grant, upstream: Upstream, key: str,
+                     provider: str,
                      tail: str, body: bytes, outcome: _Outcome) -> web.StreamResponse:
         target = upstream.base_url.rstrip("/") + "/" + tail
         if request.rel_url.raw_query_string:
@@ -310,6 +311,10 @@ class ModelProxy:
                 except ConnectionError:
                     outcome.end = "client_gone"
                     return response
+            # Booked before the answer ends, so that the run's next request (which its agent
+            # sends only after this one ended) is checked against a budget that counts it.
+            outcome.usage = usage_meter.finish()
+            await self._book_usage(grant, provider, outcome)
             await response.write_eof()
             complete = True
             return response
@@ -319,21 +324,28 @@ class ModelProxy:
             outcome.end = "client_gone"
             raise
         finally:
-            outcome.usage = usage_meter.finish()
+            if outcome.usage is None:
+                outcome.usage = usage_meter.finish()
             if complete:
                 upstream_response.release()
             else:
                 upstream_response.close()
 
+    async def _book_usage(self, grant: Grant, provider: str, outcome: _Outcome) -> None:
+        """Book the outcome's usage once; a failure is logged, never raised."""
+        if outcome.booked or outcome.usage is None or self.on_usage is None:
+            return
+        outcome.booked = True
+        try:
+            await self.on_usage(grant, provider, outcome.usage)
+        except Exception as exc:
+            log.error("could not book model usage (%s)", type(exc).__name__)
+
     async def _book(self, grant: Grant, provider: str, outcome: _Outcome,
                     seconds: float) -> None:
-        """Book the usage and audit the request; neither may fail the response."""
-        usage = outcome.usage
-        if usage is not None and self.on_usage is not None:
-            try:
-                await self.on_usage(grant, provider, usage)
-            except Exception as exc:
-                log.error("could not book model usage (%s)", type(exc).__name__)
+        """Book the usage (unless the answer's end did) and audit the request; neither may
+        fail the response."""
+        await self._book_usage(grant, provider, outcome)
         try:
             await self.audit.record(grant.run_id, "model", outcome.audit(provider, seconds))
         except Exception as exc:
@@ -348,6 +360,7 @@ class _Outcome:
     status: int = 0
     end: str = "complete"  # complete | upstream_cut | client_gone | budget
     usage: Usage | None = None
+    booked: bool = False  # the usage went to the ledger
 
     def audit(self, provider: str, seconds: float) -> dict[str, Any]:
         usage = self.usage or Usage()

@@ -2,8 +2,11 @@
 
 argv: <prompt file> <plan file> <log dir>. The plan (JSON) may hold `write` {path: text},
 `write_b64` {path: base64}, `delete` [paths], `chmod_x` [paths], `todo` [texts],
-`summary`, `wait_for` (a path that must exist before the agent edits), `sleep` (seconds)
-and `fail` (exit 1). The prompt is copied to <log dir>/prompt-<n>.txt for the test to read.
+`summary`, `wait_for` (a path that must exist before the agent edits), `sleep` (seconds),
+`fail` (exit 1) and `model_turns` (that many Messages requests to ANTHROPIC_BASE_URL, each
+followed by writing `turn-<n>.txt` unless `turn_files` is false; a refused request ends the
+agent with the error, exit 1). The prompt is copied to <log dir>/prompt-<n>.txt for the test
+to read.
 """
 
 import base64
@@ -12,10 +15,28 @@ import os
 import pathlib
 import sys
 import time
+import urllib.error
+import urllib.request
 
 
 def emit(kind: str, data: dict) -> None:
     print(json.dumps({"kind": kind, "data": data}), flush=True)
+
+
+def ask_model(turn: int) -> str | None:
+    """One Messages request through the gateway, as a CLI sends it; None, or the error."""
+    request = urllib.request.Request(  # noqa: S310 - the gateway's http URL
+        os.environ["ANTHROPIC_BASE_URL"].rstrip("/") + "/v1/messages",
+        data=json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
+            {"role": "user", "content": f"turn {turn}"}]}).encode(),
+        headers={"x-api-key": os.environ["ANTHROPIC_API_KEY"],
+                 "anthropic-version": "2023-06-01", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - a test
+            json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return f"API Error: {exc.code} {exc.read().decode()}"
+    return None
 
 
 def main() -> int:
@@ -45,6 +66,14 @@ def main() -> int:
         os.chmod(path, 0o755)  # noqa: S103 - the test wants an executable file
     for path in plan.get("delete") or []:
         pathlib.Path(path).unlink()
+    for turn in range(int(plan.get("model_turns") or 0)):
+        error = ask_model(turn)
+        if error:
+            emit("message", {"text": error})
+            print(error, file=sys.stderr)
+            return 1
+        if plan.get("turn_files", True):
+            pathlib.Path(f"turn-{turn}.txt").write_text(f"turn {turn}\n")
     if todo:
         emit("todo", {"items": [{"text": t, "status": "completed"} for t in todo]})
     if plan.get("fail"):

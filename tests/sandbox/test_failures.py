@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -78,6 +79,21 @@ async def test_a_failing_agent_fails_the_run_with_its_last_words(site: Site) -> 
     assert summary.startswith("The agent exited with code 3.")
     assert "boom: the agent could not finish" in summary
     assert outcome.termination is not None and outcome.termination.startswith("agent failed: ")
+
+
+async def test_a_failing_agent_leaves_its_changes_so_far_with_the_failed_result(
+        site: Site) -> None:
+    outcome = await run_sandbox(site.tmp, site.spec(prompt="mode: edit-then-fail"))
+
+    assert outcome.returncode == exitcodes.AGENT
+    [result] = site.bot.results
+    assert result["status"] == "failed" and result["commit_message"] == ""
+    assert result["summary"].startswith("The agent exited with code 1.")
+    assert [change["path"] for change in result["changes"]] == ["README.md"]
+    assert base64.b64decode(result["changes"][0]["content_b64"]) == b"# Demo\n\nHalf done.\n"
+    assert result["stats"]["partial"] is True and result["stats"]["failed_phase"] == "agent"
+    assert {"phase": "changeset", "status": "succeeded", "partial": True}.items() <= \
+        site.bot.kinds("phase")[-2].items()
 
 
 async def test_an_agent_that_cannot_start_fails_the_run(site: Site) -> None:

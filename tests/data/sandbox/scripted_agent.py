@@ -82,6 +82,10 @@ def main() -> int:
         print("working on it", flush=True)
         print("boom: the agent could not finish", file=sys.stderr, flush=True)
         return 3
+    elif mode == "edit-then-fail":
+        Path("README.md").write_text("# Demo\n\nHalf done.\n", encoding="utf-8")
+        print("API Error: 402 billing_error", file=sys.stderr, flush=True)
+        return 1
     elif mode == "sleep":
         child = subprocess.Popen(["sleep", "300"])
         report({"mode": mode, "child_pid": child.pid})
