@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from bot.commands.grammar import commands_table_markdown
+from bot.config.repo import KEYS
 from bot.config.settings import Settings, load_settings, settings_table_markdown
 from bot.metrics import Metrics
 from bot.setup.flow import AppCredentials, write_env
@@ -19,9 +20,7 @@ README = (ROOT / "README.md").read_text()
 TABLE = re.compile(r"<!-- commands:start -->\n(.*?)\n<!-- commands:end -->", re.S)
 SETTINGS = re.compile(r"<!-- settings:start -->\n(.*?)\n<!-- settings:end -->", re.S)
 # The keys of .github/agentbot.yml (the README's table), and allow_forks.
-REPO_CONFIG_KEYS = {"trigger_label", "agent", "model", "timeout", "setup", "instructions",
-                    "draft", "max_changed_files", "protected_paths", "allowed_bots",
-                    "allow_forks"}
+REPO_CONFIG_KEYS = set(KEYS)
 
 
 def section(title: str) -> str:
