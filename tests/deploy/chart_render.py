@@ -42,18 +42,22 @@ def render(overrides: dict[str, Any]) -> dict[str, str]:
     return _chart().render(overrides, name=RELEASE, namespace=NAMESPACE, is_install=True)
 
 
-@functools.cache
-def rendered(name: str) -> tuple[dict[str, str], tuple[dict[str, Any], ...]]:
-    """The rendered files and the objects of one values file, rendered once per session."""
-    files = render(values_of(name))
-    objects = tuple(
+def objects_in(files: dict[str, str]) -> tuple[dict[str, Any], ...]:
+    """The Kubernetes objects of rendered files, in the order of their paths."""
+    return tuple(
         doc
         for path, text in sorted(files.items())
         if path.endswith((".yaml", ".yml"))
         for doc in yaml.safe_load_all(text)
         if doc
     )
-    return files, objects
+
+
+@functools.cache
+def rendered(name: str) -> tuple[dict[str, str], tuple[dict[str, Any], ...]]:
+    """The rendered files and the objects of one values file, rendered once per session."""
+    files = render(values_of(name))
+    return files, objects_in(files)
 
 
 def objects_of(name: str, kind: str) -> list[dict[str, Any]]:

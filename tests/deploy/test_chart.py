@@ -92,9 +92,10 @@ def test_kinds_rendered() -> None:
         "RoleBinding", "Service", "Service", "Service", "ServiceAccount",
     ])
     production = sorted(obj["kind"] for obj in rendered("production")[1])
-    # PostgreSQL: the gateway's own Deployment, ServiceAccount, policy and budget.
+    # PostgreSQL: the gateway's own Deployment, ServiceAccount, policy and budget; and the
+    # ConfigMap of its price table.
     assert production == sorted([
-        "Deployment", "Deployment", "Ingress", "NetworkPolicy", "NetworkPolicy",
+        "ConfigMap", "Deployment", "Deployment", "Ingress", "NetworkPolicy", "NetworkPolicy",
         "NetworkPolicy", "PodDisruptionBudget", "PodDisruptionBudget", "Role", "RoleBinding",
         "RuntimeClass", "Service", "Service", "Service", "ServiceAccount", "ServiceAccount",
     ])
@@ -113,7 +114,7 @@ def test_labels_follow_helm_conventions(name: str) -> None:
         object_name = obj["metadata"]["name"]
         if obj["kind"] == "RuntimeClass" or object_name.endswith("-sandbox"):
             component = "sandbox"
-        elif object_name.endswith("-gateway"):
+        elif object_name.endswith(("-gateway", "-gateway-prices")):
             component = "gateway"
         else:
             component = "bot"

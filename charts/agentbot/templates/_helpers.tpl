@@ -270,6 +270,10 @@ It alone holds the agents' Secret (the model providers' keys), as environment va
     - name: AGENTBOT_OPENAI_URL
       value: {{ . | quote }}
     {{- end }}
+    {{- if .Values.gateway.prices }}
+    - name: AGENTBOT_PRICE_TABLE
+      value: {{ include "agentbot.gatewayPricesFile" . | quote }}
+    {{- end }}
     {{- with .Values.gateway.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -311,6 +315,44 @@ It alone holds the agents' Secret (the model providers' keys), as environment va
     - name: data
       mountPath: {{ include "agentbot.sqliteDir" . }}
     {{- end }}
+    {{- if .Values.gateway.prices }}
+    - name: gateway-prices
+      mountPath: {{ include "agentbot.gatewayPricesDir" . }}
+      readOnly: true
+    {{- end }}
+{{- end }}
+
+{{/*
+The operator's price table (`gateway.prices`), which the gateway reads over its built-in one:
+a ConfigMap, mounted into the gateway's container as one file named by AGENTBOT_PRICE_TABLE.
+The gateway reads it at start, so its pods carry a checksum of it and roll when it changes.
+*/}}
+{{- define "agentbot.gatewayPricesName" -}}
+{{- printf "%s-gateway-prices" (include "agentbot.fullname" .) }}
+{{- end }}
+
+{{- define "agentbot.gatewayPricesDir" -}}/etc/agentbot/prices{{- end }}
+
+{{- define "agentbot.gatewayPricesFile" -}}
+{{- printf "%s/prices.yml" (include "agentbot.gatewayPricesDir" .) }}
+{{- end }}
+
+{{/* The file's text: the form of bot/config/prices.yml, `models:` and the map. */}}
+{{- define "agentbot.gatewayPricesYaml" -}}
+{{- dict "models" .Values.gateway.prices | toYaml }}
+{{- end }}
+
+{{- define "agentbot.gatewayPricesVolume" -}}
+- name: gateway-prices
+  configMap:
+    name: {{ include "agentbot.gatewayPricesName" . }}
+    items:
+      - key: prices.yml
+        path: prices.yml
+{{- end }}
+
+{{- define "agentbot.gatewayPricesChecksum" -}}
+{{- include "agentbot.gatewayPricesYaml" . | sha256sum }}
 {{- end }}
 
 {{/*
