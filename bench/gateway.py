@@ -148,16 +148,22 @@ async def _one(session: aiohttp.ClientSession, url: str, headers: dict[str, str]
     return Sample(ttfb=(first or end) - start, total=end - start, size=size)
 
 
-async def _load(url: str, headers: dict[str, str], streams: int, requests: int) -> list[Sample]:
+async def _load(url: str, headers: dict[str, str], streams: int, requests: int,
+                spread: float = 0.0) -> list[Sample]:
+    """`requests` requests, `streams` at a time. With `spread` (seconds, about one request's
+    duration) the streams start that far apart in all, so requests arrive evenly, as a
+    fleet of sandboxes sends them; without, all streams start, and so end and start again,
+    together: bursts of `streams` requests at once."""
     samples: list[Sample] = []
     queue = iter(range(requests))
     connector = aiohttp.TCPConnector(limit=streams)
     async with aiohttp.ClientSession(connector=connector) as session:
-        async def worker() -> None:
+        async def worker(index: int) -> None:
+            await asyncio.sleep(index * spread / streams)
             for _ in queue:
                 samples.append(await _one(session, url, headers))
 
-        await asyncio.gather(*(worker() for _ in range(streams)))
+        await asyncio.gather(*(worker(index) for index in range(streams)))
     return samples
 
 
@@ -221,22 +227,31 @@ async def _servers(upstream_port: int, gateway_port: int, chunk: int,
 
 
 async def run(streams: int, requests: int, rounds: int, chunk: int,
-              interval_ms: float) -> list[Row]:
+              interval_ms: float, pin: bool = False, burst: bool = False) -> list[Row]:
     from aiohttp.test_utils import unused_port
 
     upstream_port, gateway_port = unused_port(), unused_port()
     direct = f"http://127.0.0.1:{upstream_port}/v1/messages"
     through = f"http://127.0.0.1:{gateway_port}/anthropic/v1/messages"
     rows: list[Row] = []
-    async with _servers(upstream_port, gateway_port, chunk, interval_ms) as (_up, gateway):
-        await _load(through, {"x-api-key": CREDENTIAL}, streams, streams)  # warm both up
+    async with _servers(upstream_port, gateway_port, chunk, interval_ms) as (upstream, gateway):
+        if pin:
+            # The load and the upstream share one core, the gateway has the other: both paths
+            # then run the same two processes on the same core, and the gateway is measured
+            # as it runs in a deployment (a replica with a core of its own), not by how three
+            # busy processes share two cores.
+            for pid in (os.getpid(), upstream.pid):
+                os.sched_setaffinity(pid, {0})
+            os.sched_setaffinity(gateway.pid, {1})
+        warm = await _load(through, {"x-api-key": CREDENTIAL}, streams, streams)
+        spread = 0.0 if burst else statistics.median(sample.total for sample in warm)
         for _ in range(rounds):
             start = time.perf_counter()
-            samples = await _load(direct, {"x-api-key": "sk-direct"}, streams, requests)
+            samples = await _load(direct, {"x-api-key": "sk-direct"}, streams, requests, spread)
             rows.append(_row("direct", samples, time.perf_counter() - start, None))
             cpu = _cpu_seconds(gateway.pid)
             start = time.perf_counter()
-            samples = await _load(through, {"x-api-key": CREDENTIAL}, streams, requests)
+            samples = await _load(through, {"x-api-key": CREDENTIAL}, streams, requests, spread)
             elapsed = time.perf_counter() - start
             rows.append(_row("gateway", samples, elapsed, _cpu_seconds(gateway.pid) - cpu))
     return rows
@@ -251,6 +266,10 @@ def main() -> int:
                         help="token events per upstream write")
     parser.add_argument("--interval-ms", type=float, default=2.0,
                         help="pause between upstream writes (0: as fast as it can)")
+    parser.add_argument("--burst", action="store_true",
+                        help="start every stream at once (requests then come in bursts)")
+    parser.add_argument("--pin", action="store_true",
+                        help="the load and the upstream on CPU 0, the gateway on CPU 1")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--serve", choices=["upstream", "gateway"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -260,7 +279,7 @@ def main() -> int:
         _serve(args.serve, args.port, args.upstream, args.chunk, args.interval_ms)
         return 0
     rows = asyncio.run(run(args.streams, args.requests, args.rounds, args.chunk,
-                           args.interval_ms))
+                           args.interval_ms, args.pin, args.burst))
     print(f"{'path':8} {'ttfb p50':>9} {'ttfb p99':>9} {'total p50':>10} {'total p99':>10} "
           f"{'MB/s':>7} {'CPU ms/MB':>10}")
     for row in rows:

@@ -243,15 +243,18 @@ class SseParser:
     bounded whatever the upstream sends. An event unfinished at the end is dropped, as the
     standard says.
 
-    Events are cut out whole at each blank line, and `wanted` (given the raw bytes of an
-    event) decides which are parsed at all: a meter wants a few events of thousands, and
-    looking for a word in bytes costs far less than parsing each event's lines.
+    A meter wants a few events of thousands. Given `keywords` (called for the words that
+    matter now), the parser looks only at the events that contain one of them, found by
+    searching the bytes, and drops the rest whole without cutting them apart; `wanted` (given
+    an event's raw bytes) then decides for each whether it is parsed at all.
     """
 
     def __init__(self, limit: int = EVENT_LIMIT,
-                 wanted: Callable[[bytes], bool] | None = None) -> None:
+                 wanted: Callable[[bytes], bool] | None = None,
+                 keywords: Callable[[], tuple[bytes, ...]] | None = None) -> None:
         self._limit = limit
         self._wanted = wanted
+        self._keywords = keywords
         self._buffer = bytearray()  # the event still being received, newlines made LF
         self._skipping = False  # dropping an oversized event up to its end
         self._after_cr = False  # the last piece ended in CR: an LF opening the next is its pair
@@ -269,21 +272,56 @@ class SseParser:
         buffer += chunk
         events: list[tuple[str, bytes]] = []
         start = 0
-        while (end := buffer.find(b"\n\n", start)) >= 0:
-            if self._skipping:
-                self._skipping = False
-            elif end - start <= self._limit:
-                block = bytes(buffer[start:end])
-                if self._wanted is None or self._wanted(block):
-                    self._read(block, events)
+        if self._skipping:
+            end = buffer.find(b"\n\n")
+            if end < 0:
+                self._cap(buffer)
+                return events
+            self._skipping = False
             start = end + 2
+        if self._keywords is not None:
+            start = self._search(buffer, start, events)
+        else:
+            while (end := buffer.find(b"\n\n", start)) >= 0:
+                self._take(buffer, start, end, events)
+                start = end + 2
         del buffer[:start]
+        self._cap(buffer)
+        return events
+
+    def _search(self, buffer: bytearray, start: int, events: list[tuple[str, bytes]]) -> int:
+        """Take the complete events that hold a keyword; where the next event begins."""
+        last = buffer.rfind(b"\n\n", start)
+        if last < 0:
+            return start
+        assert self._keywords is not None
+        keywords = self._keywords()
+        position = start
+        while True:
+            hits = [hit for word in keywords if (hit := buffer.find(word, position, last)) >= 0]
+            if not hits:
+                break
+            hit = min(hits)
+            begin = buffer.rfind(b"\n\n", position, hit)
+            begin = position if begin < 0 else begin + 2
+            end = buffer.find(b"\n\n", hit)
+            self._take(buffer, begin, end, events)
+            position = end + 2
+        return last + 2
+
+    def _take(self, buffer: bytearray, start: int, end: int,
+              events: list[tuple[str, bytes]]) -> None:
+        if end - start <= self._limit:
+            block = bytes(buffer[start:end])
+            if self._wanted is None or self._wanted(block):
+                self._read(block, events)
+
+    def _cap(self, buffer: bytearray) -> None:
         if len(buffer) > self._limit:
             # Too long to be an event we keep: drop it up to its end. The last byte stays,
             # as a LF there may be the first half of the blank line that ends it.
             self._skipping = True
             del buffer[:-1]
-        return events
 
     @staticmethod
     def _read(block: bytes, events: list[tuple[str, bytes]]) -> None:
@@ -309,12 +347,16 @@ class _SseMeter:
     def __init__(self, tally: _Tally, read: Callable[[_Tally, Mapping[str, Any]], None]) -> None:
         self._tally = tally
         self._read = read
-        self._parser = SseParser(wanted=self._wanted)
+        self._parser = SseParser(wanted=self._wanted, keywords=self._keywords)
 
     def _wanted(self, event: bytes) -> bool:
         # Only usage and the model are read: an event without either word holds neither
         # (a word inside a text delta only costs a parse that finds nothing).
         return b"usage" in event or (self._tally.model is None and b"model" in event)
+
+    def _keywords(self) -> tuple[bytes, ...]:
+        # Most events of a stream are text deltas that name neither: a search skips them.
+        return (b"usage",) if self._tally.model is not None else (b"usage", b"model")
 
     def feed(self, chunk: bytes) -> None:
         for _name, data in self._parser.feed(chunk):

@@ -215,3 +215,26 @@ def test_cached_tokens_never_exceed_the_input() -> None:
     body = {"model": "m", "usage": {"prompt_tokens": 10, "completion_tokens": 1,
                                     "prompt_tokens_details": {"cached_tokens": 50}}}
     assert read("openai", JSON_TYPE, json.dumps(body).encode()) == Usage("m", 0, 1, 10, 0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(blocks=st.lists(st.sampled_from([
+    b"event: content_block_delta\ndata: {\"text\": \"word\"}\n\n",
+    b"data: {\"usage\": {\"output_tokens\": 3}}\n\n",
+    b": a comment\n\n\n",
+    b"data: " + b"y" * 150 + b" usage\n\n",  # oversized, with the word in it
+    b"data: " + b"z" * 150 + b"\n\n",  # oversized, without
+    b"data: mod\nel\n\n",
+]), max_size=30), data=st.data())
+def test_dropping_unwanted_events_whole_changes_nothing(blocks: list[bytes],
+                                                        data: st.DataObject) -> None:
+    body = b"".join(blocks)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=20)))
+    pieces = [body[start:end] for start, end in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+
+    def wanted(event: bytes) -> bool:
+        return b"usage" in event
+
+    every = SseParser(limit=100, wanted=wanted)
+    fast = SseParser(limit=100, wanted=wanted, keywords=lambda: (b"usage",))
+    assert [e for p in pieces for e in every.feed(p)] == [e for p in pieces for e in fast.feed(p)]
