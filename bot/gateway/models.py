@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,22 @@ NO_CREDENTIAL = (
 NOT_CONFIGURED = "The operator has not configured {provider} on this agentbot gateway."
 TOO_LARGE = "The request body is larger than the {limit} bytes the agentbot gateway forwards."
 UNREACHABLE = "The agentbot gateway could not reach {provider}."
+NOT_FORWARDED = ("The agentbot gateway does not forward {method} {path} to {provider}; "
+                 "it forwards {allowed}.")
+
+# What an agent needs of each provider's API. The rest (batches, files, fine-tuning, stored
+# responses, administration) would spend the operator's money where no usage comes back to
+# meter, or reach data beyond the run: a prompt-injected agent gets none of it. Paths are
+# matched as sent, undecoded, so no encoding trick reaches another endpoint.
+_MODEL_ID = r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}"
+ENDPOINTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "anthropic": (("POST", "v1/messages"), ("POST", "v1/messages/count_tokens"),
+                  ("GET", "v1/models"), ("GET", f"v1/models/{_MODEL_ID}")),
+    "openai": (("POST", "v1/responses"), ("POST", "v1/chat/completions"),
+               ("GET", "v1/models"), ("GET", f"v1/models/{_MODEL_ID}")),
+}
+_ENDPOINT_PATTERNS = {kind: tuple((method, re.compile(path)) for method, path in endpoints)
+                      for kind, endpoints in ENDPOINTS.items()}
 
 # Agents send whole conversations (images included) in each request, well past aiohttp's
 # 1 MiB default, but a body of more than this is a mistake or an attack.
@@ -72,14 +89,23 @@ class UsageSink(Protocol):
         """Book one response's usage against the grant's run."""
 
 
+def forwarded(kind: ProviderKind, method: str, tail: str) -> bool:
+    """Whether the gateway forwards this request of a provider's API (`tail`: its raw path
+    without the leading slash)."""
+    return any(method == allowed and pattern.fullmatch(tail)
+               for allowed, pattern in _ENDPOINT_PATTERNS[kind])
+
+
 def _error_body(kind: ProviderKind, status: int, message: str) -> dict[str, Any]:
     """An error as the provider would word it, so the agent's SDK raises its usual class."""
     if kind == "anthropic":
-        error_type = {401: "authentication_error", 413: "request_too_large"}.get(
-            status, "api_error")
+        error_type = {401: "authentication_error", 404: "not_found_error",
+                      413: "request_too_large"}.get(status, "api_error")
         return {"type": "error", "error": {"type": error_type, "message": message}}
     if status == 401:
         error_type, code = "invalid_request_error", "invalid_api_key"
+    elif status == 404:
+        error_type, code = "invalid_request_error", None
     elif status == 413:
         error_type, code = "invalid_request_error", "request_too_large"
     else:
@@ -245,6 +271,13 @@ class ModelProxy:
         path = "/" + tail
         outcome = _Outcome(path=path)
         try:
+            if not forwarded(upstream.kind, request.method, tail):
+                outcome.status, outcome.end = 404, "refused"
+                allowed = ", ".join(f"{method} /{shown.replace(_MODEL_ID, '{model}')}"
+                                    for method, shown in ENDPOINTS[upstream.kind])
+                return _error(upstream.kind, 404, NOT_FORWARDED.format(
+                    method=request.method, path=path[:200], provider=provider,
+                    allowed=allowed))
             if upstream.api_key is None:
                 outcome.status = 503
                 return _error(upstream.kind, 503, NOT_CONFIGURED.format(provider=provider))
@@ -358,7 +391,7 @@ class _Outcome:
 
     path: str
     status: int = 0
-    end: str = "complete"  # complete | upstream_cut | client_gone | budget
+    end: str = "complete"  # complete | upstream_cut | client_gone | budget | refused
     usage: Usage | None = None
     booked: bool = False  # the usage went to the ledger
 

@@ -470,6 +470,57 @@ async def test_only_get_and_post_are_served(world: World, method: str) -> None:
     assert world.upstream.seen == []
 
 
+@pytest.mark.parametrize(("provider", "method", "path"), [
+    ("anthropic", "POST", "/v1/messages/batches"),
+    ("anthropic", "POST", "/v1/files"),
+    ("anthropic", "GET", "/v1/messages/batches/msgbatch_01/results"),
+    ("anthropic", "POST", "/v1/messages/"),
+    ("anthropic", "POST", "/v1//messages"),
+    ("anthropic", "POST", "/v1/messages%2F..%2Fbatches"),
+    ("anthropic", "POST", "/v1/%6dessages"),
+    ("anthropic", "GET", "/v1/messages"),
+    ("openai", "POST", "/v1/batches"),
+    ("openai", "POST", "/v1/fine_tuning/jobs"),
+    ("openai", "GET", "/v1/responses/resp_67ccd2bed1ec8190"),
+    ("openai", "POST", "/v1/images/generations"),
+    ("openai", "GET", "/v1/organization/costs"),
+    ("openai", "GET", "/v1/models/../files"),
+])
+async def test_only_what_an_agent_needs_is_forwarded(world: World, provider: str, method: str,
+                                                    path: str) -> None:
+    headers = {"x-api-key": CREDENTIAL, "Authorization": f"Bearer {CREDENTIAL}"}
+    target = URL(f"{world.gateway}/{provider}{path}", encoded=True)
+    async with aiohttp.ClientSession() as session, session.request(
+            method, target, json={"model": "m"}, headers=headers) as response:
+        assert response.status == 404
+        body = await response.json()
+    message = body["error"]["message"]
+    assert message.startswith(f"The agentbot gateway does not forward {method} ")
+    assert "POST /v1/messages" in message if provider == "anthropic" else \
+        "POST /v1/responses" in message
+    assert "GET /v1/models/{model}" in message
+    if provider == "anthropic":
+        assert body["error"]["type"] == "not_found_error"
+    assert world.upstream.seen == []
+    [audit] = world.models_audit()
+    assert (audit["status"], audit["end"]) == (404, "refused")
+
+
+async def test_token_counts_and_a_models_details_are_forwarded(world: World) -> None:
+    world.upstream.answer(json_reply({"input_tokens": 12}),
+                          json_reply({"id": ANTHROPIC_MODEL, "type": "model"}))
+    client = world.anthropic()
+    count = await client.messages.count_tokens(
+        model=ANTHROPIC_MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert count.input_tokens == 12
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{world.gateway}/anthropic/v1/models/{ANTHROPIC_MODEL}",
+            headers={"x-api-key": CREDENTIAL}) as response:
+        assert response.status == 200
+    assert [seen.path_qs for seen in world.upstream.seen] == [
+        "/v1/messages/count_tokens", f"/v1/models/{ANTHROPIC_MODEL}"]
+
+
 async def test_only_configured_providers_are_routed(world: World) -> None:
     async with aiohttp.ClientSession() as session, session.post(
             f"{world.gateway}/gemini/v1beta/models",
