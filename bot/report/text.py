@@ -156,7 +156,7 @@ def title(run: Any, progress: Progress | None = None) -> str:
         if run.pr_number and not run.is_pull_request:
             return TITLE_PR_OPENED.format(number=run.pr_number)
         return TITLE_PUSHED.format(branch=run.branch or run.head_ref or "its branch")
-    if state is RunState.BUDGET_EXCEEDED and run.pr_number and not run.is_pull_request:
+    if state is RunState.BUDGET_EXCEEDED and run.pr_number:  # on a PR too: a PR into its branch
         return TITLE_PARTIAL_PR.format(number=run.pr_number)
     text = TITLES[state]
     if state is RunState.RUNNING and progress is not None and progress.phase:

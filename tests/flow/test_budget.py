@@ -14,7 +14,7 @@ import pytest
 from bot.config.settings import Settings
 from tests.fakes import payloads as p
 from tests.fakes.github import FakeGitHub
-from tests.flow.harness import Flow
+from tests.flow.harness import REPO, Flow
 from tests.gateway.upstream import JSON_TYPE, Reply, Upstream, anthropic_message
 
 pytestmark = pytest.mark.slow
@@ -102,3 +102,26 @@ async def test_a_budget_spent_before_any_change_ends_without_a_pull_request(
     [check] = flow.check_runs()
     assert check.conclusion == "neutral" and check.output["title"] == "Budget reached"
     assert "had changed no file by then" in check.output["summary"]
+
+
+async def test_partial_work_on_a_pull_request_goes_beside_it_not_onto_it(
+        flow: Flow, model: tuple[Upstream, str]) -> None:
+    upstream, _ = model
+    turns(upstream, 1)
+    pull = flow.fake.add_pull(REPO, head_ref="feature", files={"feature.txt": b"work\n"},
+                              title="Add the feature")
+    head = pull.pull.head_sha
+    flow.plan(write={"feature.txt": "half better\n"}, model_turns=2, turn_files=False)
+    await flow.comment("/agent --budget 100 make it better", number=pull.number,
+                       on_pull_request=True)
+    run = await flow.settled((await flow.wait_for_run()).id)
+    assert run.state == "budget_exceeded"
+    assert flow.branches()["feature"] == head  # the pull request's branch is untouched
+    assert run.branch == f"agentbot/{pull.number}-partial"
+    assert flow.files(run.branch)["feature.txt"] == b"half better\n"
+    assert flow.fake.repo(REPO).git.read_commit(run.commit_sha)["parents"] == [head]
+    partial = next(p_ for p_ in flow.pulls() if p_.number == run.pr_number)
+    assert partial.title == "[partial] Add the feature" and partial.pull.draft
+    assert (partial.pull.base_ref, partial.pull.head_ref) == ("feature", run.branch)
+    [check] = flow.check_runs()
+    assert check.output["title"] == f"Budget reached: partial draft pull request #{partial.number}"
