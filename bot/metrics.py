@@ -120,6 +120,10 @@ class Metrics:
         self.triggers_refused = Counter(
             "agentbot_triggers_refused", "Triggers refused by a daily limit, by limit",
             ["limit"], registry=self.registry)
+        self.redeliveries = Counter(
+            "agentbot_redeliveries", "Failed deliveries the reconciler asked GitHub to send "
+            "again, by outcome (requested, refused by GitHub, gave_up after the last try)",
+            ["outcome"], registry=self.registry)
         self.usage = UsageCollector()
         self.registry.register(ExecutorCollector(executor))
         self.registry.register(self.usage)

@@ -214,6 +214,13 @@ class Settings(BaseSettings):
         "agent", alias="AGENTBOT_TRIGGER_LABEL", min_length=1,
         description="The label that starts a run; a repository may name another.")
 
+    # intake
+    redeliver_interval: int = Field(
+        300, alias="AGENTBOT_REDELIVER_INTERVAL",
+        description="How often one replica asks GitHub for the App's failed deliveries of "
+                    "the last 3 days and has them sent again, like `5m` (also at start-up); "
+                    "`0` turns it off.")
+
     # logging
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", alias="AGENTBOT_LOG_LEVEL", description="`debug`, `info`, `warning` or `error`.")
@@ -226,6 +233,17 @@ class Settings(BaseSettings):
         if isinstance(value, str | int | float):
             return parse_duration(value)
         raise ValueError("expected a duration like 30m")
+
+    @field_validator("redeliver_interval", mode="before")
+    @classmethod
+    def _interval_or_off(cls, value: object) -> int:
+        if isinstance(value, str) and value.strip() in ("0", "off", ""):
+            return 0
+        if value == 0:
+            return 0
+        if isinstance(value, str | int | float):
+            return parse_duration(value)
+        raise ValueError("expected a duration like 5m, or 0 for off")
 
     @field_validator("max_run_budget", "user_daily_budget", "installation_daily_budget")
     @classmethod
@@ -409,7 +427,7 @@ def settings_table_markdown() -> str:
         default = field.default
         if default is None or default == "":
             shown = ""
-        elif field.alias == "AGENTBOT_RUN_TIMEOUT":
+        elif field.alias in ("AGENTBOT_RUN_TIMEOUT", "AGENTBOT_REDELIVER_INTERVAL"):
             shown = f"`{format_duration(default)}`"
         else:
             shown = f"`{default}`"

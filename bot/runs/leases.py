@@ -1,4 +1,5 @@
-"""Short per-run leases, so that one process at a time publishes or reports a run."""
+"""Short leases, so that one process at a time publishes or reports a run, or runs a loop
+that only one replica may run (the redelivery reconciler)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 
-from sqlalchemy import or_, update
+from sqlalchemy import insert, or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.store.tables import runs, utcnow
+from bot.store.tables import loop_leases, runs, utcnow
 
 # Longer than any one report or publish takes; a crashed holder blocks the run this long.
 LEASE = dt.timedelta(seconds=120)
@@ -67,4 +69,38 @@ async def release_all(db: AsyncEngine) -> int:
     async with db.begin() as conn:
         result = await conn.execute(update(runs).where(runs.c.lease_owner.is_not(None))
                                     .values(lease_owner=None, lease_until=None))
-    return int(result.rowcount or 0)
+        loops = await conn.execute(update(loop_leases)
+                                   .where(loop_leases.c.lease_owner.is_not(None))
+                                   .values(lease_owner=None, lease_until=None))
+    return int(result.rowcount or 0) + int(loops.rowcount or 0)
+
+
+async def acquire_loop(db: AsyncEngine, name: str, owner: str,
+                       seconds: float) -> bool:
+    """Take (or renew) the named loop's lease for `seconds`; False while another holds it."""
+    now = utcnow()
+    until = now + dt.timedelta(seconds=seconds)
+    async with db.begin() as conn:
+        result = await conn.execute(
+            update(loop_leases).where(loop_leases.c.name == name, or_(
+                loop_leases.c.lease_owner.is_(None), loop_leases.c.lease_owner == owner,
+                loop_leases.c.lease_until < now))
+            .values(lease_owner=owner, lease_until=until))
+        if result.rowcount == 1:
+            return True
+    try:
+        # The loop's first lease ever: two replicas may race to create it; one wins.
+        async with db.begin() as conn:
+            await conn.execute(insert(loop_leases).values(name=name, lease_owner=owner,
+                                                          lease_until=until))
+    except IntegrityError:
+        return False
+    return True
+
+
+async def release_loop(db: AsyncEngine, name: str, owner: str) -> None:
+    """Give the named loop's lease up (on shutdown), so another replica takes it at once."""
+    async with db.begin() as conn:
+        await conn.execute(update(loop_leases).where(loop_leases.c.name == name,
+                                                     loop_leases.c.lease_owner == owner)
+                           .values(lease_owner=None, lease_until=None))

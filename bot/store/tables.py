@@ -267,6 +267,30 @@ github_effects = Table(
 )
 
 
+# Leases of the loops only one replica may run at a time (by name, e.g. "redeliver").
+loop_leases = Table(
+    "loop_leases",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),
+)
+
+# Failed webhook deliveries the App asked GitHub to send again, by their X-GitHub-Delivery
+# GUID: what keeps the reconciler from asking twice at once, or forever.
+redeliveries = Table(
+    "redeliveries",
+    metadata,
+    Column("guid", String(64), primary_key=True),
+    Column("event", String(64), nullable=False),
+    Column("hook_delivery_id", BigInteger, nullable=False),  # GitHub's id of the attempt
+    Column("tries", Integer, nullable=False),
+    Column("asked_at", DateTime(timezone=True), nullable=False),
+    Column("gave_up_at", DateTime(timezone=True)),
+    Index("ix_redeliveries_asked_at", "asked_at"),
+)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

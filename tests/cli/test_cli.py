@@ -99,12 +99,12 @@ def test_migrate_creates_the_schema_and_is_repeatable(tmp_path: Path) -> None:
     env = {"AGENTBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"}
     first = agentbot("migrate", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "database at revision 0004" in first.stdout
+    assert "database at revision 0005" in first.stdout
     # The log says what ran, without Alembic's plugin roll-call on every start.
     assert "Running upgrade  -> 0001" in first.stderr
     assert "setup plugin" not in first.stderr
     again = agentbot("migrate", env=env, cwd=tmp_path)
-    assert again.returncode == 0 and "0004" in again.stdout
+    assert again.returncode == 0 and "0005" in again.stdout
 
 
 def test_receive_dry_run_on_a_label_prints_decision_and_requests(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from tests.fakes.github_auth import (
     installation_token,
 )
 from tests.fakes.github_clock import FakeClock
+from tests.fakes.github_hooks import FakeGitHubHooks
 from tests.fakes.github_http import HANDLERS, ApiError, Call, Reply
 from tests.fakes.github_setup import FakeGitHubSetup
 from tests.fakes.github_state import DEFAULT_EVENTS, DEFAULT_PERMISSIONS, GitHubState, User
@@ -84,12 +85,13 @@ class Fault:
         return fnmatch.fnmatchcase(path, self.pattern)
 
 
-class FakeGitHub(FakeGitHubSetup):
+class FakeGitHub(FakeGitHubSetup, FakeGitHubHooks):
     """GitHub's REST API as far as agentbot uses it, strict about what it accepts."""
 
     def __init__(self, private_key: rsa.RSAPrivateKey, *, app_id: int = 424242,
                  app_slug: str = "agentbot", git_root: Path | None = None,
                  clock: Callable[[], float] = time.time, strict: bool = True) -> None:
+        FakeGitHubHooks.__init__(self)
         self.description = RestDescription.load()
         self.state = GitHubState(clock, git_root)
         self.git_root = git_root
@@ -336,6 +338,7 @@ async def fake_github(aiohttp_server: Any, fake_github_key: rsa.RSAPrivateKey,
     server = await aiohttp_server(fake.app)
     fake.url = str(server.make_url("")).rstrip("/")
     yield fake
+    await fake.close_webhooks()
     if fake.strict and fake.violations:
         pytest.fail("the fake GitHub refused requests GitHub would refuse:\n- "
                     + "\n- ".join(fake.violations), pytrace=False)

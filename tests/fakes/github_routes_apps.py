@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tests.fakes import github_shapes as shapes
+from tests.fakes.github_hooks import NO_ANSWER
 from tests.fakes.github_http import ApiError, Call, Reply, int_param, not_found, route
 from tests.fakes.github_state import HookDelivery, IssuedToken, iso
 
@@ -132,6 +133,8 @@ def list_deliveries(call: Call) -> Reply:
 def _status(delivery: HookDelivery) -> tuple[str, str]:
     if 200 <= delivery.status_code < 300:
         return "success", "OK"
+    if delivery.status_code == NO_ANSWER:
+        return "failure", "failed to connect to host"
     return "failure", f"Invalid HTTP Response: {delivery.status_code}"
 
 
@@ -151,9 +154,9 @@ def redeliver(call: Call) -> Reply:
     if original is None:
         raise not_found()
     state.redelivered.append(wanted)
-    state.deliveries.append(HookDelivery(
-        state.next_id(), original.guid, original.event, original.action, 202, state.now(),
-        True, original.installation_id, original.repository_id, original.payload))
+    # GitHub answers at once and sends the stored payload again afterwards, under the same
+    # GUID, as a new attempt in the log.
+    call.fake.redeliver_soon(original)
     return Reply(202, {})
 
 
