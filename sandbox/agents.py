@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +39,31 @@ class Adapter:
         """A fresh parser for this CLI's output."""
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str]:
+        """Variables this CLI needs on top of the run's environment."""
+        return {}
+
+    def refusal(self, uid: int, env: Mapping[str, str]) -> str | None:
+        """Why the CLI would refuse to start as `uid` with `env`, said before it runs (its
+        own message is one line among its output); None when it will start."""
+        return None
+
 
 def _model(flag: str, spec: Spec) -> list[str]:
     return [flag, spec.model] if spec.model else []
+
+
+# Claude Code's tools for a headless run. Named, because with its default set (2.1.x) the plan
+# tools are missing in -p mode for current models, and the rest sit behind ToolSearch; a list
+# offers each directly. Left out: scheduling, worktrees, messaging and review-UI tools, which
+# mean nothing in a one-shot sandbox.
+CLAUDE_TOOLS = ("Agent", "Bash", "Edit", "Glob", "Grep", "NotebookEdit", "Read", "Skill",
+                "TaskCreate", "TaskGet", "TaskList", "TaskUpdate", "WebFetch", "Write")
+CLAUDE_ROOT_REFUSAL = (
+    "Claude Code refuses to run as root with --dangerously-skip-permissions, which a headless "
+    "run needs, and the sandbox runs as uid 0 here. Run it as an unprivileged user: the "
+    "sandbox image runs as uid 10001; with the local executor, start the bot as a user other "
+    "than root (or, inside a container that is itself the boundary, set IS_SANDBOX=1).")
 
 
 class ClaudeAdapter(Adapter):
@@ -51,11 +74,24 @@ class ClaudeAdapter(Adapter):
     def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
         # Headless runs cannot answer permission prompts; the sandbox is the boundary.
         argv = ["claude", "-p", "--output-format", "stream-json", "--verbose",
-                "--dangerously-skip-permissions", *_model("--model", spec)]
+                "--dangerously-skip-permissions", "--tools", ",".join(CLAUDE_TOOLS),
+                *_model("--model", spec)]
         return Invocation(argv, prompt_file)
 
     def parser(self) -> StreamParser:
         return ClaudeParser()
+
+    def environment(self) -> dict[str, str]:
+        # The Task tools (the plan the check run shows) exist only for some models unless
+        # this is set.
+        return {"CLAUDE_CODE_ENABLE_TODO_TOOLS": "1"}
+
+    def refusal(self, uid: int, env: Mapping[str, str]) -> str | None:
+        # The CLI's own test: root, unless IS_SANDBOX=1 or its bubblewrap marker says the
+        # process is already confined.
+        if uid == 0 and env.get("IS_SANDBOX") != "1" and not env.get("CLAUDE_CODE_BUBBLEWRAP"):
+            return CLAUDE_ROOT_REFUSAL
+        return None
 
 
 class CodexAdapter(Adapter):

@@ -196,6 +196,10 @@ class Runner:
         parser = adapter.parser()
         budget = LogBudget(self.sink, "agent")
         self.sink.emit(phase("agent", "started", agent=self.spec.agent, model=self.spec.model))
+        env = {**self.env, **adapter.environment()}
+        refusal = adapter.refusal(os.geteuid(), env)
+        if refusal:
+            raise Failure(exitcodes.AGENT, "agent", refusal)
         log.info("starting the %s agent: %s", self.spec.agent, invocation.argv[0])
 
         def on_line(stream: str, text: str) -> None:
@@ -204,7 +208,7 @@ class Runner:
 
         try:
             done = procs.run_streaming(
-                invocation.argv, cwd=self.workspace, env=self.env, on_line=on_line,
+                invocation.argv, cwd=self.workspace, env=env, on_line=on_line,
                 deadline=self.deadline - self.reserve, stdin_path=invocation.stdin_path)
         except OSError as exc:
             raise Failure(exitcodes.AGENT, "agent", f"Could not start the {self.spec.agent} "

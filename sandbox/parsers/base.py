@@ -18,7 +18,8 @@ class StreamParser:
     def __init__(self) -> None:
         self.summary: str | None = None  # the agent's final words, for the result
         self.error: str | None = None  # set when the agent itself reported a failure
-        self.stats: dict[str, int | float] = {}
+        # Numbers add up over turns (add_stat); a CLI's labels and breakdowns are set whole.
+        self.stats: dict[str, Any] = {}
 
     def feed(self, stream: str, line: str) -> list[Event]:
         """Events for one line of the agent's `stream` ("stdout" or "stderr")."""

@@ -17,6 +17,10 @@ from tests.sandbox.support import DATA, Site, make_site, make_spec, run_sandbox
 TRANSCRIPTS = DATA / "transcripts"
 FAKE_CLI = DATA / "sandbox" / "fake_cli.py"
 PROMPT = Path("/tmp/agentbot-run-x/prompt.md")
+CLAUDE_ARGV = ("claude", "-p", "--output-format", "stream-json", "--verbose",
+               "--dangerously-skip-permissions", "--tools",
+               "Agent,Bash,Edit,Glob,Grep,NotebookEdit,Read,Skill,TaskCreate,TaskGet,TaskList,"
+               "TaskUpdate,WebFetch,Write")
 
 
 def replay(agent: str, transcript: str) -> tuple[list[tuple[str, dict[str, Any]]], StreamParser]:
@@ -44,7 +48,7 @@ def test_claude_stream_json_becomes_events() -> None:
 
     assert events == [
         ("log", {"source": "agent", "stream": "stdout",
-                 "text": "Claude Code session started (model claude-sonnet-4-5)"}),
+                 "text": "Claude Code 2.1.0 session started (model claude-sonnet-4-5)"}),
         ("message", {"text": "Let me look at the failing date parser first."}),
         ("todo", {"items": [{"text": "Reproduce the parsing bug", "status": "in_progress"},
                             {"text": "Fix the month offset", "status": "pending"}]}),
@@ -64,14 +68,16 @@ def test_claude_stream_json_becomes_events() -> None:
     ]
     assert parser.summary == "Fixed the month offset in dates.py; both date tests pass now."
     assert parser.error is None
-    assert parser.stats == {"cost_usd": 0.0375, "turns": 6, "input_tokens": 4100,
-                            "output_tokens": 410}
+    assert parser.stats == {"cost_usd": 0.0375, "turns": 6, "duration_ms": 18250,
+                            "duration_api_ms": 15400, "input_tokens": 4100,
+                            "output_tokens": 410, "cache_creation_input_tokens": 0,
+                            "cache_read_input_tokens": 12000}
 
 
 def test_claude_error_result_fails_the_agent() -> None:
     _, parser = replay("claude", "claude-max-turns.jsonl")
 
-    assert parser.error == "Claude Code ended with error_max_turns"
+    assert parser.error == "Claude Code stopped (error_max_turns): error_max_turns"
     assert parser.summary is None
 
 
@@ -178,10 +184,8 @@ def test_command_output_may_carry_its_own_events() -> None:
 
 
 @pytest.mark.parametrize(("agent", "model", "argv", "stdin"), [
-    ("claude", None, ["claude", "-p", "--output-format", "stream-json", "--verbose",
-                      "--dangerously-skip-permissions"], True),
-    ("claude", "opus", ["claude", "-p", "--output-format", "stream-json", "--verbose",
-                        "--dangerously-skip-permissions", "--model", "opus"], True),
+    ("claude", None, [*CLAUDE_ARGV], True),
+    ("claude", "opus", [*CLAUDE_ARGV, "--model", "opus"], True),
     ("codex", "gpt-5", ["codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
                         "--model", "gpt-5", "-"], True),
     ("opencode", "anthropic/claude-sonnet-4-5",
@@ -231,7 +235,8 @@ async def test_each_adapter_runs_its_cli_through_the_runner(site: Site, agent: s
     install_fake_cli(site.tmp / "bin", agent)
     spec = site.spec(agent=agent, prompt="Fix the bug, please.")
     path = f"{site.tmp / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin"
-    outcome = await run_sandbox(site.tmp, spec, env={"PATH": path})
+    # IS_SANDBOX: the fake stands in for the real claude, which would refuse root without it.
+    outcome = await run_sandbox(site.tmp, spec, env={"PATH": path, "IS_SANDBOX": "1"})
 
     assert outcome.returncode == 0, outcome.stderr
     assert outcome.report is not None and outcome.report["prompt"] == "Fix the bug, please."

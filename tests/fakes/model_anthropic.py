@@ -1,0 +1,355 @@
+"""A double of the Anthropic Messages API on loopback that plays a script of model turns.
+
+Claude Code (and any other client of `POST /v1/messages`) talks to it through
+`ANTHROPIC_BASE_URL`. Each request of the agent's main loop (one that offers tools) takes the
+next turn of the script; requests without tools (the CLI's side questions) get a short answer
+and take no turn. Every request is recorded with its headers and body.
+
+    script = [Turn(text="Writing it.", tool_calls=[
+                  ToolCall("Write", {"file_path": "{cwd}/new.txt", "content": "hi\\n"})]),
+              Turn(text="Done.", usage=Usage(input_tokens=40, cache_read_input_tokens=900))]
+    async with AnthropicDouble(script) as model:
+        ...  # run the agent with ANTHROPIC_BASE_URL=model.url
+    assert model.requests[0].headers["x-api-key"] == ...
+
+`{cwd}` in any string of a tool call's input becomes the working directory the client named
+in its request (Claude Code's environment section says "Primary working directory: ...").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, NoReturn
+
+from aiohttp import web
+
+CWD_PLACEHOLDER = "{cwd}"
+DEFAULT_MODEL = "claude-sonnet-4-5"
+EXHAUSTED_TEXT = "(the scripted model has no more turns)"
+SIDE_TEXT = "ok"
+_CWD_PATTERNS = (re.compile(r"Primary working directory: *(\S+)"),
+                 re.compile(r"Working directory: *(\S+)"))
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The token counts a turn reports, as the API's `usage` object carries them."""
+
+    input_tokens: int = 10
+    output_tokens: int = 5
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "cache_creation_input_tokens": self.cache_creation_input_tokens,
+                "cache_read_input_tokens": self.cache_read_input_tokens}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool_use block: the tool's name and its input ({cwd} placeholders allowed)."""
+
+    name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A turn that fails: an HTTP error in the provider's shape, or a stream cut mid-message."""
+
+    status: int  # 0: the stream starts and the connection drops half-way
+    error_type: str = ""
+    message: str = ""
+
+    @classmethod
+    def overloaded(cls) -> Failure:
+        return cls(529, "overloaded_error", "Overloaded")
+
+    @classmethod
+    def unauthorized(cls) -> Failure:
+        return cls(401, "authentication_error", "invalid x-api-key")
+
+    @classmethod
+    def stream_cut(cls) -> Failure:
+        return cls(0)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One answer of the model: text, tool calls, a stop reason and usage; or a failure,
+    answered `times` times in a row (a CLI retries some errors)."""
+
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    stop_reason: str | None = None  # default: tool_use with tool calls, end_turn without
+    usage: Usage = field(default_factory=Usage)
+    failure: Failure | None = None
+    times: int = 1
+
+    @property
+    def reason(self) -> str:
+        return self.stop_reason or ("tool_use" if self.tool_calls else "end_turn")
+
+
+@dataclass
+class RecordedRequest:
+    """One request the double received."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def tool_names(self) -> list[str]:
+        """Names of the tools the request offered the model."""
+        tools = self.body.get("tools") if isinstance(self.body, dict) else None
+        return [str(t.get("name")) for t in tools or [] if isinstance(t, dict)]
+
+    @property
+    def text(self) -> str:
+        """All text of the request's system prompt and messages, for searching."""
+        if not isinstance(self.body, dict):
+            return ""
+        return "\n".join(_texts([self.body.get("system"), self.body.get("messages")]))
+
+    @property
+    def working_directory(self) -> str | None:
+        for pattern in _CWD_PATTERNS:
+            if found := pattern.search(self.text):
+                return found.group(1)
+        return None
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _texts(item)]
+    if isinstance(value, dict):
+        if isinstance(value.get("text"), str):
+            return [value["text"]]
+        return _texts(value.get("content"))
+    return []
+
+
+def _substitute(value: Any, cwd: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(CWD_PLACEHOLDER, cwd)
+    if isinstance(value, list):
+        return [_substitute(item, cwd) for item in value]
+    if isinstance(value, dict):
+        return {key: _substitute(item, cwd) for key, item in value.items()}
+    return value
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+class AnthropicDouble:
+    """The server: `start()`/`close()` or `async with`; `url`, `requests`, `turns_played`."""
+
+    def __init__(self, script: list[Turn] | None = None, *, model: str | None = None) -> None:
+        self.script: list[Turn] = list(script or [])
+        self.model = model
+        self.requests: list[RecordedRequest] = []
+        self.turns_played = 0  # main-loop requests answered from the script
+        self.exhausted = 0  # main-loop requests that came after the script's end
+        self.unknown: list[str] = []  # paths the double has no answer for
+        self.sent: list[dict[str, Any]] = []  # every event and body sent, for shape checks
+        self._failures_left: int | None = None
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_route("*", "/api/hello", self._hello)
+        app.router.add_route("*", "/{path:.*}", self._unknown)
+        return app
+
+    async def start(self) -> AnthropicDouble:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> AnthropicDouble:
+        return await self.start()
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # --- what the agent's main loop saw
+
+    @property
+    def main_requests(self) -> list[RecordedRequest]:
+        """The Messages requests that offered tools: the agent loop's turns."""
+        return [r for r in self.requests if r.path == "/v1/messages" and r.tool_names]
+
+    # --- handlers
+
+    async def _record(self, request: web.Request) -> RecordedRequest:
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", errors="replace")
+        recorded = RecordedRequest(request.method, request.path, dict(request.query),
+                                   dict(request.headers), body)
+        self.requests.append(recorded)
+        return recorded
+
+    async def _hello(self, request: web.Request) -> web.Response:
+        await self._record(request)  # Claude Code's connectivity probe at start-up
+        return web.Response(status=200)
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        recorded = await self._record(request)
+        self.unknown.append(f"{recorded.method} {recorded.path}")
+        return self._error(404, "not_found_error", f"{recorded.path} is not in the double")
+
+    async def _models(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        model = self.model or DEFAULT_MODEL
+        body = {"data": [{"type": "model", "id": model, "display_name": model,
+                          "created_at": "2025-01-01T00:00:00Z"}],
+                "has_more": False, "first_id": model, "last_id": model}
+        return web.json_response(body)
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        recorded = await self._record(request)
+        body = {"input_tokens": max(1, len(json.dumps(recorded.body)) // 4)}
+        self.sent.append({"kind": "count_tokens", "body": body})
+        return web.json_response(body)
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        recorded = await self._record(request)
+        body = recorded.body if isinstance(recorded.body, dict) else {}
+        if not recorded.tool_names:
+            turn = Turn(text=SIDE_TEXT, usage=Usage(input_tokens=1, output_tokens=1))
+        else:
+            turn = self._next_turn()
+        if turn.failure and turn.failure.status:
+            return self._error(turn.failure.status, turn.failure.error_type,
+                               turn.failure.message)
+        cwd = recorded.working_directory or ""
+        model = self.model or str(body.get("model") or DEFAULT_MODEL)
+        message = self._message(turn, model, cwd)
+        if not body.get("stream"):
+            if turn.failure is not None:
+                self._drop(request)  # a cut turn cuts the non-streaming retry as well
+            self.sent.append({"kind": "message", "body": message})
+            return web.json_response(message)
+        return await self._stream(request, message, cut=turn.failure is not None)
+
+    def _next_turn(self) -> Turn:
+        if self.turns_played >= len(self.script):
+            self.exhausted += 1
+            return Turn(text=EXHAUSTED_TEXT)
+        turn = self.script[self.turns_played]
+        if turn.failure is not None:
+            if self._failures_left is None:
+                self._failures_left = turn.times
+            self._failures_left -= 1
+            if self._failures_left > 0:
+                return turn
+            self._failures_left = None
+        self.turns_played += 1
+        return turn
+
+    def _error(self, status: int, kind: str, text: str) -> web.Response:
+        body = {"type": "error", "error": {"type": kind, "message": text},
+                "request_id": f"req_double{next(self._ids):06d}"}
+        self.sent.append({"kind": "error", "body": body})
+        return web.json_response(body, status=status)
+
+    def _message(self, turn: Turn, model: str, cwd: str) -> dict[str, Any]:
+        content: list[dict[str, Any]] = []
+        if turn.text:
+            content.append({"type": "text", "text": turn.text})
+        for call in turn.tool_calls:
+            content.append({"type": "tool_use", "id": f"toolu_double{next(self._ids):06d}",
+                            "name": call.name, "input": _substitute(call.input, cwd)})
+        return {"id": f"msg_double{next(self._ids):06d}", "type": "message",
+                "role": "assistant", "model": model, "content": content,
+                "stop_reason": turn.reason, "stop_sequence": None,
+                "usage": turn.usage.as_json()}
+
+    async def _stream(self, request: web.Request, message: dict[str, Any], *, cut: bool
+                      ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                               "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        async for event in self._events(message, cut=cut):
+            self.sent.append({"kind": "event", "body": event})
+            await response.write(_sse(event))
+        if cut:
+            # The connection drops with the message half-sent: no message_stop, no final chunk.
+            self._drop(request)
+        await response.write_eof()
+        return response
+
+    @staticmethod
+    def _drop(request: web.Request) -> NoReturn:
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError  # aiohttp ends a handler cancelled this way quietly
+
+    async def _events(self, message: dict[str, Any], *, cut: bool
+                      ) -> AsyncIterator[dict[str, Any]]:
+        usage = message["usage"]
+        start = {**message, "content": [], "stop_reason": None,
+                 "usage": {**usage, "output_tokens": 1}}
+        yield {"type": "message_start", "message": start}
+        yield {"type": "ping"}
+        for index, block in enumerate(message["content"]):
+            if block["type"] == "text":
+                yield {"type": "content_block_start", "index": index,
+                       "content_block": {"type": "text", "text": ""}}
+                text = block["text"]
+                half = len(text) // 2 or len(text)
+                for piece in (text[:half], text[half:]):
+                    if piece:
+                        yield {"type": "content_block_delta", "index": index,
+                               "delta": {"type": "text_delta", "text": piece}}
+                    if cut:
+                        return
+            else:
+                yield {"type": "content_block_start", "index": index,
+                       "content_block": {**block, "input": {}}}
+                arguments = json.dumps(block["input"])
+                half = len(arguments) // 2
+                for piece in (arguments[:half], arguments[half:]):
+                    yield {"type": "content_block_delta", "index": index,
+                           "delta": {"type": "input_json_delta", "partial_json": piece}}
+                    if cut:
+                        return
+            yield {"type": "content_block_stop", "index": index}
+        if cut:
+            return
+        yield {"type": "message_delta",
+               "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+               "usage": usage}
+        yield {"type": "message_stop"}
