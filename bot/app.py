@@ -19,6 +19,7 @@ from bot.config.loader import RepoConfigs
 from bot.config.settings import Settings
 from bot.intake import webhook
 from bot.intake.inbox import Inbox, InboxOptions
+from bot.intake.redeliver import Redeliverer, RedeliverOptions
 from bot.intake.router import handled_events, router
 from bot.intake.writer import DeliveryRow, DeliveryWriter, StoreUnavailable
 from bot.metrics import Metrics
@@ -57,6 +58,7 @@ class Bot:
     executor: Any = None
     scheduler: Any = None  # bot.runs.scheduler.Scheduler, launched by the internal app
     reporter: Any = None  # bot.report.reporter.Reporter, started with the scheduler
+    redeliverer: Redeliverer | None = None  # asks GitHub again for failed deliveries
     gateway: Any = None  # bot.gateway.app.Gateway, when this process runs one (gateway_app)
     health_checks: list[HealthCheck] = field(default_factory=list)
     inbox_options: InboxOptions = field(default_factory=InboxOptions)
@@ -121,6 +123,13 @@ async def start_bot(bot: Bot) -> None:
     bot.writer = DeliveryWriter(bot.engine, on_stored=bot.inbox.notify)
     bot.writer.start()
     bot.inbox.start()
+    app_client = getattr(bot.github, "app_client", None)
+    if settings.redeliver_interval and app_client is not None:
+        metrics = bot.metrics
+        bot.redeliverer = Redeliverer(
+            bot.engine, app_client, RedeliverOptions(interval=settings.redeliver_interval),
+            on_outcome=lambda outcome: metrics.redeliveries.labels(outcome).inc())
+        bot.redeliverer.start()
 
     def inbox_alive() -> str | None:
         inbox = bot.inbox
@@ -140,7 +149,10 @@ async def start_bot(bot: Bot) -> None:
     def reporter_alive() -> str | None:
         return None if bot.reporter is None else bot.reporter.health()
 
-    bot.health_checks.extend([inbox_alive, scheduler_alive, reporter_alive])
+    def redeliverer_alive() -> str | None:
+        return None if bot.redeliverer is None else bot.redeliverer.health()
+
+    bot.health_checks.extend([inbox_alive, scheduler_alive, reporter_alive, redeliverer_alive])
 
 
 async def _identify(github: Any) -> None:
@@ -166,6 +178,8 @@ async def stop_bot(bot: Bot) -> None:
         await bot.scheduler.close()
     if bot.reporter is not None:
         await bot.reporter.close()
+    if bot.redeliverer is not None:
+        await bot.redeliverer.close()
     if bot.writer is not None:
         await bot.writer.close()
     if bot.inbox is not None:

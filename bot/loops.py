@@ -19,9 +19,11 @@ STUCK_AFTER = dt.timedelta(minutes=5)
 class Ticker:
     """Runs `tick` every `seconds`, at once after `notify`, surviving a failed pass."""
 
-    def __init__(self, name: str, tick: Callable[[], Awaitable[None]], seconds: float) -> None:
+    def __init__(self, name: str, tick: Callable[[], Awaitable[None]], seconds: float,
+                 stuck_after: dt.timedelta = STUCK_AFTER) -> None:
         self.name = name
         self.seconds = seconds
+        self.stuck_after = stuck_after  # since the last pass ended; longer than `seconds`
         self._tick = tick
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -45,7 +47,7 @@ class Ticker:
         """None while the loop runs and passes, else what is wrong."""
         if self._task is None or self._task.done():
             return f"the {self.name} is not running"
-        if self.alive_at is not None and utcnow() - self.alive_at > STUCK_AFTER:
+        if self.alive_at is not None and utcnow() - self.alive_at > self.stuck_after:
             return f"the {self.name} is stuck"
         return None
 

@@ -95,6 +95,9 @@ def make_settings(app_private_key: str, tmp_path: Path) -> Callable[..., Setting
             # Free ports: tests that start a gateway run side by side with others that do.
             "gateway_port": unused_port(),
             "gateway_proxy_port": unused_port(),
+            # No redelivery pass at start-up (a GitHub call tests do not expect); the tests of
+            # the reconciler turn it on.
+            "redeliver_interval": 0,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

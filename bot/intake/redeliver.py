@@ -16,7 +16,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.github.client import RateLimited
-from bot.loops import Ticker
+from bot.loops import STUCK_AFTER, Ticker
 from bot.runs import leases
 from bot.store.tables import aware, deliveries, redeliveries, utcnow
 
@@ -78,7 +78,10 @@ class Redeliverer:
         self._db, self._app_client = db, app_client
         self._on_outcome, self._clock, self._sleep = on_outcome, clock, sleep
         self.owner = leases.new_owner(LEASE)
-        self.ticker = Ticker("redelivery reconciler", self._tick, self.options.interval)
+        # A pass is due every interval and takes up to per_pass / per_second seconds.
+        longest = self.options.interval + self.options.per_pass / self.options.per_second
+        self.ticker = Ticker("redelivery reconciler", self._tick, self.options.interval,
+                             stuck_after=STUCK_AFTER + dt.timedelta(seconds=longest))
 
     def start(self) -> None:
         self.ticker.start()

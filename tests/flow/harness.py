@@ -56,6 +56,8 @@ class Flow:
         self.gateway: TestServer | None = None
         # Builds each process's executor; the local one unless a test swaps it.
         self.make_executor: Callable[[], Any] = self._local_executor
+        # The public port; a fixed one lets the fake GitHub reach the bot across restarts.
+        self.public_port: int | None = None
         self.plan()
 
     @classmethod
@@ -87,7 +89,7 @@ class Flow:
 
     async def start(self) -> None:
         public = create_app(self.settings, executor=self.make_executor())
-        self.client = TestClient(TestServer(public))
+        self.client = TestClient(TestServer(public, port=self.public_port))
         await self.client.start_server()
         # As `serve` does with the local executor: the sandboxes' gateway in the same process.
         self.gateway = TestServer(gateway_app(public), port=self.settings.gateway_port)

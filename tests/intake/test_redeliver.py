@@ -205,3 +205,19 @@ async def test_one_replica_reconciles_at_a_time(engine: AsyncEngine, github_app:
     await holder.close()  # a replica that stops hands the lease over at once
     assert await other.reconcile() == 0 and len(fake_github.calls(LIST)) == 3
     await other.close()
+
+
+async def test_a_loop_that_waits_longer_than_five_minutes_is_not_stuck(
+        engine: AsyncEngine, github_app: GitHubApp, fake_github: FakeGitHub,
+        recorder: Recorder) -> None:
+    reconciler = make(engine, github_app, recorder, interval=600.0)
+    reconciler.start()
+    try:
+        assert reconciler.health() is None
+        reconciler.ticker.alive_at = utcnow() - dt.timedelta(minutes=12)
+        assert reconciler.health() is None  # between two passes 10 minutes apart
+        reconciler.ticker.alive_at = utcnow() - dt.timedelta(minutes=20)
+        assert reconciler.health() == "the redelivery reconciler is stuck"
+    finally:
+        await reconciler.close()
+    assert reconciler.health() == "the redelivery reconciler is not running"
