@@ -105,8 +105,16 @@ class RecordedRequest:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     body: Any
+
+    @property
+    def credential(self) -> str | None:
+        """The key the client sent: `x-api-key`, else a bearer token in `authorization`."""
+        if "x-api-key" in self.headers:
+            return self.headers["x-api-key"]
+        scheme, _, token = self.headers.get("authorization", "").partition(" ")
+        return token if scheme.lower() == "bearer" and token else None
 
     @property
     def tool_names(self) -> list[str]:
@@ -158,9 +166,11 @@ def _sse(event: dict[str, Any]) -> bytes:
 class AnthropicDouble:
     """The server: `start()`/`close()` or `async with`; `url`, `requests`, `turns_played`."""
 
-    def __init__(self, script: list[Turn] | None = None, *, model: str | None = None) -> None:
+    def __init__(self, script: list[Turn] | None = None, *, model: str | None = None,
+                 prefix: str = "") -> None:
         self.script: list[Turn] = list(script or [])
         self.model = model
+        self.prefix = prefix.rstrip("/")  # "/anthropic": where the gateway serves the API
         self.requests: list[RecordedRequest] = []
         self.turns_played = 0  # main-loop requests answered from the script
         self.exhausted = 0  # main-loop requests that came after the script's end
@@ -169,14 +179,14 @@ class AnthropicDouble:
         self._failures_left: int | None = None
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
-        self.url = ""
+        self.base_url = self.url = ""
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/messages", self._messages)
-        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_route("*", "/api/hello", self._hello)
+        app.router.add_post(f"{self.prefix}/v1/messages", self._messages)
+        app.router.add_post(f"{self.prefix}/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_get(f"{self.prefix}/v1/models", self._models)
+        app.router.add_route("*", f"{self.prefix}/api/hello", self._hello)
         app.router.add_route("*", "/{path:.*}", self._unknown)
         return app
 
@@ -186,7 +196,8 @@ class AnthropicDouble:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.url = self.base_url + self.prefix  # what ANTHROPIC_BASE_URL names
         return self
 
     async def close(self) -> None:
@@ -206,7 +217,8 @@ class AnthropicDouble:
     @property
     def main_requests(self) -> list[RecordedRequest]:
         """The Messages requests that offered tools: the agent loop's turns."""
-        return [r for r in self.requests if r.path == "/v1/messages" and r.tool_names]
+        return [r for r in self.requests
+                if r.path == f"{self.prefix}/v1/messages" and r.tool_names]
 
     # --- handlers
 
@@ -216,8 +228,9 @@ class AnthropicDouble:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", errors="replace")
+        headers = {name.lower(): value for name, value in request.headers.items()}
         recorded = RecordedRequest(request.method, request.path, dict(request.query),
-                                   dict(request.headers), body)
+                                   headers, body)
         self.requests.append(recorded)
         return recorded
 

@@ -1,0 +1,36 @@
+"""Fixtures for the real-CLI tests: one scratch directory and one account per session."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.clis.support import CliWorld, expose, installed_cli, python_for, unprivileged_account
+
+
+@pytest.fixture(scope="session")
+def cli_scratch() -> Iterator[Path]:
+    """A directory outside pytest's (root-only) tmp tree, open to the agent's account."""
+    scratch = Path(tempfile.mkdtemp(prefix="agentbot-clis-"))
+    scratch.chmod(0o755)
+    yield scratch
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def claude_world(cli_scratch: Path) -> CliWorld:
+    """The pinned Claude Code, reachable by an unprivileged account (it refuses root)."""
+    executable, why = installed_cli("claude")
+    if executable is None:
+        pytest.skip(why)
+    account, why = unprivileged_account()
+    if account is None:
+        pytest.skip(why)
+    python = python_for(account)
+    if python is None:
+        pytest.skip(f"no Python 3.11 that the user {account.name} can run")
+    return CliWorld(account, python, expose(executable, account, cli_scratch), cli_scratch)
