@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import socket
 import sys
 import uuid
 from collections.abc import Coroutine
@@ -93,35 +94,61 @@ async def serve(settings: Settings) -> None:
 
     if settings.setup_mode:
         settings = await _created_app_settings(settings)
-    public = create_app(settings)
-    runner = web.AppRunner(public, access_log=None)
-    await runner.setup()
-    runners = [runner]
-    sites = [web.TCPSite(runner, settings.host, settings.port, backlog=1024)]
+    # The ports first, before anything touches the database: a second `serve` started by
+    # mistake (on the same SQLite file, say) stops here, having taken no work from the first.
+    ports = [settings.port, settings.internal_port]
     if settings.executor_name == "local":
-        # One machine, one command: the sandboxes' gateway runs here too (in a cluster it is
-        # its own Deployment, `agentbot gateway`).
-        gateway_runner = web.AppRunner(gateway_app(public), access_log=None)
-        await gateway_runner.setup()
-        runners.append(gateway_runner)
-        sites.append(web.TCPSite(gateway_runner, settings.host, settings.gateway_port))
-    internal_runner = web.AppRunner(internal_app(public), access_log=None)
-    await internal_runner.setup()
-    runners.append(internal_runner)
-    sites.append(web.TCPSite(internal_runner, settings.host, settings.internal_port))
-    for site in sites:
-        await site.start()
-    # What start-up built lives as long as the process; left to the cyclic collector, every
-    # full pass walks it and stalls the webhooks waiting on the loop (bench/README.md).
-    gc.collect()
-    gc.freeze()
-    log.info("listening", extra={"port": settings.port, "internal_port": settings.internal_port,
-                                 "executor": settings.executor_name})
+        ports.append(settings.gateway_port)
+    sockets = [_listen(settings.host, port) for port in ports]
+    public = create_app(settings)
+    runners: list[web.AppRunner] = []
     try:
+        apps = [public, internal_app(public)]
+        if settings.executor_name == "local":
+            # One machine, one command: the sandboxes' gateway runs here too (in a cluster it
+            # is its own Deployment, `agentbot gateway`).
+            apps.append(gateway_app(public))
+        for app, sock in zip(apps, sockets, strict=True):
+            runner = web.AppRunner(app, access_log=None)
+            runners.append(runner)
+            await runner.setup()
+            await web.SockSite(runner, sock, backlog=1024).start()
+        # What start-up built lives as long as the process; left to the cyclic collector,
+        # every full pass walks it and stalls the webhooks waiting on the loop
+        # (bench/README.md).
+        gc.collect()
+        gc.freeze()
+        log.info("listening", extra={"port": settings.port,
+                                     "internal_port": settings.internal_port,
+                                     "executor": settings.executor_name})
         await asyncio.Event().wait()
     finally:
         for each in reversed(runners):
             await each.cleanup()
+        for sock in sockets:
+            sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or exit saying which port is taken."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            # Not SO_REUSEPORT: a second process must not share the port.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(1024)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        print(f"agentbot: cannot listen on {host}:{port}: {exc.strerror or exc} "
+              "(is another agentbot running?)", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    sock.setblocking(False)
+    return sock
 
 
 async def gateway(settings: Settings) -> None:

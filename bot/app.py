@@ -65,7 +65,8 @@ class Bot:
     metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
-        self.metrics = Metrics(handled_events(), executor=lambda: self.executor)
+        # GitHub also sends `ping` when the webhook is made or edited.
+        self.metrics = Metrics(handled_events() | {"ping"}, executor=lambda: self.executor)
 
     def observe_finished(self, engine: AsyncEngine, state: Any, seconds: float) -> None:
         """ledger.FINISHED_OBSERVERS: only this bot's database (tests run several bots)."""
@@ -228,6 +229,7 @@ def create_app(settings: Settings, *, github: GitHubClients | None = None,
     app = web.Application(client_max_size=webhook.MAX_BODY_BYTES + 1)
     app[BOT_KEY] = bot
     app[webhook.WEBHOOK_SECRET_KEY] = settings.github_webhook_secret
+    app[webhook.UNVERIFIED_KEY] = webhook.UnverifiedBytes()
     if settings.github_webhook_secret:
         register_secret(settings.github_webhook_secret)
 

@@ -112,6 +112,16 @@ def _ids(record: logging.LogRecord) -> dict[str, Any]:
     return ids
 
 
+def _printable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    return value
+
+
 def _clean(value: Any, depth: int = 0) -> Any:
     """A JSON-ready copy of an extra value with every string redacted."""
     if value is None or isinstance(value, bool | int | float):
@@ -161,7 +171,12 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 line[f"extra.{key}" if key in _CORE else key] = _clean(value)
-        return orjson.dumps(line).decode()
+        try:
+            return orjson.dumps(line).decode()
+        except orjson.JSONEncodeError:
+            # A string that is not UTF-8 (a header byte decoded as a lone surrogate): written
+            # as its escape, so the line is kept and says what arrived.
+            return orjson.dumps(_printable(line)).decode()
 
 
 class TextFormatter(logging.Formatter):

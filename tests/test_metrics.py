@@ -88,7 +88,7 @@ async def test_deliveries_by_event_and_outcome_and_the_intake_latency(
             ).status == 202
     assert (await bot.public.post("/webhook", data=body, headers=signed(body, "ping"))
             ).status == 202
-    forged = signed(body, "made-up-event-name", secret="not the secret")
+    forged = signed(body, "made_up_event_name", secret="not the secret")
     assert (await bot.public.post("/webhook", data=body, headers=forged)).status == 401
     forged = signed(body, "issues", secret="not the secret")
     assert (await bot.public.post("/webhook", data=body, headers=forged)).status == 401
@@ -100,7 +100,7 @@ async def test_deliveries_by_event_and_outcome_and_the_intake_latency(
                   outcome="unauthorized") == 1
     # An unsigned request cannot make up label values.
     assert sample(text, "agentbot_deliveries_total", event="other", outcome="unauthorized") == 1
-    assert "made-up-event-name" not in text
+    assert "made_up_event_name" not in text
     assert sample(text, "agentbot_intake_duration_seconds_count") == 4
     assert sample(text, "agentbot_intake_duration_seconds_bucket", le="10.0") == 4
     total = sample(text, "agentbot_intake_duration_seconds_sum")

@@ -35,16 +35,21 @@ def handler_name(handler: Handler) -> str:
     return f"{handler.__module__}.{handler.__qualname__}"
 
 
+def _field(data: Any, key: str) -> Any:
+    """`data[key]` where data is an object, else None: a payload's shape is not trusted."""
+    return data.get(key) if isinstance(data, dict) else None
+
+
 def issue_key(data: dict[str, Any]) -> str:
     """Deliveries about one issue or PR are processed in order; others run in parallel."""
-    repo = (data.get("repository") or {}).get("id")
+    repo = _field(_field(data, "repository"), "id")
     for key in ("issue", "pull_request"):
-        number = (data.get(key) or {}).get("number")
+        number = _field(_field(data, key), "number")
         if number is not None:
             return f"{repo}#{number}"
-    check_run = data.get("check_run") or {}
-    if check_run.get("external_id"):
-        return f"{repo}:run:{check_run['external_id']}"
+    external_id = _field(_field(data, "check_run"), "external_id")
+    if external_id:
+        return f"{repo}:run:{external_id}"
     return f"{repo}:{id(data)}"
 
 
@@ -206,9 +211,18 @@ class Inbox:
         self._locks[key] = (lock, users + 1)
         try:
             async with lock, self._limit:
+                installation_id = _field(_field(data, "installation"), "id")
                 with log_context(delivery_id=row.delivery_id,
-                                 installation_id=(data.get("installation") or {}).get("id")):
-                    done, errors = await self.dispatch(event, set(row.done_handlers or ()))
+                                 installation_id=installation_id
+                                 if isinstance(installation_id, int) else None):
+                    done = set(row.done_handlers or ())
+                    try:
+                        done, errors = await self.dispatch(event, done)
+                    except Exception as exc:  # noqa: BLE001 - a payload no route can take
+                        # Routing itself failed (an `action` that is a list, say): an attempt
+                        # like any other, so the delivery ends failed instead of coming back.
+                        log.warning("delivery could not be routed: %s", type(exc).__name__)
+                        errors = {"dispatch": f"{type(exc).__name__}: {exc}"[:2000]}
                     await self._finish(row, done, errors)
         finally:
             lock, users = self._locks[key]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,18 +25,20 @@ STORE_TIMEOUT_SECONDS = 8.0
 
 # The intake's columns; the others keep their defaults (NULL). `received_at` is also the
 # first `next_attempt_at`, and `done_handlers` starts as the empty JSON list.
+# A conflict on the delivery id (GitHub's redelivery) or on the body's hash (a replay under
+# a new id) stores nothing: either way the delivery is here already.
 SQLITE_INSERT = (
     "INSERT INTO deliveries (delivery_id, event, action, installation_id, payload, "
-    "received_at, status, attempts, next_attempt_at, done_handlers) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, '[]') ON CONFLICT (delivery_id) DO NOTHING"
+    "payload_sha256, received_at, status, attempts, next_attempt_at, done_handlers) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, '[]') ON CONFLICT DO NOTHING"
 )
 # asyncpg's executemany sends every row's Bind and Execute, then one Sync: one round trip,
 # one transaction, one commit for the whole batch.
 POSTGRES_INSERT = (
     "INSERT INTO deliveries (delivery_id, event, action, installation_id, payload, "
-    "received_at, status, attempts, next_attempt_at, done_handlers) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $6, '[]'::json) "
-    "ON CONFLICT (delivery_id) DO NOTHING"
+    "payload_sha256, received_at, status, attempts, next_attempt_at, done_handlers) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $7, '[]'::json) "
+    "ON CONFLICT DO NOTHING"
 )
 # A 12 KB payload is compressed before it is stored; lz4 takes a third of the server's time
 # per row that the default pglz does. Servers built without lz4 (or before 14) keep pglz.
@@ -45,6 +48,15 @@ PENDING = DeliveryStatus.PENDING.value
 
 class StoreUnavailable(Exception):
     """The database did not take the delivery; the sender should try again later."""
+
+
+class DeliveryRefused(Exception):
+    """The database refused this one delivery (its values, not the database's state)."""
+
+
+# What a row's own values make a driver raise, as opposed to a database that is away.
+_ROW_ERRORS: tuple[type[Exception], ...] = (UnicodeError, OverflowError, ValueError,
+                                             asyncpg.DataError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +110,13 @@ class _Connection:
         now = self._timestamp(utcnow())
         if self._postgres:
             await self._driver.executemany(POSTGRES_INSERT, [
-                (r.delivery_id, r.event, r.action, r.installation_id, r.payload, now, PENDING)
-                for r in rows])
+                (r.delivery_id, r.event, r.action, r.installation_id, r.payload,
+                 hashlib.sha256(r.payload).digest(), now, PENDING) for r in rows])
             return
         # sqlite3 opens the transaction itself before the first INSERT (its default mode).
         await self._driver.executemany(SQLITE_INSERT, [
-            (r.delivery_id, r.event, r.action, r.installation_id, r.payload, now, PENDING, now)
-            for r in rows])
+            (r.delivery_id, r.event, r.action, r.installation_id, r.payload,
+             hashlib.sha256(r.payload).digest(), now, PENDING, now) for r in rows])
         await self._driver.commit()
 
     async def close(self, *, broken: bool) -> None:
@@ -184,6 +196,34 @@ class DeliveryWriter:
                 await self._commit(self._committing)
                 self._committing = []
 
+    async def _discard_connection(self) -> None:
+        if self._connection is not None:
+            # The next batch starts on a fresh connection (the database may have restarted).
+            await self._connection.close(broken=True)
+            self._connection = None
+
+    async def _one_by_one(self, batch: list[tuple[DeliveryRow, asyncio.Future[None]]]) -> None:
+        stored = False
+        for row, future in batch:
+            if future.done():
+                continue
+            try:
+                connection = await self._connected()
+                await connection.insert([row])
+            except _ROW_ERRORS as exc:
+                await self._discard_connection()
+                log.warning("delivery refused by the database: %s", type(exc).__name__,
+                            extra={"delivery_id": row.delivery_id})
+                _fail([(row, future)], DeliveryRefused(type(exc).__name__))
+            except Exception as exc:  # noqa: BLE001 - the database went away meanwhile
+                await self._discard_connection()
+                _fail([(row, future)], StoreUnavailable(type(exc).__name__))
+            else:
+                stored = True
+                future.set_result(None)
+        if stored and self._on_stored is not None:
+            self._on_stored()
+
     async def _connected(self) -> _Connection:
         # A connection serves the engine it came from, and the engine can be replaced
         # (the tests point the writer at a database that is down, then back).
@@ -200,10 +240,12 @@ class DeliveryWriter:
             await connection.insert([row for row, _ in batch])
         except Exception as exc:  # noqa: BLE001 - any failure must reach every waiter
             log.error("storing %d deliveries failed: %s", len(batch), type(exc).__name__)
-            if self._connection is not None:
-                # The next batch starts on a fresh connection (the database may have restarted).
-                await self._connection.close(broken=True)
-                self._connection = None
+            await self._discard_connection()
+            if isinstance(exc, _ROW_ERRORS):
+                # One row's values may have failed them all: each is tried alone, so only
+                # the bad one is refused.
+                await self._one_by_one(batch)
+                return
             _fail(batch, StoreUnavailable(type(exc).__name__))
             return
         for _, future in batch:

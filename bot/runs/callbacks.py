@@ -96,10 +96,14 @@ async def _authorised_run(request: web.Request) -> tuple[int, Any] | web.Respons
         run_id = int(request.match_info["run_id"])
     except ValueError:
         return _error(404, "no such run")
+    if not 0 < run_id < 2**63:  # no run has such an id, and the database could not say so
+        return _error(404, "no such run")
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     expected = run_token(request.app[TOKEN_KEY_KEY], run_id)
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+    # A header byte past ASCII arrives as a character no token has; compare bytes only.
+    if (scheme.lower() != "bearer" or not token.isascii()
+            or not hmac.compare_digest(token.encode(), expected.encode())):
         return _error(401, "missing or wrong run token")
     async with request.app[ENGINE_KEY]().connect() as conn:
         run = (await conn.execute(select(runs.c.id, runs.c.state, runs.c.result)

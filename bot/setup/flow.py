@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -32,7 +35,9 @@ WEBHOOK_PATH = "/webhook"
 CALLBACK_PATH = "/setup/callback"
 # GitHub's manifest codes last an hour; a page left open longer has to be reloaded.
 STATE_TTL_SECONDS = 3600
-MAX_PENDING_STATES = 64
+# Used states remembered (each for its hour). Using one takes a state this process signed and
+# a matching cookie; past this many, the oldest are forgotten (a code from GitHub is needed too).
+MAX_USED_STATES = 10_000
 # GitHub logins: alphanumerics and single hyphens, not at either end, at most 39 characters.
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 ENV_KEYS = ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH",
@@ -134,36 +139,50 @@ def new_app_url(api_url: str, state: str, org: str | None = None) -> str:
 
 
 class States:
-    """One-time CSRF states handed to the form and checked when GitHub redirects back."""
+    """One-time CSRF states handed to the form and checked when GitHub redirects back.
 
-    def __init__(self, ttl: float = STATE_TTL_SECONDS, limit: int = MAX_PENDING_STATES) -> None:
-        self._pending: OrderedDict[str, float] = OrderedDict()
+    A state is signed with a key of this process and carries its expiry, so issuing one
+    keeps nothing here: strangers loading the page cannot push out the operator's state. The
+    browser keeps it in a cookie, and the callback wants the two to agree. Only used states
+    are remembered, until they expire, so each works once.
+    """
+
+    def __init__(self, ttl: float = STATE_TTL_SECONDS, limit: int = MAX_USED_STATES) -> None:
+        self._key = secrets.token_bytes(32)
+        self._used: OrderedDict[str, float] = OrderedDict()
         self._ttl, self._limit = ttl, limit
 
-    def _expire(self) -> None:
-        now = time.monotonic()
-        for state, expires in list(self._pending.items()):
-            if expires <= now:
-                del self._pending[state]
-        while len(self._pending) > self._limit:  # reloads must not grow this without end
-            self._pending.popitem(last=False)
+    def _mac(self, nonce: str, expires: int) -> str:
+        digest = hmac.new(self._key, f"{nonce}.{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def issue(self, current: str | None = None) -> str:
-        """A fresh state, or `current` when it is still pending (so open tabs stay valid)."""
-        self._expire()
-        if current and current in self._pending:
+        """A fresh state, or `current` when it is still valid (so open tabs stay valid)."""
+        if current and self.valid(current):
             return current
-        state = secrets.token_urlsafe(24)
-        self._pending[state] = time.monotonic() + self._ttl
-        self._expire()
-        return state
+        nonce = secrets.token_urlsafe(18)
+        expires = int(time.time() + self._ttl)
+        return f"{nonce}.{expires}.{self._mac(nonce, expires)}"
 
     def valid(self, state: str | None) -> bool:
-        self._expire()
-        return bool(state) and state in self._pending
+        if not state or not state.isascii() or state.count(".") != 2:
+            return False
+        nonce, expires_text, mac = state.split(".")
+        if not expires_text.isdigit() or len(expires_text) > 12:
+            return False
+        expires = int(expires_text)
+        return (hmac.compare_digest(mac.encode(), self._mac(nonce, expires).encode())
+                and time.time() < expires and nonce not in self._used)
 
     def consume(self, state: str) -> None:
-        self._pending.pop(state, None)
+        now = time.time()
+        for nonce, expires in list(self._used.items()):
+            if expires <= now:
+                del self._used[nonce]
+        nonce, expires_text, _ = state.split(".")
+        self._used[nonce] = float(expires_text)
+        while len(self._used) > self._limit:
+            self._used.popitem(last=False)
 
 
 async def exchange_code(session: aiohttp.ClientSession, api_url: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -110,8 +111,25 @@ def _error(message: str, status: int = 400) -> web.Response:
     return _page(ERROR_TITLE, body, status)
 
 
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def _origin(request: web.Request) -> str:
-    return str(request.url.origin())
+    """This server's own address as the browser reached it: the Host header only when it names
+    this server (a loopback name or the address the connection came in on, with its port),
+    else the connection's local address. A stranger's Host never reaches the manifest."""
+    local = request.transport.get_extra_info("sockname") if request.transport else None
+    local_host, local_port = (str(local[0]), int(local[1])) if local else ("127.0.0.1", 80)
+    given = urlsplit(f"http://{request.host}")
+    try:
+        given_port = given.port or 80
+    except ValueError:
+        given_port = -1
+    own = {local_host} | (_LOOPBACK_NAMES if ipaddress.ip_address(local_host).is_loopback
+                          else set())
+    host = given.hostname if given.hostname in own and given_port == local_port else local_host
+    shown = f"[{host}]" if host and ":" in host else host
+    return f"http://{shown}:{local_port}"
 
 
 def _callback_base(request: web.Request, public_url: str | None) -> str:

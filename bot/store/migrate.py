@@ -19,6 +19,15 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+def head() -> str:
+    """The newest revision this code knows."""
+    from alembic.script import ScriptDirectory
+
+    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert revision is not None
+    return revision
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the database to `revision`; safe to call on every start."""
 

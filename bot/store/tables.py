@@ -109,7 +109,10 @@ deliveries = Table(
     Column("done_handlers", JSON, nullable=False, default=list),
     Column("last_error", Text),
     Column("processed_at", DateTime(timezone=True)),
+    # The SHA-256 of the signed body: the same body under another delivery id is a replay.
+    Column("payload_sha256", LargeBinary(32)),
     Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+    Index("uq_deliveries_payload_sha256", "payload_sha256", unique=True),
 )
 
 runs = Table(

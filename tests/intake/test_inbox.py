@@ -49,7 +49,9 @@ async def store(engine: AsyncEngine, *rows: DeliveryRow) -> None:
 
 
 def row(delivery_id: str, event: str = "issues", **data: Any) -> DeliveryRow:
-    body = {"action": "opened", "repository": {"id": 1}, "issue": {"number": 5}, **data}
+    # Each body its own, as GitHub's are: a body seen before is a replay and is not stored.
+    body = {"action": "opened", "repository": {"id": 1}, "issue": {"number": 5},
+            "delivery": delivery_id, **data}
     return DeliveryRow(delivery_id, event, "opened", None, json.dumps(body).encode())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -15,14 +16,16 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.intake.inbox import Inbox, InboxOptions
-from bot.intake.writer import DeliveryRow, DeliveryWriter, StoreUnavailable
+from bot.intake.writer import DeliveryRefused, DeliveryRow, DeliveryWriter, StoreUnavailable
 from bot.store.tables import DeliveryStatus, deliveries, utcnow
 
 BODY = b'{"action":"labeled","issue":{"number":5},"repository":{"id":1}}'
 
 
 def _row(delivery_id: str, installation_id: int | None = 7) -> DeliveryRow:
-    return DeliveryRow(delivery_id, "issues", "labeled", installation_id, BODY)
+    # Each body its own, as GitHub's are: a body seen before is a replay and is not stored.
+    body = BODY[:-1] + b',"delivery":"%s"}' % delivery_id.encode()
+    return DeliveryRow(delivery_id, "issues", "labeled", installation_id, body)
 
 
 async def _rows(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
@@ -49,10 +52,13 @@ async def test_rows_are_what_sqlalchemy_would_store(engine: AsyncEngine) -> None
     assert rows["one"]["received_at"] == rows["one"]["next_attempt_at"]
     assert rows["two"]["installation_id"] is None
     ours, reference = dict(rows["one"]), dict(rows["reference"])
-    for column in ("id", "delivery_id", "received_at", "next_attempt_at"):
-        assert type(ours.pop(column)) is type(reference.pop(column))
+    assert ours["payload"] == _row("one").payload
+    assert ours["payload_sha256"] == hashlib.sha256(ours["payload"]).digest()
+    for column in ("id", "delivery_id", "received_at", "next_attempt_at", "payload",
+                   "payload_sha256"):
+        ours.pop(column), reference.pop(column)
     assert ours == reference
-    assert ours["done_handlers"] == [] and ours["payload"] == BODY
+    assert ours["done_handlers"] == []
 
 
 async def test_a_delivery_id_is_stored_once_within_and_across_batches(
@@ -66,6 +72,36 @@ async def test_a_delivery_id_is_stored_once_within_and_across_batches(
     finally:
         await writer.close()
     assert list(await _rows(engine)) == ["a", "b", "c"]
+
+
+async def test_a_body_seen_before_under_another_id_is_not_stored_again(
+        engine: AsyncEngine) -> None:
+    writer = DeliveryWriter(engine)
+    writer.start()
+    body = _row("first").payload
+    try:
+        await asyncio.gather(*(writer.store(DeliveryRow(d, "issues", "labeled", 7, body))
+                               for d in ("first", "replay-1")))
+        await writer.store(DeliveryRow("replay-2", "issue_comment", "created", 7, body))
+    finally:
+        await writer.close()
+    assert list(await _rows(engine)) == ["first"]
+
+
+async def test_a_row_the_database_cannot_take_is_refused_alone(engine: AsyncEngine) -> None:
+    writer = DeliveryWriter(engine)
+    writer.start()
+    odd = DeliveryRow("odd\udcff", "issues", "labeled", 7, b'{"odd": 1}')
+    huge = DeliveryRow("huge", "issues", "labeled", 2**64, b'{"huge": 1}')
+    try:
+        results = await asyncio.gather(
+            *(writer.store(_row(f"good-{n}")) for n in range(20)), writer.store(odd),
+            writer.store(huge), return_exceptions=True)
+    finally:
+        await writer.close()
+    assert results[:20] == [None] * 20
+    assert [type(r) for r in results[20:]] == [DeliveryRefused, DeliveryRefused]
+    assert sorted(await _rows(engine)) == sorted(f"good-{n}" for n in range(20))
 
 
 async def test_a_batch_is_one_transaction(engine: AsyncEngine) -> None:

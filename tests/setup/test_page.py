@@ -119,7 +119,40 @@ def test_web_url_derives_from_the_api_url(api_url: str, expected: str) -> None:
         new_app_url(api_url, "s1", "-bad-")
 
 
-@pytest.mark.parametrize("case", ["missing", "unknown", "no_cookie", "other_cookie", "reused"])
+async def test_strangers_loading_the_page_do_not_push_out_the_operators_state(
+        client: TestClient, fake_github: FakeGitHub, flow: SetupFlow) -> None:
+    fake_github.add_manifest_code("code-1")
+    _, state = await open_page(client)
+    client.session.cookie_jar.clear()
+    for _ in range(500):  # other browsers, each getting a state of its own
+        async with client.get("/") as response:
+            assert response.status == 200
+        client.session.cookie_jar.clear()
+    response = await client.get("/setup/callback", params={"code": "code-1", "state": state},
+                                cookies={STATE_COOKIE: state})
+    assert response.status == 200
+    assert flow.env_path.exists()
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "localhost:1",
+                                  "127.0.0.1.evil.example"])
+async def test_a_strangers_host_header_never_reaches_the_manifest(
+        client: TestClient, host: str) -> None:
+    assert client.server.port is not None
+    response = await client.get("/", headers={"Host": host})
+    assert response.status == 200
+    text = await response.text()
+    assert "evil.example" not in text and "localhost:1/" not in text
+    manifest = json.loads(manifest_form(text)["inputs"]["manifest"])
+    assert manifest["redirect_url"] == f"http://127.0.0.1:{client.server.port}/setup/callback"
+    # The operator's own loopback name is kept (the state cookie lives there).
+    response = await client.get("/", headers={"Host": f"localhost:{client.server.port}"})
+    manifest = json.loads(manifest_form(await response.text())["inputs"]["manifest"])
+    assert manifest["redirect_url"] == f"http://localhost:{client.server.port}/setup/callback"
+
+
+@pytest.mark.parametrize("case", ["missing", "unknown", "no_cookie", "other_cookie", "reused",
+                                  "forged", "expired"])
 async def test_callback_without_this_browsers_state_is_refused_with_400(
         client: TestClient, fake_github: FakeGitHub, flow: SetupFlow, case: str) -> None:
     fake_github.add_manifest_code("code-1")
@@ -131,6 +164,12 @@ async def test_callback_without_this_browsers_state_is_refused_with_400(
         del query["state"]
     elif case == "unknown":
         query["state"] = cookies[STATE_COOKIE] = "made-up-state"
+    elif case == "forged":
+        nonce, expires, mac = state.split(".")
+        query["state"] = cookies[STATE_COOKIE] = f"{nonce}.{int(expires) + 9999}.{mac}"
+    elif case == "expired":
+        flow.states._ttl = -1  # noqa: SLF001 - a state issued already run out
+        query["state"] = cookies[STATE_COOKIE] = flow.states.issue()
     elif case == "no_cookie":
         cookies = {}
     elif case == "other_cookie":
