@@ -92,6 +92,8 @@ class Turn:
     usage: Usage = field(default_factory=Usage)
     failure: Failure | None = None
     times: int = 1
+    # Answered only once the test sets it: a test holds the agent mid-run without sleeping.
+    hold: asyncio.Event | None = field(default=None, compare=False)
 
     @property
     def reason(self) -> str:
@@ -264,6 +266,8 @@ class AnthropicDouble:
             turn = Turn(text=SIDE_TEXT, usage=Usage(input_tokens=1, output_tokens=1))
         else:
             turn = self._next_turn()
+            if turn.hold is not None:
+                await turn.hold.wait()
         if turn.failure and turn.failure.status:
             return self._error(turn.failure.status, turn.failure.error_type,
                                turn.failure.message)

@@ -1,0 +1,123 @@
+"""From a label to a pull request with the real Claude Code: the local executor runs the
+sandbox as an unprivileged user, and the in-process gateway forwards its model requests to the
+Messages double with the operator's key, which the sandbox never holds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.config.settings import Settings
+from bot.executors.local import LocalExecutor
+from tests.clis.support import CliWorld
+from tests.fakes import payloads as p
+from tests.fakes.github import FakeGitHub
+from tests.fakes.model_anthropic import AnthropicDouble, ToolCall, Turn, Usage
+from tests.flow.harness import REPO, Flow, until
+
+pytestmark = pytest.mark.slow
+
+OPERATOR_KEY = "sk-ant-operator-0123456789abcdefghijklmnop"
+SUMMARY = "Added a greeting script and retired docs/old.md."
+
+
+def switch_user_wrapper(world: CliWorld, path: Path) -> str:
+    """The local executor's "python": hand the run directory to the account and become it,
+    as the image's uid 10001 would be (the executor itself runs as whoever starts the bot)."""
+    account = world.account
+    path.write_text(
+        "#!/bin/sh\n"
+        f'chown -R {account.uid}:{account.gid} "$PWD" || exit 70\n'
+        f"exec setpriv --reuid={account.uid} --regid={account.gid} --clear-groups "
+        f'{world.python} "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+def script(held: asyncio.Event) -> list[Turn]:
+    return [
+        Turn(text="Planning the greeting.",
+             tool_calls=[ToolCall("TaskCreate", {"subject": "Write greet.py",
+                                                 "description": "print a greeting",
+                                                 "activeForm": "Writing greet.py"}),
+                         ToolCall("Bash", {"command": "env", "description": "Look around"}),
+                         ToolCall("Read", {"file_path": "{cwd}/README.md"})],
+             usage=Usage(input_tokens=900, output_tokens=50, cache_creation_input_tokens=700)),
+        # Held until the check run shows the plan.
+        Turn(tool_calls=[ToolCall("TaskUpdate", {"taskId": "1", "status": "in_progress"}),
+                         ToolCall("Write", {"file_path": "{cwd}/src/greet.py",
+                                            "content": "print('hi')\n"}),
+                         ToolCall("Edit", {"file_path": "{cwd}/README.md",
+                                           "old_string": "# hello",
+                                           "new_string": "# hello, world"}),
+                         ToolCall("Bash", {"command": "rm docs/old.md"})],
+             usage=Usage(input_tokens=60, output_tokens=80, cache_read_input_tokens=1600),
+             hold=held),
+        Turn(tool_calls=[ToolCall("TaskUpdate", {"taskId": "1", "status": "completed"})],
+             usage=Usage(input_tokens=40, output_tokens=20, cache_read_input_tokens=1700)),
+        Turn(text=SUMMARY, usage=Usage(input_tokens=30, output_tokens=30,
+                                       cache_read_input_tokens=1800)),
+    ]
+
+
+async def test_label_to_pull_request_with_the_real_claude_code(
+        fake_github: FakeGitHub, tmp_path: Path, make_settings: Callable[..., Settings],
+        claude_world: CliWorld) -> None:
+    held = asyncio.Event()
+    async with AnthropicDouble(script(held)) as model:
+        flow = await Flow.create(fake_github, tmp_path, make_settings,
+                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
+        flow.settings = flow.settings.model_copy(update={
+            "default_agent": "claude", "agent_command": None,
+            "anthropic_url": model.url, "anthropic_api_key": OPERATOR_KEY})
+        run_root = claude_world.run_dir()
+        run_root.chmod(0o755)  # the executor's run directories go here, one per run
+        wrapper = switch_user_wrapper(claude_world, run_root / "python-as-agent")
+        flow.make_executor = lambda: LocalExecutor(
+            state_dir=tmp_path / "state", run_root=run_root, python=wrapper, bwrap=False,
+            kill_grace_seconds=2.0,
+            env={"PATH": f"{claude_world.bin_dir}:/usr/local/bin:/usr/bin:/bin",
+                 "LANG": "C.UTF-8", "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_MAX_RETRIES": "0"})
+        await flow.start()
+        # Progress is reported at most every 10 s a run; this run lasts a few.
+        flow.bot.reporter._progress_seconds = 0.2
+        try:
+            base = flow.branches()["main"]
+            await flow.deliver("issues", p.issues_labeled())
+            run_id = (await flow.wait_for_run()).id
+
+            async def plan_shown() -> bool:
+                return any("Write greet.py" in str(check.output)
+                           for check in flow.check_runs())
+
+            await until(plan_shown, 60, what="the plan in the check run")
+            held.set()
+            run = await flow.settled(run_id, 90)
+        finally:
+            held.set()
+            await flow.close()
+
+    assert (run.state, run.error) == ("succeeded", None), run.error
+    assert flow.files(run.branch) == {"README.md": b"# hello, world\n",
+                                      "src/app.py": b"print('hello')\n",
+                                      "src/greet.py": b"print('hi')\n"}
+    assert flow.fake.repo(REPO).git.read_commit(run.commit_sha)["parents"] == [base]
+    [pull] = flow.pulls()
+    assert pull.number == run.pr_number and SUMMARY in pull.body
+    [check] = flow.check_runs()
+    assert (check.status, check.conclusion) == ("completed", "success")
+
+    # The operator's key reached the provider, through the gateway, on every turn...
+    assert model.turns_played == 4 and model.exhausted == 0
+    assert {r.headers.get("x-api-key") for r in model.main_requests} == {OPERATOR_KEY}
+    # ... while the agent's own environment (its `env`, sent back as the tool's result) had
+    # the run's gateway credential in its place, and the gateway as its provider.
+    env_seen = model.main_requests[1].text
+    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:" in env_seen
+    assert OPERATOR_KEY not in env_seen
+    assert "ANTHROPIC_API_KEY=" in env_seen
+    assert run.result["stats"]["agent_cache_read_input_tokens"] == 1600 + 1700 + 1800
+    assert run.result["stats"]["agent_terminal_reason"] == "completed"
