@@ -11,6 +11,7 @@ from sandbox.parsers.base import JsonLinesParser, describe_input, flatten_text, 
 TODO_TOOL = "TodoWrite"  # the whole plan in each call (older versions, some models)
 TASK_CREATE, TASK_UPDATE = "TaskCreate", "TaskUpdate"  # one item per call (2.1 and later)
 PLAN_TOOLS = frozenset({TODO_TOOL, TASK_CREATE, TASK_UPDATE, "TaskList", "TaskGet"})
+SYNTHETIC_MODEL = "<synthetic>"
 _CREATED = re.compile(r"Task #(\S+) created")
 # `result` fields kept as they are, under the runner's `agent_` prefix.
 _RESULT_NUMBERS = {"total_cost_usd": "cost_usd", "num_turns": "turns", "ttft_ms": "ttft_ms",
@@ -50,6 +51,7 @@ class ClaudeParser(JsonLinesParser):
 
     def _assistant(self, msg: dict[str, Any]) -> list[Event]:
         events: list[Event] = []
+        synthetic = msg.get("model") == SYNTHETIC_MODEL
         content = msg.get("content")
         if isinstance(content, str):
             content = [{"type": "text", "text": content}]
@@ -57,7 +59,9 @@ class ClaudeParser(JsonLinesParser):
             if not isinstance(block, dict):
                 continue
             if block.get("type") == "text" and str(block.get("text", "")).strip():
-                events.append(message(block["text"]))
+                # "<synthetic>": the CLI's own words (an API error), not the model's.
+                events.append(log_line("agent", "stdout", block["text"]) if synthetic
+                              else message(block["text"]))
             elif block.get("type") == "tool_use":
                 name = str(block.get("name", "tool"))
                 call_id = str(block.get("id", ""))

@@ -13,15 +13,19 @@ import pytest
 
 from sandbox import exitcodes
 from sandbox.agents import CLAUDE_ROOT_REFUSAL
+from tests.clis.scenarios import (
+    FINAL,
+    PROMPT,
+    a_model_error,
+    past_the_turn_limit,
+    the_edits,
+    the_plan,
+)
 from tests.clis.support import Account, CliWorld, RunnerOutcome
-from tests.fakes.model_anthropic import AnthropicDouble, Failure, ToolCall, Turn, Usage
+from tests.fakes.model_anthropic import AnthropicDouble, Failure, Turn
 from tests.sandbox.support import GATEWAY_TOKEN, Site, b64, make_site
 
 pytestmark = pytest.mark.slow
-
-PROMPT = "Add the module, update the README greeting and remove old.txt."
-FINAL = "Added the module, updated the README and removed old.txt."
-
 
 @pytest.fixture
 async def site(tmp_path: Path, aiohttp_server: Any, claude_world: CliWorld) -> Site:
@@ -40,26 +44,6 @@ async def run_claude(world: CliWorld, site: Site, script: list[Turn], *,
         outcome = await world.run_sandbox(
             site.tmp, spec, env={"CLAUDE_CODE_MAX_RETRIES": "0", **(env or {})})
     return outcome, model
-
-
-def the_edits() -> list[Turn]:
-    """Create, edit and delete through Claude Code's own Write, Read+Edit and Bash tools."""
-    return [
-        Turn(text="I'll add the module and look at the README.",
-             tool_calls=[ToolCall("Write", {"file_path": "{cwd}/src/new_module.py",
-                                            "content": "VALUE = 42\n"}),
-                         ToolCall("Read", {"file_path": "{cwd}/README.md"})],
-             usage=Usage(input_tokens=1200, output_tokens=60, cache_creation_input_tokens=900)),
-        Turn(tool_calls=[ToolCall("Edit", {"file_path": "{cwd}/README.md",
-                                           "old_string": "Hello.",
-                                           "new_string": "Hello, edited."})],
-             usage=Usage(input_tokens=40, output_tokens=30, cache_read_input_tokens=2100)),
-        Turn(tool_calls=[ToolCall("Bash", {"command": "rm old.txt",
-                                           "description": "Remove old.txt"})],
-             usage=Usage(input_tokens=35, output_tokens=20, cache_read_input_tokens=2200)),
-        Turn(text=FINAL,
-             usage=Usage(input_tokens=30, output_tokens=25, cache_read_input_tokens=2300)),
-    ]
 
 
 async def test_the_scripted_edits_become_the_changeset_events_and_stats(
@@ -116,23 +100,7 @@ async def test_the_scripted_edits_become_the_changeset_events_and_stats(
 
 async def test_the_plan_is_offered_and_reaches_the_events(claude_world: CliWorld,
                                                           site: Site) -> None:
-    script = [
-        Turn(tool_calls=[ToolCall("TaskCreate", {"subject": "Add the module",
-                                                 "description": "src/new_module.py",
-                                                 "activeForm": "Adding the module"}),
-                         ToolCall("TaskCreate", {"subject": "Remove old.txt",
-                                                 "description": "no longer used",
-                                                 "activeForm": "Removing old.txt"})]),
-        Turn(tool_calls=[ToolCall("TaskUpdate", {"taskId": "1", "status": "in_progress"}),
-                         ToolCall("Write", {"file_path": "{cwd}/src/new_module.py",
-                                            "content": "VALUE = 42\n"})]),
-        Turn(tool_calls=[ToolCall("TaskUpdate", {"taskId": "1", "status": "completed"}),
-                         ToolCall("TaskUpdate", {"taskId": "2", "status": "in_progress"}),
-                         ToolCall("Bash", {"command": "rm old.txt"})]),
-        Turn(tool_calls=[ToolCall("TaskUpdate", {"taskId": "2", "status": "completed"})]),
-        Turn(text="Both steps are done."),
-    ]
-    outcome, model = await run_claude(claude_world, site, script)
+    outcome, model = await run_claude(claude_world, site, the_plan())
 
     assert outcome.returncode == exitcodes.OK, outcome.stderr
     # Offered directly, not behind ToolSearch (and not the TodoWrite of older versions).
@@ -159,9 +127,7 @@ async def test_the_plan_is_offered_and_reaches_the_events(claude_world: CliWorld
 async def test_a_model_error_ends_the_run_with_the_clis_reason(
         claude_world: CliWorld, site: Site, failure: Failure, says: str,
         status: int | None) -> None:
-    # A cut stream is tried again once without streaming; that one is cut as well.
-    script = [Turn(text="This answer is cut half-way through.", failure=failure, times=2)]
-    outcome, model = await run_claude(claude_world, site, script)
+    outcome, model = await run_claude(claude_world, site, a_model_error(failure))
 
     assert outcome.returncode == exitcodes.AGENT, outcome.stderr
     [result] = site.bot.results
@@ -179,12 +145,7 @@ async def test_a_model_error_ends_the_run_with_the_clis_reason(
 
 async def test_a_turn_limit_ends_the_run_and_keeps_the_work_so_far(claude_world: CliWorld,
                                                                     site: Site) -> None:
-    script = [Turn(tool_calls=[ToolCall("Write", {"file_path": "{cwd}/notes.md",
-                                                  "content": "first step\n"})]),
-              Turn(tool_calls=[ToolCall("Bash", {"command": "true"})]),
-              Turn(tool_calls=[ToolCall("Bash", {"command": "true"})]),
-              Turn(text="never reached")]
-    outcome, model = await run_claude(claude_world, site, script,
+    outcome, model = await run_claude(claude_world, site, past_the_turn_limit(),
                                       env={"CLAUDE_CODE_MAX_TURNS": "2"})
 
     assert outcome.returncode == exitcodes.AGENT, outcome.stderr

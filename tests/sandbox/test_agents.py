@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sandbox.agents import ADAPTERS, adapter_for
+from sandbox import exitcodes
+from sandbox.agents import ADAPTERS, CLAUDE_ROOT_REFUSAL, adapter_for
 from sandbox.events import Event
 from sandbox.parsers.base import StreamParser
 from sandbox.spec import parse_spec
@@ -79,6 +82,92 @@ def test_claude_error_result_fails_the_agent() -> None:
 
     assert parser.error == "Claude Code stopped (error_max_turns): error_max_turns"
     assert parser.summary is None
+
+
+def test_captured_claude_edits_become_events_and_stats() -> None:
+    """Captured from the pinned Claude Code by scripts/capture-transcripts."""
+    events, parser = replay("claude", "claude-captured-edits.jsonl")
+
+    assert events[0][1]["text"].startswith("Claude Code 2.")
+    assert [(e["name"], e["status"]) for kind, e in events if kind == "tool"] == [
+        ("Write", "started"), ("Read", "started"), ("Write", "completed"), ("Read", "completed"),
+        ("Edit", "started"), ("Edit", "completed"), ("Bash", "started"), ("Bash", "completed")]
+    final = "Added the module, updated the README and removed old.txt."
+    assert events[-1] == ("message", {"text": final})
+    assert (parser.summary, parser.error) == (final, None)
+    stats = parser.stats
+    assert (stats["input_tokens"], stats["output_tokens"]) == (1305, 135)
+    assert (stats["cache_creation_input_tokens"], stats["cache_read_input_tokens"]) == (900, 6600)
+    assert stats["terminal_reason"] == "completed" and stats["turns"] == 5
+    assert {"ttft_ms", "duration_ms", "duration_api_ms", "cost_usd"} <= set(stats)
+    [(model, usage)] = stats["model_usage"].items()
+    assert model.startswith("claude-") and usage["cache_read_input_tokens"] == 6600
+
+
+def test_captured_claude_task_tools_become_the_plan() -> None:
+    events, parser = replay("claude", "claude-captured-plan.jsonl")
+
+    plans = [[(i["text"], i["status"]) for i in e["items"]] for kind, e in events
+             if kind == "todo"]
+    assert plans[0] == [("Add the module", "pending")]
+    assert plans[1] == [("Add the module", "pending"), ("Remove old.txt", "pending")]
+    assert [("Add the module", "in_progress"), ("Remove old.txt", "pending")] in plans
+    assert plans[-1] == [("Add the module", "completed"), ("Remove old.txt", "completed")]
+    assert {e["name"] for kind, e in events if kind == "tool"} == {"Write", "Bash"}
+    assert parser.summary == "Both steps are done."
+
+
+def test_task_tools_keep_ids_subjects_and_deletions() -> None:
+    parser = adapter_for("claude").parser()
+    lines = [
+        {"type": "assistant", "message": {"content": [
+            {"type": "tool_use", "id": "c1", "name": "TaskCreate", "input": {"subject": "A"}},
+            {"type": "tool_use", "id": "c2", "name": "TaskCreate", "input": {"subject": "B"}}]}},
+        # No structured result: the id comes from the text.
+        {"type": "user", "message": {"content": [
+            {"type": "tool_result", "tool_use_id": "c1",
+             "content": "Task #7 created successfully: A"}]}},
+        {"type": "user", "message": {"content": [
+            {"type": "tool_result", "tool_use_id": "c2", "content": "Task #8 created"}]},
+         "tool_use_result": {"task": {"id": "8", "subject": "B"}}},
+        {"type": "assistant", "message": {"content": [
+            {"type": "tool_use", "id": "u1", "name": "TaskUpdate",
+             "input": {"taskId": "7", "subject": "A, renamed", "status": "in_progress"}},
+            {"type": "tool_use", "id": "u2", "name": "TaskUpdate",
+             "input": {"taskId": "8", "status": "deleted"}},
+            {"type": "tool_use", "id": "u3", "name": "TaskUpdate",
+             "input": {"taskId": "9", "status": "completed"}}]}},
+        {"type": "user", "message": {"content": [
+            {"type": "tool_result", "tool_use_id": "u1", "content": "Updated task #7"},
+            {"type": "tool_result", "tool_use_id": "u2", "content": "Updated task #8"},
+            {"type": "tool_result", "tool_use_id": "u3", "content": "no such task",
+             "is_error": True}]}},
+    ]
+    events = [e for line in lines for e in parser.feed("stdout", json.dumps(line))]
+
+    assert [e.data["items"] for e in events] == [
+        [{"text": "A", "status": "pending"}],
+        [{"text": "A", "status": "pending"}, {"text": "B", "status": "pending"}],
+        [{"text": "A, renamed", "status": "in_progress"}, {"text": "B", "status": "pending"}],
+        [{"text": "A, renamed", "status": "in_progress"}],
+    ]
+
+
+@pytest.mark.parametrize(("transcript", "error", "reason"), [
+    ("claude-captured-overloaded.jsonl",
+     "Claude Code stopped (api_error, HTTP 529): API Error: 529 Overloaded.", "api_error"),
+    ("claude-captured-max-turns.jsonl",
+     "Claude Code stopped (max_turns): Reached maximum number of turns (2)", "max_turns"),
+])
+def test_captured_claude_failures_carry_the_clis_reason(transcript: str, error: str,
+                                                        reason: str) -> None:
+    events, parser = replay("claude", transcript)
+
+    assert parser.error is not None and parser.error.startswith(error)
+    assert parser.stats["terminal_reason"] == reason
+    assert parser.summary is None
+    # The CLI's own error text is a log line, not something the model said.
+    assert not [e for kind, e in events if kind == "message" and "API Error" in e["text"]]
 
 
 def test_codex_exec_json_becomes_events() -> None:
@@ -245,3 +334,41 @@ async def test_each_adapter_runs_its_cli_through_the_runner(site: Site, agent: s
     # Only the agent's edit: aider's history file is kept out by .git/info/exclude.
     assert [change["path"] for change in result["changes"]] == ["CHANGELOG.md"]
     assert site.bot.kinds("message")[-1] == {"text": summary}
+
+
+@pytest.mark.parametrize(("uid", "env", "refused"), [
+    (0, {}, True),
+    (0, {"IS_SANDBOX": "0"}, True),
+    (0, {"IS_SANDBOX": "1"}, False),  # the CLI's own escape hatch, for a confined root
+    (0, {"CLAUDE_CODE_BUBBLEWRAP": "1"}, False),
+    (10001, {}, False),
+])
+def test_claude_is_refused_as_root_as_the_cli_itself_would(uid: int, env: dict[str, str],
+                                                            refused: bool) -> None:
+    reason = adapter_for("claude").refusal(uid, env)
+    assert reason == (CLAUDE_ROOT_REFUSAL if refused else None)
+    assert all(adapter_for(name).refusal(0, {}) is None for name in ADAPTERS if name != "claude")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal is about running as root")
+async def test_a_claude_run_as_root_fails_saying_so_before_the_cli_starts(site: Site) -> None:
+    install_fake_cli(site.tmp / "bin", "claude")
+    path = f"{site.tmp / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    outcome = await run_sandbox(site.tmp, site.spec(agent="claude"), env={"PATH": path})
+
+    assert outcome.returncode == exitcodes.AGENT
+    assert outcome.report is None  # the CLI never started
+    [result] = site.bot.results
+    assert (result["status"], result["summary"]) == ("failed", CLAUDE_ROOT_REFUSAL)
+    assert result["stats"]["failed_phase"] == "agent"
+    [failed] = [p for p in site.bot.kinds("phase") if p["status"] == "failed"]
+    assert failed == {"phase": "agent", "status": "failed", "reason": CLAUDE_ROOT_REFUSAL}
+    assert CLAUDE_ROOT_REFUSAL in (outcome.termination or "")
+
+
+def test_claude_gets_the_task_tools_by_name() -> None:
+    adapter = adapter_for("claude")
+    argv = adapter.invocation(spec_for("claude"), PROMPT).argv
+    tools = argv[argv.index("--tools") + 1].split(",")
+    assert {"TaskCreate", "TaskUpdate", "Bash", "Edit", "Read", "Write"} <= set(tools)
+    assert adapter.environment() == {"CLAUDE_CODE_ENABLE_TODO_TOOLS": "1"}
