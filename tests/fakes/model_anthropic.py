@@ -21,144 +21,28 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NoReturn
 
 from aiohttp import web
 
-CWD_PLACEHOLDER = "{cwd}"
+from tests.fakes.model_script import (
+    CWD_PLACEHOLDER,
+    Failure,
+    RecordedRequest,
+    ToolCall,
+    Turn,
+    Usage,
+    substitute,
+)
+
+__all__ = ["CWD_PLACEHOLDER", "AnthropicDouble", "Failure", "RecordedRequest", "ToolCall",
+           "Turn", "Usage"]
+
 DEFAULT_MODEL = "claude-sonnet-4-5"
 EXHAUSTED_TEXT = "(the scripted model has no more turns)"
 SIDE_TEXT = "ok"
-_CWD_PATTERNS = (re.compile(r"Primary working directory: *(\S+)"),
-                 re.compile(r"Working directory: *(\S+)"))
-
-
-@dataclass(frozen=True)
-class Usage:
-    """The token counts a turn reports, as the API's `usage` object carries them."""
-
-    input_tokens: int = 10
-    output_tokens: int = 5
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-
-    def as_json(self) -> dict[str, Any]:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "cache_creation_input_tokens": self.cache_creation_input_tokens,
-                "cache_read_input_tokens": self.cache_read_input_tokens}
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """A tool_use block: the tool's name and its input ({cwd} placeholders allowed)."""
-
-    name: str
-    input: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A turn that fails: an HTTP error in the provider's shape, or a stream cut mid-message."""
-
-    status: int  # 0: the stream starts and the connection drops half-way
-    error_type: str = ""
-    message: str = ""
-
-    @classmethod
-    def overloaded(cls) -> Failure:
-        return cls(529, "overloaded_error", "Overloaded")
-
-    @classmethod
-    def unauthorized(cls) -> Failure:
-        return cls(401, "authentication_error", "invalid x-api-key")
-
-    @classmethod
-    def stream_cut(cls) -> Failure:
-        return cls(0)
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One answer of the model: text, tool calls, a stop reason and usage; or a failure,
-    answered `times` times in a row (a CLI retries some errors)."""
-
-    text: str = ""
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    stop_reason: str | None = None  # default: tool_use with tool calls, end_turn without
-    usage: Usage = field(default_factory=Usage)
-    failure: Failure | None = None
-    times: int = 1
-    # Answered only once the test sets it: a test holds the agent mid-run without sleeping.
-    hold: asyncio.Event | None = field(default=None, compare=False)
-
-    @property
-    def reason(self) -> str:
-        return self.stop_reason or ("tool_use" if self.tool_calls else "end_turn")
-
-
-@dataclass
-class RecordedRequest:
-    """One request the double received."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # names in lower case
-    body: Any
-
-    @property
-    def credential(self) -> str | None:
-        """The key the client sent: `x-api-key`, else a bearer token in `authorization`."""
-        if "x-api-key" in self.headers:
-            return self.headers["x-api-key"]
-        scheme, _, token = self.headers.get("authorization", "").partition(" ")
-        return token if scheme.lower() == "bearer" and token else None
-
-    @property
-    def tool_names(self) -> list[str]:
-        """Names of the tools the request offered the model."""
-        tools = self.body.get("tools") if isinstance(self.body, dict) else None
-        return [str(t.get("name")) for t in tools or [] if isinstance(t, dict)]
-
-    @property
-    def text(self) -> str:
-        """All text of the request's system prompt and messages, for searching."""
-        if not isinstance(self.body, dict):
-            return ""
-        return "\n".join(_texts([self.body.get("system"), self.body.get("messages")]))
-
-    @property
-    def working_directory(self) -> str | None:
-        for pattern in _CWD_PATTERNS:
-            if found := pattern.search(self.text):
-                return found.group(1)
-        return None
-
-
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [text for item in value for text in _texts(item)]
-    if isinstance(value, dict):
-        if isinstance(value.get("text"), str):
-            return [value["text"]]
-        return _texts(value.get("content"))
-    return []
-
-
-def _substitute(value: Any, cwd: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(CWD_PLACEHOLDER, cwd)
-    if isinstance(value, list):
-        return [_substitute(item, cwd) for item in value]
-    if isinstance(value, dict):
-        return {key: _substitute(item, cwd) for key, item in value.items()}
-    return value
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -308,7 +192,7 @@ class AnthropicDouble:
             content.append({"type": "text", "text": turn.text})
         for call in turn.tool_calls:
             content.append({"type": "tool_use", "id": f"toolu_double{next(self._ids):06d}",
-                            "name": call.name, "input": _substitute(call.input, cwd)})
+                            "name": call.name, "input": substitute(call.input, cwd)})
         return {"id": f"msg_double{next(self._ids):06d}", "type": "message",
                 "role": "assistant", "model": model, "content": content,
                 "stop_reason": turn.reason, "stop_sequence": None,
