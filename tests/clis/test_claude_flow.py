@@ -121,3 +121,51 @@ async def test_label_to_pull_request_with_the_real_claude_code(
     assert "ANTHROPIC_API_KEY=" in env_seen
     assert run.result["stats"]["agent_cache_read_input_tokens"] == 1600 + 1700 + 1800
     assert run.result["stats"]["agent_terminal_reason"] == "completed"
+
+
+async def test_the_real_claude_code_stops_at_its_budget_and_the_work_is_a_partial_draft(
+        fake_github: FakeGitHub, tmp_path: Path, make_settings: Callable[..., Settings],
+        claude_world: CliWorld) -> None:
+    # The first turn writes a file and uses 1,650 tokens; the budget is 1,000, so the gateway
+    # refuses the second request (the CLI's default retries left on) in Anthropic's own words.
+    turns = [Turn(tool_calls=[ToolCall("Write", {"file_path": "{cwd}/src/greet.py",
+                                                 "content": "print('hi')\n"})],
+                  usage=Usage(input_tokens=900, output_tokens=50,
+                              cache_creation_input_tokens=700)),
+             Turn(text="Never sent: the budget is spent.")]
+    async with AnthropicDouble(turns) as model:
+        flow = await Flow.create(fake_github, tmp_path, make_settings,
+                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
+        flow.settings = flow.settings.model_copy(update={
+            "default_agent": "claude", "agent_command": None,
+            "anthropic_url": model.url, "anthropic_api_key": OPERATOR_KEY})
+        run_root = claude_world.run_dir()
+        run_root.chmod(0o755)
+        wrapper = switch_user_wrapper(claude_world, run_root / "python-as-agent")
+        flow.make_executor = lambda: LocalExecutor(
+            state_dir=tmp_path / "state", run_root=run_root, python=wrapper, bwrap=False,
+            kill_grace_seconds=2.0,
+            env={"PATH": f"{claude_world.bin_dir}:/usr/local/bin:/usr/bin:/bin",
+                 "LANG": "C.UTF-8", "DISABLE_AUTOUPDATER": "1"})
+        await flow.start()
+        try:
+            await flow.comment("/agent run --budget 1000 add a greeting")
+            run = await flow.settled((await flow.wait_for_run()).id, 90)
+        finally:
+            await flow.close()
+
+    assert run.state == "budget_exceeded", run.error
+    assert run.budget_reached == "1,000 tokens"
+    assert model.turns_played == 1 and len(model.main_requests) == 1  # never retried
+    assert {r.headers.get("x-api-key") for r in model.main_requests} == {OPERATOR_KEY}
+    [pull] = flow.pulls()
+    assert pull.title == "[partial] Add a greeting" and pull.pull.draft
+    # Where the agent stopped: the CLI's own words for the gateway's refusal.
+    assert "**Partial work.**" in pull.body and "Claude Code stopped (api_error, HTTP 402)" \
+        in pull.body and "it reached its model budget of 1,000 tokens" in pull.body
+    assert flow.files(run.branch)["src/greet.py"] == b"print('hi')\n"
+    [check] = flow.check_runs()
+    assert check.conclusion == "neutral"
+    assert check.output["title"] == f"Budget reached: partial draft pull request #{pull.number}"
+    assert "reached its model budget of 1,000 tokens" in check.output["summary"]
+    assert "**Budget:** 1,000 tokens" in check.output["summary"]
