@@ -96,10 +96,13 @@ async def serve(settings: Settings) -> None:
         settings = await _created_app_settings(settings)
     # The ports first, before anything touches the database: a second `serve` started by
     # mistake (on the same SQLite file, say) stops here, having taken no work from the first.
-    ports = [settings.port, settings.internal_port]
+    # The internal port and the gateway serve sandboxes only: with the local executor they
+    # are on this machine, and loopback is all those ports need.
+    listen = [(settings.host, settings.port),
+              (settings.sandbox_listen_host, settings.internal_port)]
     if settings.executor_name == "local":
-        ports.append(settings.gateway_port)
-    sockets = [_listen(settings.host, port) for port in ports]
+        listen.append((settings.sandbox_listen_host, settings.gateway_port))
+    sockets = [_listen(host, port) for host, port in listen]
     public = create_app(settings)
     runners: list[web.AppRunner] = []
     try:
@@ -229,10 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         settings = _settings_or_exit()
         _configure_logging(settings)
+        from bot.runs.scheduler import StartRefused
+
         try:
             _run(serve(settings))
         except KeyboardInterrupt:
             pass
+        except StartRefused as refused:
+            print(f"agentbot: {refused}", file=sys.stderr)
+            return EXIT_CONFIG
         return 0
     if args.command == "gateway":
         settings = _settings_or_exit(needless="GITHUB_WEBHOOK_SECRET")

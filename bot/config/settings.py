@@ -89,7 +89,9 @@ class Settings(BaseSettings):
     # http
     host: str = Field(
         "0.0.0.0", alias="AGENTBOT_HOST",  # noqa: S104 - a server's public port
-        description="The address both ports listen on.")
+        description="The address the ports listen on; with the local executor the internal "
+                    "port and the gateway listen on loopback only, unless a URL of theirs is "
+                    "set.")
     port: int = Field(
         8080, alias="AGENTBOT_PORT",
         description="The public port: webhooks, health checks, the setup page.")
@@ -293,6 +295,16 @@ class Settings(BaseSettings):
         if self.executor:
             return self.executor
         return "kubernetes" if _in_cluster() or _has_kubeconfig() else "local"
+
+    @property
+    def sandbox_listen_host(self) -> str:
+        """Where the ports only sandboxes use (internal, gateway, its proxy) listen: loopback
+        with the local executor, whose sandboxes run on this machine, unless a URL of theirs
+        says they are reached from elsewhere; else AGENTBOT_HOST."""
+        if self.executor_name == "local" and not (
+                self.internal_url or self.gateway_url or self.gateway_proxy_url):
+            return "127.0.0.1"
+        return self.host
 
     @property
     def sandbox_gateway_url(self) -> str:

@@ -166,7 +166,7 @@ def attached_gateway_app(gateway_of: Callable[[], Gateway]) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         slot.gateway = gateway_of()
         try:
-            await slot.gateway.start(slot.gateway.settings.host,
+            await slot.gateway.start(slot.gateway.settings.sandbox_listen_host,
                                      slot.gateway.settings.gateway_proxy_port)
             yield
         finally:

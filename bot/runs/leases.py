@@ -11,7 +11,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 
-from sqlalchemy import insert, or_, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -96,6 +96,17 @@ async def acquire_loop(db: AsyncEngine, name: str, owner: str,
     except IntegrityError:
         return False
     return True
+
+
+async def loop_holder(db: AsyncEngine, name: str) -> tuple[str | None, dt.datetime | None]:
+    """Who holds the named loop's lease, and until when (None, None when nobody)."""
+    async with db.connect() as conn:
+        row = (await conn.execute(select(loop_leases.c.lease_owner, loop_leases.c.lease_until)
+                                  .where(loop_leases.c.name == name))).first()
+    if row is None or row.lease_owner is None or row.lease_until is None:
+        return None, None
+    until = row.lease_until if row.lease_until.tzinfo else row.lease_until.replace(tzinfo=dt.UTC)
+    return row.lease_owner, until
 
 
 async def release_loop(db: AsyncEngine, name: str, owner: str) -> None:

@@ -20,6 +20,7 @@ from bot.loops import Ticker
 from bot.publish.publisher import Publisher
 from bot.publish.queue import PublishQueue
 from bot.redact import describe_error
+from bot.runs import leases
 from bot.runs.callbacks import Result, callback_key, run_token
 from bot.runs.launch import InstallationClients, make_executor, run_spec
 from bot.runs.ledger import get_run, transition
@@ -36,10 +37,22 @@ VANISHED = "sandbox vanished"
 START_FAILED = "could not start the sandbox: {error}"
 AGENT_FAILED = "the agent reported a failure"
 CANCELLED = "cancel requested"
+# The local executor's sandboxes call back to the replica that launched them, on its loopback:
+# one replica at a time may run it. It holds this lease while it does, renewed every tick.
+LOCAL_EXECUTOR_LEASE = "local-executor"
+LOCAL_LEASE_SECONDS = 30.0
+LOCAL_TAKEN = ("another agentbot process ({holder}) runs sandboxes with the local executor on "
+               "this database; the local executor runs on one replica only (its sandboxes "
+               "call back to the process that started them): stop the other, or use the "
+               "kubernetes executor for several replicas")
 # Any constant shared by every replica: the lock that serialises claims on PostgreSQL.
 CLAIM_LOCK = 0x61676E74
 _STARTED = (RunState.STARTING.value, RunState.RUNNING.value)
 _ENDED = (SandboxPhase.SUCCEEDED, SandboxPhase.FAILED, SandboxPhase.GONE)
+
+
+class StartRefused(RuntimeError):
+    """This process may not launch runs (another replica holds the local executor)."""
 
 
 class Claim(enum.Enum):
@@ -71,11 +84,16 @@ class Scheduler:
         # The sandbox's gateway credential derives from the App key like the callback token:
         # nothing is stored, and the gateway honours it only while the run is active.
         self._gateway_key = gateway_key(settings.private_key_pem() or "")
+        self._local = getattr(executor, "name", None) == "local"
+        self._lease_owner = leases.new_owner(LOCAL_EXECUTOR_LEASE)
+        self._lease_lost = False
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Reconcile with the executor, then run the loop and the status watch."""
+        if self._local:
+            await self._take_local_executor()
         self._started = True
         await self.reconcile()
         self._ticker.start()
@@ -100,11 +118,35 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
             self._watch_task = None
+        if self._local and self._started:
+            with contextlib.suppress(Exception):  # a lease left behind only expires later
+                await leases.release_loop(self._engine, LOCAL_EXECUTOR_LEASE,
+                                          self._lease_owner)
+
+    async def _take_local_executor(self) -> None:
+        """Hold the local executor's lease, or StartRefused naming who holds it. A holder
+        that died (its lease runs out within a minute) is waited for once."""
+        if await leases.acquire_loop(self._engine, LOCAL_EXECUTOR_LEASE, self._lease_owner,
+                                     LOCAL_LEASE_SECONDS):
+            return
+        holder, until = await leases.loop_holder(self._engine, LOCAL_EXECUTOR_LEASE)
+        wait = (until - utcnow()).total_seconds() + 1 if until is not None else 0
+        if 0 < wait <= LOCAL_LEASE_SECONDS + 1:
+            log.warning("waiting %.0f s for the local executor's lease of %s to run out",
+                        wait, holder)
+            await asyncio.sleep(wait)
+            if await leases.acquire_loop(self._engine, LOCAL_EXECUTOR_LEASE,
+                                         self._lease_owner, LOCAL_LEASE_SECONDS):
+                return
+            holder, _ = await leases.loop_holder(self._engine, LOCAL_EXECUTOR_LEASE)
+        raise StartRefused(LOCAL_TAKEN.format(holder=holder or "unknown"))
 
     def health(self) -> str | None:
         """None when the loop and the executor's status stream are alive, else the problem."""
         if problem := self._ticker.health():
             return problem
+        if self._lease_lost:
+            return "another process holds the local executor's lease"
         if self._watch_task is None or self._watch_task.done():
             return "the executor's status stream has stopped"
         if getattr(self._executor, "watching", True) is False:
@@ -124,9 +166,17 @@ class Scheduler:
 
     async def tick(self) -> None:
         """Stop runs whose cancel was requested, publish finished ones, start queued ones."""
+        if self._local:
+            held = await leases.acquire_loop(self._engine, LOCAL_EXECUTOR_LEASE,
+                                             self._lease_owner, LOCAL_LEASE_SECONDS)
+            if not held and not self._lease_lost:
+                log.error("the local executor's lease went to another process; this one "
+                          "launches nothing more")
+            self._lease_lost = not held
         await self._cancel_requested()
         await self._publishing.pending()
-        await self._launch_queued()
+        if not self._lease_lost:
+            await self._launch_queued()
 
     async def _cancel_requested(self) -> None:
         async with self._engine.connect() as conn:

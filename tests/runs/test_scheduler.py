@@ -402,3 +402,54 @@ async def test_queued_to_succeeded_through_the_local_executor(
 
     await until(revoked, seconds=10)
     assert bot.scheduler.health() is None
+
+
+class LocalNamed(MemoryExecutor):
+    """The memory executor, named as the local one: its sandboxes call back to this process."""
+
+    name = "local"
+
+
+async def test_the_local_executor_runs_on_one_replica_at_a_time(
+        world: World, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(sched, "LOCAL_LEASE_SECONDS", 1.0)
+    first = sched.Scheduler(world.engine, LocalNamed(), world.github, world.settings,
+                            tick_seconds=0.05)  # renews its lease every tick
+    await first.start()
+    try:
+        # A second replica on the same database waits once for the lease to run out; the
+        # first renews it, so the second is refused, naming the holder.
+        second = sched.Scheduler(world.engine, LocalNamed(), world.github, world.settings,
+                                 tick_seconds=3600)
+        with pytest.raises(sched.StartRefused, match="runs sandboxes with the local executor"):
+            await second.start()
+        # The first dies (no more ticks, no release): the next one waits for its lease to run
+        # out and takes over.
+        await first._ticker.close()  # noqa: SLF001 - a process that stopped ticking
+        third = sched.Scheduler(world.engine, LocalNamed(), world.github, world.settings,
+                                tick_seconds=3600)
+        await third.start()
+        monkeypatch.setattr(sched, "LOCAL_LEASE_SECONDS", 60.0)
+        await third.tick()  # a long lease now, so the rest of the test cannot outlive it
+        try:
+            # Were the first alive after all, its next tick would see the lease gone: it
+            # launches nothing more, and says so.
+            run_id = await world.queue()
+            await first.tick()
+            assert "the local executor's lease went to another process" in caplog.text
+            assert await world.state(run_id) == "queued"
+            await third.tick()
+            assert await world.state(run_id) == "starting"
+        finally:
+            await third.close()
+    finally:
+        await first.close()
+
+
+async def test_other_executors_take_no_lease(world: World) -> None:
+    other = sched.Scheduler(world.engine, MemoryExecutor(), world.github, world.settings,
+                            tick_seconds=3600)
+    await other.start()
+    await world.scheduler.start()  # two at once: fine for executors that are not local
+    await other.close()
