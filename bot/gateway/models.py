@@ -134,13 +134,18 @@ def _budget_error(kind: ProviderKind, message: str) -> web.Response:
                         headers={"x-should-retry": "false"})
 
 
-def _requested_model(body: bytes) -> str | None:
-    """The `model` a JSON request body names, if any."""
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The request body as a JSON object, or None when it is none."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    model = data.get("model") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
+
+
+def _requested_model(data: dict[str, Any] | None) -> str | None:
+    """The `model` a request body names, if any."""
+    model = data.get("model") if data is not None else None
     return model if isinstance(model, str) and model else None
 
 
@@ -195,14 +200,10 @@ def _tail(request: web.Request, provider: str) -> str:
     return URL.build(path="/" + request.match_info["tail"]).raw_path[1:]
 
 
-def _with_stream_usage(body: bytes) -> bytes:
-    """A streamed Chat Completions request asking for usage in its last chunk (OpenAI sends
-    none otherwise); any other body, byte for byte as it came."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body
-    if not isinstance(data, dict) or data.get("stream") is not True:
+def _with_stream_usage(body: bytes, data: dict[str, Any] | None) -> bytes:
+    """A streamed Chat Completions request (`data`, parsed from `body`) asking for usage in
+    its last chunk (OpenAI sends none otherwise); any other body, byte for byte as it came."""
+    if data is None or data.get("stream") is not True:
         return body
     options = data.get("stream_options")
     if options is None:
@@ -286,15 +287,19 @@ class ModelProxy:
             except _TooLarge:
                 outcome.status = 413
                 return _error(upstream.kind, 413, TOO_LARGE.format(limit=REQUEST_LIMIT))
-            if self.budgets is not None and request.method == "POST" and grant.budget:
-                refusal = await self.budgets.refusal(grant, _requested_model(body))
+            checked = self.budgets is not None and request.method == "POST" and grant.budget
+            chat = upstream.kind == "openai" and request.method == "POST" \
+                and path.endswith("/chat/completions")
+            # Parsed once, and only where something reads it: bodies run to megabytes.
+            data = _json_object(body) if checked or chat else None
+            if checked and self.budgets is not None:
+                refusal = await self.budgets.refusal(grant, _requested_model(data))
                 if refusal is not None:
                     outcome.status, outcome.end = (402 if upstream.kind == "anthropic"
                                                    else 429), "budget"
                     return _budget_error(upstream.kind, refusal)
-            if upstream.kind == "openai" and request.method == "POST" \
-                    and path.endswith("/chat/completions"):
-                body = _with_stream_usage(body)
+            if chat:
+                body = _with_stream_usage(body, data)
             return await self._relay(request, grant, upstream, upstream.api_key, provider,
                                      tail, body, outcome)
         finally:

@@ -178,9 +178,8 @@ async def handle_webhook(request: web.Request) -> web.Response:
         body, held = await _read_limited(request, budget)
     except _Refusal as refusal:
         response = answer(refusal.status, refusal.message, refusal.outcome)
-        if refusal.status in (408, 413, 503, 400):
-            # What is left of the body is not read: the connection ends with the answer.
-            response.force_close()
+        # What is left of the body is not read: the connection ends with the answer.
+        response.force_close()
         return response
     try:
         sansio.validate_event(body, signature=signature, secret=secret)

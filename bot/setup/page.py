@@ -125,8 +125,11 @@ def _origin(request: web.Request) -> str:
         given_port = given.port or 80
     except ValueError:
         given_port = -1
-    own = {local_host} | (_LOOPBACK_NAMES if ipaddress.ip_address(local_host).is_loopback
-                          else set())
+    try:
+        loopback = ipaddress.ip_address(local_host).is_loopback
+    except ValueError:  # a scoped IPv6 address (fe80::1%eth0), say
+        loopback = False
+    own = {local_host} | (_LOOPBACK_NAMES if loopback else set())
     host = given.hostname if given.hostname in own and given_port == local_port else local_host
     shown = f"[{host}]" if host and ":" in host else host
     return f"http://{shown}:{local_port}"

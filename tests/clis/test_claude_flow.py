@@ -37,6 +37,23 @@ def switch_user_wrapper(world: CliWorld, path: Path) -> str:
     return str(path)
 
 
+def claude_flow_executor(flow: Flow, claude_world: CliWorld, tmp_path: Path, model_url: str,
+                         **env: str) -> None:
+    """Point the flow at the real Claude Code, run as the unprivileged account by the local
+    executor, with the in-process gateway forwarding to the model double."""
+    flow.settings = flow.settings.model_copy(update={
+        "default_agent": "claude", "agent_command": None,
+        "anthropic_url": model_url, "anthropic_api_key": OPERATOR_KEY})
+    run_root = claude_world.run_dir()
+    run_root.chmod(0o755)  # the executor's run directories go here, one per run
+    wrapper = switch_user_wrapper(claude_world, run_root / "python-as-agent")
+    flow.make_executor = lambda: LocalExecutor(
+        state_dir=tmp_path / "state", run_root=run_root, python=wrapper, bwrap=False,
+        kill_grace_seconds=2.0,
+        env={"PATH": f"{claude_world.bin_dir}:/usr/local/bin:/usr/bin:/bin",
+             "LANG": "C.UTF-8", "DISABLE_AUTOUPDATER": "1", **env})
+
+
 def script(held: asyncio.Event) -> list[Turn]:
     return [
         Turn(text="Planning the greeting.",
@@ -70,17 +87,8 @@ async def test_label_to_pull_request_with_the_real_claude_code(
     async with AnthropicDouble(script(held)) as model:
         flow = await Flow.create(fake_github, tmp_path, make_settings,
                                  f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
-        flow.settings = flow.settings.model_copy(update={
-            "default_agent": "claude", "agent_command": None,
-            "anthropic_url": model.url, "anthropic_api_key": OPERATOR_KEY})
-        run_root = claude_world.run_dir()
-        run_root.chmod(0o755)  # the executor's run directories go here, one per run
-        wrapper = switch_user_wrapper(claude_world, run_root / "python-as-agent")
-        flow.make_executor = lambda: LocalExecutor(
-            state_dir=tmp_path / "state", run_root=run_root, python=wrapper, bwrap=False,
-            kill_grace_seconds=2.0,
-            env={"PATH": f"{claude_world.bin_dir}:/usr/local/bin:/usr/bin:/bin",
-                 "LANG": "C.UTF-8", "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_MAX_RETRIES": "0"})
+        claude_flow_executor(flow, claude_world, tmp_path, model.url,
+                             CLAUDE_CODE_MAX_RETRIES="0")
         await flow.start()
         # Progress is reported at most every 10 s a run; this run lasts a few.
         flow.bot.reporter._progress_seconds = 0.2
@@ -136,17 +144,7 @@ async def test_the_real_claude_code_stops_at_its_budget_and_the_work_is_a_partia
     async with AnthropicDouble(turns) as model:
         flow = await Flow.create(fake_github, tmp_path, make_settings,
                                  f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
-        flow.settings = flow.settings.model_copy(update={
-            "default_agent": "claude", "agent_command": None,
-            "anthropic_url": model.url, "anthropic_api_key": OPERATOR_KEY})
-        run_root = claude_world.run_dir()
-        run_root.chmod(0o755)
-        wrapper = switch_user_wrapper(claude_world, run_root / "python-as-agent")
-        flow.make_executor = lambda: LocalExecutor(
-            state_dir=tmp_path / "state", run_root=run_root, python=wrapper, bwrap=False,
-            kill_grace_seconds=2.0,
-            env={"PATH": f"{claude_world.bin_dir}:/usr/local/bin:/usr/bin:/bin",
-                 "LANG": "C.UTF-8", "DISABLE_AUTOUPDATER": "1"})
+        claude_flow_executor(flow, claude_world, tmp_path, model.url)
         await flow.start()
         try:
             await flow.comment("/agent run --budget 1000 add a greeting")

@@ -40,6 +40,8 @@ def test_budget_forms(text: str, budget: Budget) -> None:
     ("$3,", "is not a budget"), ("3 euros", "is not a budget"), ("$0.00", "more than zero"),
     ("2k, 3k", "names tokens twice"), ("$1, $2", "names dollars twice"),
     ("2000000M", "more than the largest budget"), ("nan", "is not a budget"),
+    ("9" * 400, "more than the largest budget"), ("$" + "9" * 400, "more than the largest"),
+    ("1" * 5000 + "x", "is not a budget"),
 ])
 def test_budgets_that_are_not(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):

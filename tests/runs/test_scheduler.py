@@ -24,6 +24,7 @@ from bot.gateway import credentials
 from bot.gateway.credentials import gateway_key
 from bot.gateway.runs import RunGrants
 from bot.github.client import GitHubApp
+from bot.runs import leases
 from bot.runs import scheduler as sched
 from bot.runs.callbacks import Result, callback_key, run_token
 from bot.runs.ledger import get_run, request_cancel, transition
@@ -452,4 +453,11 @@ async def test_other_executors_take_no_lease(world: World) -> None:
                             tick_seconds=3600)
     await other.start()
     await world.scheduler.start()  # two at once: fine for executors that are not local
-    await other.close()
+    try:
+        holder, _ = await leases.loop_holder(world.engine, sched.LOCAL_EXECUTOR_LEASE)
+        assert holder is None
+        run_id = await world.queue()
+        await other.tick()
+        assert await world.state(run_id) == "starting"
+    finally:
+        await other.close()
