@@ -79,9 +79,13 @@ BOT_KEY: web.AppKey[Bot] = web.AppKey("bot", Bot)
 
 def _make_github(bot: Bot, session: ClientSession) -> GitHubClients:
     from bot.github.client import GitHubApp
+    from bot.github.pacing import WriteBudget, WriteLimits
 
-    return GitHubApp.from_settings(bot.settings, session,
-                                   on_response=bot.metrics.github_response)
+    settings = bot.settings
+    limits = WriteLimits(per_minute=settings.github_writes_per_minute,
+                         per_hour=settings.github_writes_per_hour)
+    return GitHubApp.from_settings(settings, session, on_response=bot.metrics.github_response,
+                                   writes=WriteBudget(limits))
 
 
 async def start_bot(bot: Bot) -> None:

@@ -186,6 +186,18 @@ class Settings(BaseSettings):
     max_runs_per_installation: int = Field(
         5, alias="AGENTBOT_MAX_RUNS_PER_INSTALLATION", ge=1,
         description="How many runs of one installation may be active at once.")
+    max_parallel_launches: int = Field(
+        16, alias="AGENTBOT_MAX_PARALLEL_LAUNCHES", ge=1,
+        description="How many sandboxes one process starts at the same time (each start "
+                    "waits on the executor and GitHub).")
+    github_writes_per_minute: int = Field(
+        72, alias="AGENTBOT_GITHUB_WRITES_PER_MINUTE", ge=1,
+        description="Content-creating GitHub requests one installation sends per minute, at "
+                    "most (GitHub allows 80); the rest wait, by priority.")
+    github_writes_per_hour: int = Field(
+        480, alias="AGENTBOT_GITHUB_WRITES_PER_HOUR", ge=1,
+        description="Content-creating GitHub requests one installation sends per hour, at "
+                    "most (GitHub allows 500).")
     run_timeout: int = Field(
         1800, alias="AGENTBOT_RUN_TIMEOUT",
         description="The longest a run may take, like `30m`; a repository may ask for less.")

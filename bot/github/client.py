@@ -19,6 +19,7 @@ import gidgethub.aiohttp
 
 from bot import __version__
 from bot.github.auth import AppAuth, Clock, InstallationTokens, Token
+from bot.github.pacing import WriteBudget, WriteWindow, creates_content
 
 if TYPE_CHECKING:
     from bot.config.settings import Settings
@@ -98,8 +99,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                  authorization: Callable[[], Awaitable[str]],
                  on_unauthorized: Callable[[], None], policy: RetryPolicy, sleep: Sleep,
                  clock: Clock, on_response: ResponseHook | None = None,
-                 requester: str = USER_AGENT, cache: Any = None) -> None:
+                 requester: str = USER_AGENT, cache: Any = None,
+                 writes: WriteWindow | None = None) -> None:
         super().__init__(session, requester, base_url=base_url, cache=cache)
+        self.writes = writes  # the installation's content-creation budget (None: not paced)
         self._authorization = authorization
         self._on_unauthorized = on_unauthorized
         self._policy = policy
@@ -114,6 +117,8 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         if own:
             headers["authorization"] = await self._authorization()
         _OWN_CREDENTIAL.set(own)
+        if self.writes is not None and creates_content(method, self._path(url)):
+            await self.writes.before_write()
         status, response_headers, data = await super()._request(method, url, headers, body)
         if self._on_response is not None:
             remaining = response_headers.get("x-ratelimit-remaining")
@@ -123,6 +128,9 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             except Exception:  # a metrics bug must not fail the API call
                 log.exception("the GitHub response hook failed")
         return status, response_headers, data
+
+    def _path(self, url: str) -> str:
+        return url.removeprefix(self.base_url.rstrip("/"))
 
     async def sleep(self, seconds: float) -> None:
         """Wait through the injectable sleep (tests pass one that does not really wait)."""
@@ -138,7 +146,8 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             self._on_unauthorized()
             return True
         if status in (403, 429):
-            return await self._rate_limited(exception, status, attempt)
+            paced = self.writes is not None and creates_content(method, self._path(url))
+            return await self._rate_limited(exception, status, attempt, paced)
         if status >= 500 and attempt <= self._policy.server_error_retries \
                 and (method != "POST" or not _NOT_IDEMPOTENT.search(url.split("?", 1)[0])):
             pause = self._policy.backoff * 2 ** (attempt - 1)
@@ -149,10 +158,19 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         return False
 
     async def _rate_limited(self, exception: gidgethub.HTTPException, status: int,
-                            attempt: int) -> bool:
+                            attempt: int, paced: bool) -> bool:
         headers = exception.headers
         now = self._clock()
         retry_after = _number(headers.get("retry-after"))
+        if retry_after is not None and paced and self.writes is not None:
+            # A content limit: this installation's writes all wait (the retry among them, in
+            # its turn); its reads and other installations go on.
+            self.writes.block(retry_after)
+            if retry_after <= self._policy.max_wait and attempt <= self._policy.rate_limit_retries:
+                log.warning("GitHub refused a write for its limits; this installation's "
+                            "writes wait %.0fs", retry_after)
+                return True
+            raise RateLimited(now + retry_after, status, str(exception), headers) from exception
         if retry_after is not None:
             if retry_after <= self._policy.max_wait and attempt <= self._policy.rate_limit_retries:
                 log.warning("GitHub asked us to slow down; waiting %.0fs", retry_after)
@@ -181,7 +199,8 @@ class GitHubApp:
     def __init__(self, app_id: int | str, private_key: str, session: aiohttp.ClientSession, *,
                  base_url: str = DEFAULT_API_URL, clock: Clock = time.time,
                  sleep: Sleep = asyncio.sleep, policy: RetryPolicy | None = None,
-                 on_response: ResponseHook | None = None) -> None:
+                 on_response: ResponseHook | None = None,
+                 writes: WriteBudget | None = None) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.auth = AppAuth(app_id, private_key, clock=clock)
@@ -189,6 +208,7 @@ class GitHubApp:
         self._sleep = sleep
         self._policy = policy or RetryPolicy()
         self.on_response = on_response
+        self.writes = writes if writes is not None else WriteBudget(clock=clock, sleep=sleep)
         self._app_client = self._client(self._app_authorization, self.auth.forget)
         self.tokens = InstallationTokens(self._app_client, clock=clock)
         self.app_login: str | None = None  # "<slug>[bot]", known after identify()
@@ -204,11 +224,12 @@ class GitHubApp:
                    **options)
 
     def _client(self, authorization: Callable[[], Awaitable[str]],
-                on_unauthorized: Callable[[], None], cache: Any = None) -> GitHubClient:
+                on_unauthorized: Callable[[], None], cache: Any = None,
+                writes: WriteWindow | None = None) -> GitHubClient:
         return GitHubClient(self.session, base_url=self.base_url, authorization=authorization,
                             on_unauthorized=on_unauthorized, policy=self._policy,
                             sleep=self._sleep, clock=self._clock, on_response=self.on_response,
-                            cache=cache)
+                            cache=cache, writes=writes)
 
     async def _app_authorization(self) -> str:
         return f"bearer {self.auth.jwt()}"
@@ -227,7 +248,7 @@ class GitHubApp:
             return f"token {token.value}"
 
         return self._client(authorization, lambda: self.tokens.invalidate(installation_id),
-                            cache)
+                            cache, self.writes.window(installation_id))
 
     async def identify(self) -> dict[str, Any]:
         """`GET /app`; also sets `app_login`, the login the App's own comments carry."""

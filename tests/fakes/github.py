@@ -114,6 +114,10 @@ class FakeGitHub(FakeGitHubSetup, FakeGitHubHooks):
         self._released = asyncio.Event()
         self._window = clock()
         self._used: dict[object, int] = {}
+        # GitHub's secondary limit on content creation, emulated on request (see limit_content).
+        self._content_limit: tuple[int, float] | None = None
+        self._content_sent: dict[object, list[float]] = {}
+        self.content_refusals = 0
         self.app = web.Application(client_max_size=110 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self._handle)
 
@@ -147,6 +151,16 @@ class FakeGitHub(FakeGitHubSetup, FakeGitHubHooks):
         """
         self._faults.append(Fault(method.upper(), path_pattern, status, dict(headers or {}),
                                   body, times))
+
+    def limit_content(self, per_window: int = 80, window: float = 60.0) -> None:
+        """Refuse an installation's content-creating request past `per_window` of them in the
+        last `window` seconds, as GitHub's secondary limit does: 403, `retry-after: 60`."""
+        self._content_limit = (per_window, window)
+
+    def content_writes(self, key: object, window: float = 60.0) -> int:
+        """Content-creating requests of `key` (an installation id) in the last `window` s."""
+        now = self.clock()
+        return sum(1 for at in self._content_sent.get(key, []) if at > now - window)
 
     def calls(self, operation: str | None = None) -> list[RecordedRequest]:
         """Requests received, optionally only those of one "METHOD /template" operation."""
@@ -220,6 +234,11 @@ class FakeGitHub(FakeGitHubSetup, FakeGitHubHooks):
             raise ApiError(422, "Invalid request.\n\n" + "\n".join(problems))
         call = Call(self, operation.key, match.params, record.query, data)
         key = self._authenticate(request, match, call)
+        if method != "GET" and isinstance(key, int) and not record.path.startswith("/app/") \
+                and record.path != "/installation/token":
+            refusal = self._count_content(key)
+            if refusal is not None:
+                return refusal, key
         fault = next((f for f in self._faults
                       if f.matches(method, record.path, operation.template)), None)
         if fault is not None:
@@ -264,6 +283,21 @@ class FakeGitHub(FakeGitHubSetup, FakeGitHubHooks):
             if call.token is not None:
                 check_scope(self.state, call.token, call.repo, op_id, request.method)
         return key
+
+    def _count_content(self, key: int) -> Reply | None:
+        now = self.clock()
+        sent = self._content_sent.setdefault(key, [])
+        if self._content_limit is not None:
+            limit, window = self._content_limit
+            if sum(1 for at in sent if at > now - window) >= limit:
+                self.content_refusals += 1
+                return Reply(403, {
+                    "message": _DEFAULT_FAULT_MESSAGES[403],
+                    "documentation_url": "https://docs.github.com/rest/using-the-rest-api/"
+                                         "rate-limits-for-the-rest-api#about-secondary-rate-limits",
+                    "status": "403"}, {"retry-after": "60"})
+        sent.append(now)
+        return None
 
     def _fault_reply(self, fault: Fault, key: object) -> Reply:
         body = fault.body
