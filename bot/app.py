@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.commands.context import Context, GitHubClients
+from bot.commands.expiry import ApprovalExpiry
 from bot.commands.permissions import Permissions
 from bot.config.loader import RepoConfigs
 from bot.config.settings import Settings
@@ -59,6 +60,7 @@ class Bot:
     scheduler: Any = None  # bot.runs.scheduler.Scheduler, launched by the internal app
     reporter: Any = None  # bot.report.reporter.Reporter, started with the scheduler
     redeliverer: Redeliverer | None = None  # asks GitHub again for failed deliveries
+    approval_expiry: ApprovalExpiry | None = None  # ends requests nobody approved in time
     gateway: Any = None  # bot.gateway.app.Gateway, when this process runs one (gateway_app)
     health_checks: list[HealthCheck] = field(default_factory=list)
     inbox_options: InboxOptions = field(default_factory=InboxOptions)
@@ -128,6 +130,9 @@ async def start_bot(bot: Bot) -> None:
     bot.writer = DeliveryWriter(bot.engine, on_stored=bot.inbox.notify)
     bot.writer.start()
     bot.inbox.start()
+    bot.approval_expiry = ApprovalExpiry(bot.engine, settings.approval_ttl,
+                                         on_change=run_changed)
+    bot.approval_expiry.start()
     app_client = getattr(bot.github, "app_client", None)
     if settings.redeliver_interval and app_client is not None:
         metrics = bot.metrics
@@ -157,7 +162,11 @@ async def start_bot(bot: Bot) -> None:
     def redeliverer_alive() -> str | None:
         return None if bot.redeliverer is None else bot.redeliverer.health()
 
-    bot.health_checks.extend([inbox_alive, scheduler_alive, reporter_alive, redeliverer_alive])
+    def expiry_alive() -> str | None:
+        return None if bot.approval_expiry is None else bot.approval_expiry.health()
+
+    bot.health_checks.extend([inbox_alive, scheduler_alive, reporter_alive, redeliverer_alive,
+                              expiry_alive])
 
 
 async def _identify(github: Any) -> None:
@@ -185,6 +194,8 @@ async def stop_bot(bot: Bot) -> None:
         await bot.reporter.close()
     if bot.redeliverer is not None:
         await bot.redeliverer.close()
+    if bot.approval_expiry is not None:
+        await bot.approval_expiry.close()
     if bot.writer is not None:
         await bot.writer.close()
     if bot.inbox is not None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.gateway import provider_env
 from sandbox.parsers.base import StreamParser
 from sandbox.parsers.claude import ClaudeParser
 from sandbox.parsers.codex import CodexParser
@@ -94,15 +96,35 @@ class ClaudeAdapter(Adapter):
         return None
 
 
+# Codex's provider for runs behind the gateway. Its built-in "openai" provider ignores
+# OPENAI_BASE_URL (0.169.0) and first tries a WebSocket to api.openai.com, which the gateway
+# does not serve; a provider of our own names the gateway and plain HTTP streaming. Its key
+# comes from OPENAI_API_KEY, the run's gateway credential (sent as a bearer token).
+CODEX_PROVIDER = "agentbot"
+
+
+def _codex_provider(gateway_url: str) -> list[str]:
+    table = f"model_providers.{CODEX_PROVIDER}"
+    base_url = provider_env(gateway_url, "")["OPENAI_BASE_URL"]
+    settings = (f'model_provider="{CODEX_PROVIDER}"', f'{table}.name="agentbot gateway"',
+                f"{table}.base_url={json.dumps(base_url)}", f'{table}.env_key="OPENAI_API_KEY"',
+                f'{table}.wire_api="responses"', f"{table}.supports_websockets=false")
+    return [arg for setting in settings for arg in ("-c", setting)]
+
+
 class CodexAdapter(Adapter):
     """`codex exec --json`, reading the prompt from stdin (`-`)."""
 
     name = "codex"
 
     def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
-        # Codex's own Landlock/seccomp sandbox does not work inside gVisor and would only
-        # nest inside ours; approvals cannot be answered headless.
+        # Codex's own sandbox (Landlock and seccomp on Linux) would only nest inside ours and
+        # does not work under gVisor; approvals cannot be answered headless. So: bypassed,
+        # with the run's sandbox as the boundary. update_plan (the plan the check run shows)
+        # is off by default in 0.169.0 and is offered only with tools.update_plan.enabled.
         argv = ["codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
+                "-c", "tools.update_plan.enabled=true",
+                *(_codex_provider(spec.gateway_url) if spec.gateway_url else []),
                 *_model("--model", spec), "-"]
         return Invocation(argv, prompt_file)
 

@@ -37,6 +37,16 @@ def parse_duration(value: str | int | float) -> int:
     return seconds
 
 
+def parse_long_duration(value: str | int | float) -> int:
+    """Seconds from what parse_duration takes, or whole days like `7d`."""
+    if isinstance(value, str) and value.strip().endswith("d"):
+        days = value.strip()[:-1]
+        if not days.isdigit() or int(days) <= 0:
+            raise ValueError(f"{value!r} is not a duration like 7d, 12h or 30m")
+        return int(days) * 86400
+    return parse_duration(value)
+
+
 def format_duration(seconds: int) -> str:
     """The short form of a duration in seconds: `1h30m`, `20m`, `45s`."""
     hours, rest = divmod(int(seconds), 3600)
@@ -235,6 +245,12 @@ class Settings(BaseSettings):
                     "the last 3 days and has them sent again, like `5m` (also at start-up); "
                     "`0` turns it off.")
 
+    # approvals
+    approval_ttl: int = Field(
+        7 * 86400, alias="AGENTBOT_APPROVAL_TTL",
+        description="How long a run asked for by someone without write access waits for a "
+                    "maintainer's approval before it expires, like `7d` or `12h`.")
+
     # logging
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", alias="AGENTBOT_LOG_LEVEL", description="`debug`, `info`, `warning` or `error`.")
@@ -247,6 +263,13 @@ class Settings(BaseSettings):
         if isinstance(value, str | int | float):
             return parse_duration(value)
         raise ValueError("expected a duration like 30m")
+
+    @field_validator("approval_ttl", mode="before")
+    @classmethod
+    def _long_duration(cls, value: object) -> int:
+        if isinstance(value, str | int | float):
+            return parse_long_duration(value)
+        raise ValueError("expected a duration like 7d or 12h")
 
     @field_validator("redeliver_interval", mode="before")
     @classmethod
@@ -451,6 +474,8 @@ def settings_table_markdown() -> str:
         default = field.default
         if default is None or default == "":
             shown = ""
+        elif field.alias == "AGENTBOT_APPROVAL_TTL":
+            shown = f"`{default // 86400}d`"
         elif field.alias in ("AGENTBOT_RUN_TIMEOUT", "AGENTBOT_REDELIVER_INTERVAL"):
             shown = f"`{format_duration(default)}`"
         else:

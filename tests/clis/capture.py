@@ -1,9 +1,11 @@
-"""Capture tests/data/transcripts/claude-captured-*.jsonl from the real, pinned Claude Code
-playing the scenarios against the Messages double: `scripts/capture-transcripts`.
+"""Capture tests/data/transcripts/<cli>-captured-*.jsonl from the real, pinned CLIs playing
+the scenarios against the model doubles: `scripts/capture-transcripts [cli[:scenario]...]`.
 
-The CLI runs as the sandbox runs it (the adapter's argv and environment), as an unprivileged
-account; what varies from run to run (ids, times, paths, the double's port) is replaced by
-fixed values, so a capture with the same CLI version changes nothing else.
+Claude Code plays tests/clis/scenarios.py against the Messages double, Codex plays
+tests/clis/codex_scenarios.py against the Responses double. Each CLI runs as the sandbox runs
+it (the adapter's argv and environment), as an unprivileged account; what varies from run to
+run (ids, times, paths, the double's port) is replaced by fixed values, so a capture with the
+same CLI version changes nothing else.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from sandbox.agents import adapter_for
+from sandbox.gateway import provider_env
 from sandbox.spec import parse_spec
-from tests.clis import scenarios
+from tests.clis import codex_scenarios, scenarios
 from tests.clis.support import Account, expose, installed_cli, unprivileged_account
 from tests.fakes.model_anthropic import AnthropicDouble, Failure, Turn
+from tests.fakes.model_openai import OpenAIDouble, openai_failure
 from tests.sandbox.support import DATA, make_repository, make_spec
 
 TRANSCRIPTS = DATA / "transcripts"
@@ -40,6 +45,15 @@ SCENARIOS: dict[str, tuple[Callable[[], list[Turn]], dict[str, str]]] = {
     "overloaded": (lambda: scenarios.a_model_error(Failure.overloaded()), {}),
     "max-turns": (scenarios.past_the_turn_limit, {"CLAUDE_CODE_MAX_TURNS": "2"}),
 }
+# Codex has no turn limit; its errors come as an OpenAI API gives them.
+CODEX_SCENARIOS: dict[str, Callable[[], list[Turn]]] = {
+    "edits": codex_scenarios.the_edits,
+    "plan": codex_scenarios.the_plan,
+    "overloaded": lambda: codex_scenarios.a_model_error(openai_failure(503)),
+    "unauthorized": lambda: codex_scenarios.a_model_error(openai_failure(401)),
+    "stream-cut": lambda: codex_scenarios.a_model_error(Failure.stream_cut()),
+}
+CAPTURES = {"claude": list(SCENARIOS), "codex": list(CODEX_SCENARIOS)}
 
 
 def normalise(lines: list[str], workspace: str, home: str, gateway: str) -> list[str]:
@@ -62,8 +76,9 @@ def normalise(lines: list[str], workspace: str, home: str, gateway: str) -> list
     return out
 
 
-async def capture(name: str, bin_dir: Path, account: Account, scratch: Path) -> list[str]:
-    """Play one scenario; the CLI's stdout lines, normalised."""
+async def capture_claude(name: str, bin_dir: Path, account: Account, scratch: Path
+                         ) -> list[str]:
+    """Play one scenario on Claude Code; its stdout lines, normalised."""
     turns, extra = SCENARIOS[name]
     root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=scratch))
     make_repository(root / "git")
@@ -96,24 +111,82 @@ async def capture(name: str, bin_dir: Path, account: Account, scratch: Path) -> 
     return normalise(out.decode().splitlines(), str(workspace), str(home), gateway)
 
 
+async def capture_codex(name: str, bin_dir: Path, account: Account, scratch: Path
+                        ) -> list[str]:
+    """Play one scenario on Codex, its provider the double where the gateway would be, told
+    not to retry (as tests/clis does); its stdout lines, normalised."""
+    root = Path(tempfile.mkdtemp(prefix=f"codex-{name}-", dir=scratch))
+    make_repository(root / "git")
+    workspace, home = root / "git" / "work", root / "home"
+    (home / ".codex").mkdir(parents=True)
+    (home / ".codex" / "config.toml").write_text(codex_scenarios.NO_RETRIES)
+    prompt = root / "prompt.md"
+    prompt.write_text(codex_scenarios.PROMPT, encoding="utf-8")
+    account.own(root)
+    adapter = adapter_for("codex")
+    spec = parse_spec({**make_spec(clone_url="https://github.com/octo/demo.git",
+                                   callback_url="http://bot/internal/runs/12",
+                                   base_sha="a" * 40, agent="codex").to_json_dict(),
+                       "agent_command": None})
+    async with OpenAIDouble(CODEX_SCENARIOS[name](), prefix="/openai") as model:
+        invocation = adapter.invocation(replace(spec, gateway_url=model.base_url), prompt)
+        env = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home),
+               "LANG": "C.UTF-8", **provider_env(model.base_url, "agw_capture"),
+               **adapter.environment()}
+        out, err, code = await _run(invocation.argv, workspace, env, prompt, account)
+        gateway = model.base_url.removeprefix("http://")
+    if not out.strip():
+        raise RuntimeError(f"codex {name}: no output (exit {code}): "
+                           f"{err.decode(errors='replace')[-500:]}")
+    return normalise(out.decode().splitlines(), str(workspace), str(home), gateway)
+
+
+async def _run(argv: list[str], cwd: Path, env: dict[str, str], stdin_path: Path,
+               account: Account) -> tuple[bytes, bytes, int | None]:
+    with stdin_path.open("rb") as stdin:
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=cwd, env=env, stdin=stdin, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, **account.popen_args())
+        out, err = await asyncio.wait_for(process.communicate(), 120)
+    return out, err, process.returncode
+
+
+CAPTURE = {"claude": capture_claude, "codex": capture_codex}
+
+
 def main(names: list[str]) -> int:
-    executable, why = installed_cli("claude")
+    """Capture `cli` (its every scenario) or `cli:scenario` for each name; all without."""
+    wanted: dict[str, list[str]] = {}
+    for entry in names or list(CAPTURES):
+        cli, _, scenario = entry.partition(":")
+        if cli not in CAPTURES or (scenario and scenario not in CAPTURES[cli]):
+            print(f"unknown capture {entry!r}; known: " + ", ".join(
+                f"{c}:{s}" for c, known in CAPTURES.items() for s in known), file=sys.stderr)
+            return 2
+        wanted.setdefault(cli, []).extend([scenario] if scenario else CAPTURES[cli])
     account, why_account = unprivileged_account()
-    if executable is None or account is None:
-        print(why or why_account, file=sys.stderr)
+    if account is None:
+        print(why_account, file=sys.stderr)
         return 1
     scratch = Path(tempfile.mkdtemp(prefix="agentbot-capture-"))
     scratch.chmod(0o755)
+    status = 0
     try:
-        bin_dir = expose(executable, account, scratch)
-        for name in names or list(SCENARIOS):
-            lines = asyncio.run(capture(name, bin_dir, account, scratch))
-            target = TRANSCRIPTS / f"claude-captured-{name}.jsonl"
-            target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            print(f"{target.relative_to(DATA.parent.parent)}: {len(lines)} lines")
+        for cli, scenario_names in wanted.items():
+            executable, why = installed_cli(cli)
+            if executable is None:
+                print(why, file=sys.stderr)
+                status = 1
+                continue
+            bin_dir = expose(executable, account, scratch)
+            for name in scenario_names:
+                lines = asyncio.run(CAPTURE[cli](name, bin_dir, account, scratch))
+                target = TRANSCRIPTS / f"{cli}-captured-{name}.jsonl"
+                target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                print(f"{target.relative_to(DATA.parent.parent)}: {len(lines)} lines")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return 0
+    return status
 
 
 if __name__ == "__main__":

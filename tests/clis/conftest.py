@@ -21,10 +21,10 @@ def cli_scratch() -> Iterator[Path]:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def claude_world(cli_scratch: Path) -> CliWorld:
-    """The pinned Claude Code, reachable by an unprivileged account (it refuses root)."""
-    executable, why = installed_cli("claude")
+def cli_world(name: str, scratch: Path) -> CliWorld:
+    """The pinned CLI `name`, reachable by an unprivileged account (skipped, saying why,
+    where it is not installed or there is no such account)."""
+    executable, why = installed_cli(name)
     if executable is None:
         pytest.skip(why)
     account, why = unprivileged_account()
@@ -33,4 +33,16 @@ def claude_world(cli_scratch: Path) -> CliWorld:
     python = python_for(account)
     if python is None:
         pytest.skip(f"no Python 3.11 that the user {account.name} can run")
-    return CliWorld(account, python, expose(executable, account, cli_scratch), cli_scratch)
+    return CliWorld(account, python, expose(executable, account, scratch), scratch)
+
+
+@pytest.fixture(scope="session")
+def claude_world(cli_scratch: Path) -> CliWorld:
+    """The pinned Claude Code, run as an unprivileged account (it refuses root)."""
+    return cli_world("claude", cli_scratch)
+
+
+@pytest.fixture(scope="session")
+def codex_world(cli_scratch: Path) -> CliWorld:
+    """The pinned Codex, run as an unprivileged account as the image runs it."""
+    return cli_world("codex", cli_scratch)

@@ -13,7 +13,8 @@ from typing import Any
 
 CWD_PLACEHOLDER = "{cwd}"
 _CWD_PATTERNS = (re.compile(r"Primary working directory: *(\S+)"),
-                 re.compile(r"Working directory: *(\S+)"))
+                 re.compile(r"Working directory: *(\S+)"),
+                 re.compile(r"<cwd>([^<]+)</cwd>"))  # Codex's environment context
 
 
 @dataclass(frozen=True)
@@ -99,16 +100,17 @@ class RecordedRequest:
 
     @property
     def tool_names(self) -> list[str]:
-        """Names of the tools the request offered the model."""
-        tools = self.body.get("tools") if isinstance(self.body, dict) else None
-        return [str(t.get("name")) for t in tools or [] if isinstance(t, dict)]
+        """Names of the tools the request offered the model (see `offered_tools`)."""
+        return [tool_name(tool) for tool in offered_tools(self.body)]
 
     @property
     def text(self) -> str:
-        """All text of the request's system prompt and messages, for searching."""
+        """All text of the request's system prompt and messages (Responses: instructions and
+        input items), tool results included, for searching."""
         if not isinstance(self.body, dict):
             return ""
-        return "\n".join(texts([self.body.get("system"), self.body.get("messages")]))
+        return "\n".join(texts([self.body.get(key) for key in
+                                ("system", "messages", "instructions", "input")]))
 
     @property
     def working_directory(self) -> str | None:
@@ -116,6 +118,34 @@ class RecordedRequest:
             if found := pattern.search(self.text):
                 return found.group(1)
         return None
+
+
+def offered_tools(body: Any) -> list[dict[str, Any]]:
+    """The tools a request offers: its `tools`, and (Responses) those of `additional_tools`
+    input items; the tools of a `namespace` tool stand in its place."""
+    if not isinstance(body, dict):
+        return []
+    found: list[Any] = list(body.get("tools") or [])
+    for item in body.get("input") if isinstance(body.get("input"), list) else []:
+        if isinstance(item, dict) and item.get("type") == "additional_tools":
+            found.extend(item.get("tools") or [])
+    flat: list[dict[str, Any]] = []
+    while found:
+        tool = found.pop(0)
+        if isinstance(tool, dict) and tool.get("type") == "namespace":
+            found[:0] = [{**t, "namespace": tool.get("name")} for t in tool.get("tools") or []
+                         if isinstance(t, dict)]
+        elif isinstance(tool, dict):
+            flat.append(tool)
+    return flat
+
+
+def tool_name(tool: dict[str, Any]) -> str:
+    """A tool's name: `name`, Chat Completions' `function.name`, else (a Responses built-in
+    such as `web_search`) its type."""
+    function = tool.get("function")
+    return str(tool.get("name") or (function.get("name") if isinstance(function, dict) else None)
+               or tool.get("type"))
 
 
 def texts(value: Any) -> list[str]:
@@ -126,7 +156,7 @@ def texts(value: Any) -> list[str]:
     if isinstance(value, dict):
         if isinstance(value.get("text"), str):
             return [value["text"]]
-        return texts(value.get("content"))
+        return texts(value.get("content")) + texts(value.get("output"))
     return []
 
 

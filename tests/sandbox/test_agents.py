@@ -170,52 +170,140 @@ def test_captured_claude_failures_carry_the_clis_reason(transcript: str, error: 
     assert not [e for kind, e in events if kind == "message" and "API Error" in e["text"]]
 
 
-def test_codex_exec_json_becomes_events() -> None:
-    events, parser = replay("codex", "codex-exec.jsonl")
-    sed = "bash -lc 'sed -n 1,40p config.py'"
-    pytest_cmd = "bash -lc 'python -m pytest -q'"
+CODEX_BASH = "/usr/bin/bash -lc"  # the bash first on the capture's PATH
+
+
+def test_codex_captured_edits_become_events_and_stats() -> None:
+    events, parser = replay("codex", "codex-captured-edits.jsonl")
+    cat = f"{CODEX_BASH} 'cat README.md'"
 
     assert events == [
         ("log", {"source": "agent", "stream": "stdout",
-                 "text": "Codex thread 0199a7c2-3f10-7d21-b4e8-5c2f9a0d7e13"}),
-        ("todo", {"items": [{"text": "Read the config loader", "status": "pending"},
-                            {"text": "Handle a missing file", "status": "pending"}]}),
-        ("tool", {"name": "shell", "status": "started", "id": "item_2", "input": sed}),
-        ("tool", {"name": "shell", "status": "completed", "id": "item_2", "input": sed,
-                  "output": "def load(path):\n    return open(path).read()\n", "exit_code": 0}),
-        ("todo", {"items": [{"text": "Read the config loader", "status": "completed"},
-                            {"text": "Handle a missing file", "status": "pending"}]}),
+                 "text": "Codex thread 00000000-0000-4000-8000-000000000001"}),
+        ("message", {"text": "I'll add the module and look at the README."}),
+        ("tool", {"name": "edit", "status": "started", "id": "item_1",
+                  "input": "add /workspace/src/new_module.py"}),
+        ("tool", {"name": "edit", "status": "completed", "id": "item_1",
+                  "input": "add /workspace/src/new_module.py"}),
+        ("tool", {"name": "shell", "status": "started", "id": "item_2", "input": cat}),
+        ("tool", {"name": "shell", "status": "completed", "id": "item_2", "input": cat,
+                  "output": "# Demo\n\nHello.\n", "exit_code": 0}),
+        ("tool", {"name": "edit", "status": "started", "id": "item_3",
+                  "input": "update /workspace/README.md"}),
         ("tool", {"name": "edit", "status": "completed", "id": "item_3",
-                  "input": "update config.py, add tests/test_config.py"}),
-        ("tool", {"name": "shell", "status": "started", "id": "item_4", "input": pytest_cmd}),
-        ("tool", {"name": "shell", "status": "failed", "id": "item_4", "input": pytest_cmd,
-                  "output": "1 failed\n", "exit_code": 1}),
-        ("tool", {"name": "docs.search", "status": "started", "id": "item_5",
-                  "input": "pathlib missing_ok"}),
-        ("tool", {"name": "docs.search", "status": "failed", "id": "item_5",
-                  "input": "pathlib missing_ok", "output": "server unavailable"}),
-        ("tool", {"name": "web_search", "status": "completed", "id": "item_6",
-                  "input": "python FileNotFoundError default value"}),
-        ("log", {"source": "agent", "stream": "stderr",
-                 "text": "the sandbox denied a network call"}),
-        ("todo", {"items": [{"text": "Read the config loader", "status": "completed"},
-                            {"text": "Handle a missing file", "status": "completed"}]}),
-        ("message", {"text": "`load` now returns defaults when the file is missing, "
-                             "with a test for it."}),
+                  "input": "update /workspace/README.md"}),
+        ("tool", {"name": "edit", "status": "started", "id": "item_4",
+                  "input": "delete /workspace/old.txt"}),
+        ("tool", {"name": "edit", "status": "completed", "id": "item_4",
+                  "input": "delete /workspace/old.txt"}),
+        ("message", {"text": "Added the module, updated the README and removed old.txt."}),
     ]
-    assert parser.summary == ("`load` now returns defaults when the file is missing, "
-                              "with a test for it.")
+    assert parser.summary == "Added the module, updated the README and removed old.txt."
     assert parser.error is None
-    assert parser.stats == {"input_tokens": 8200, "cached_input_tokens": 3000,
-                            "output_tokens": 640}
+    # The scripted usage summed over the turn's four requests, cached input inside input.
+    assert parser.stats == {"turns": 1, "input_tokens": 7905, "cached_input_tokens": 6600,
+                            "cache_write_input_tokens": 0, "output_tokens": 135,
+                            "reasoning_output_tokens": 0}
 
 
-def test_codex_failed_turn_fails_the_agent() -> None:
-    events, parser = replay("codex", "codex-failed.jsonl")
+def test_codex_captured_plan_becomes_todo_events_once_per_change() -> None:
+    events, parser = replay("codex", "codex-captured-plan.jsonl")
 
-    assert ("log", {"source": "agent", "stream": "stderr",
-                    "text": "Codex error: stream disconnected before completion"}) in events
-    assert parser.error == "Codex turn failed: stream disconnected before completion"
+    todos = [[(i["text"], i["status"]) for i in data["items"]]
+             for kind, data in events if kind == "todo"]
+    # Started, updated twice; the item's completion repeats the last update and is dropped.
+    assert todos == [[("Add the module", "pending"), ("Remove old.txt", "pending")],
+                     [("Add the module", "completed"), ("Remove old.txt", "pending")],
+                     [("Add the module", "completed"), ("Remove old.txt", "completed")]]
+    assert [(data["name"], data["status"]) for kind, data in events if kind == "tool"] == [
+        ("edit", "started"), ("edit", "completed"), ("shell", "started"),
+        ("shell", "completed")]
+    assert parser.summary == "Both steps are done." and parser.error is None
+
+
+@pytest.mark.parametrize(("transcript", "error", "status"), [
+    ("codex-captured-overloaded.jsonl",
+     "Codex stopped (HTTP 503): unexpected status 503 Service Unavailable: The engine is "
+     "currently overloaded, please try again later, url: "
+     "http://gateway.agentbot.test/openai/v1/responses, request id: req_double000001", 503),
+    ("codex-captured-unauthorized.jsonl",
+     "Codex stopped (HTTP 401): unexpected status 401 Unauthorized: Incorrect API key "
+     "provided.", 401),
+    ("codex-captured-stream-cut.jsonl",
+     "Codex stopped: stream disconnected before completion: Transport error: network error: "
+     "error decoding response body", None),
+])
+def test_codex_captured_failed_turn_fails_the_agent_with_its_reason(
+        transcript: str, error: str, status: int | None) -> None:
+    events, parser = replay("codex", transcript)
+
+    assert parser.error is not None and parser.error.startswith(error)
+    assert parser.stats.get("api_error_status") == status
+    assert parser.stats["turns"] == 1
+    assert parser.summary is None
+    # Codex's error event is a log line, not something the model said.
+    [log] = [e for kind, e in events if kind == "log" and e["stream"] == "stderr"]
+    assert log["text"] == "Codex: " + parser.error.partition(": ")[2]
+    assert not [kind for kind, _ in events if kind == "message"]
+
+
+def test_codex_retries_are_log_lines_and_a_recovered_turn_succeeds() -> None:
+    """Codex says "Reconnecting... n/5" as it retries; a turn that then completes is no
+    failure. (Lines as 0.169.0 prints them, retries left on.)"""
+    parser = adapter_for("codex").parser()
+    retry = ("Reconnecting... 1/5 (unexpected status 503 Service Unavailable: The engine is "
+             "currently overloaded, please try again later)")
+    lines = ['{"type":"turn.started"}', json.dumps({"type": "error", "message": retry}),
+             '{"type":"item.completed","item":{"id":"item_0","type":"agent_message",'
+             '"text":"Done."}}',
+             '{"type":"turn.completed","usage":{"input_tokens":5,"output_tokens":1}}']
+    events = [(e.kind, e.data) for line in lines for e in parser.feed("stdout", line)]
+    events += [(e.kind, e.data) for e in parser.finish()]
+
+    assert events == [("log", {"source": "agent", "stream": "stderr", "text": f"Codex: {retry}"}),
+                      ("message", {"text": "Done."})]
+    assert parser.error is None and parser.summary == "Done."
+
+
+def test_codex_error_before_any_turn_fails_the_agent() -> None:
+    parser = adapter_for("codex").parser()
+    parser.feed("stdout", '{"type":"error","message":"model_providers.agentbot: bad"}')
+    parser.finish()
+
+    assert parser.error == "Codex stopped: model_providers.agentbot: bad"
+
+
+def test_codex_mcp_and_web_search_items_become_tools() -> None:
+    """Item shapes the scripted scenarios do not reach (no MCP server, no hosted search)."""
+    parser = adapter_for("codex").parser()
+    items = [
+        {"type": "item.started", "item": {"id": "item_5", "type": "mcp_tool_call",
+                                          "server": "docs", "tool": "search",
+                                          "arguments": {"query": "pathlib"}, "result": None,
+                                          "error": None, "status": "in_progress"}},
+        {"type": "item.completed", "item": {"id": "item_5", "type": "mcp_tool_call",
+                                            "server": "docs", "tool": "search",
+                                            "arguments": {"query": "pathlib"}, "result": None,
+                                            "error": {"message": "server unavailable"},
+                                            "status": "failed"}},
+        {"type": "item.completed", "item": {"id": "item_6", "type": "web_search",
+                                            "query": "python missing_ok"}},
+        {"type": "item.completed", "item": {"id": "item_7", "type": "error",
+                                            "message": "Falling back to HTTPS transport."}},
+    ]
+    events = [(e.kind, e.data) for obj in items for e in parser.feed("stdout", json.dumps(obj))]
+
+    assert events == [
+        ("tool", {"name": "docs.search", "status": "started", "id": "item_5",
+                  "input": "pathlib"}),
+        ("tool", {"name": "docs.search", "status": "failed", "id": "item_5",
+                  "input": "pathlib", "output": "server unavailable"}),
+        ("tool", {"name": "web_search", "status": "completed", "id": "item_6",
+                  "input": "python missing_ok"}),
+        ("log", {"source": "agent", "stream": "stderr",
+                 "text": "Codex: Falling back to HTTPS transport."}),
+    ]
+    assert parser.error is None
 
 
 def test_opencode_json_becomes_events() -> None:
@@ -276,7 +364,7 @@ def test_command_output_may_carry_its_own_events() -> None:
     ("claude", None, [*CLAUDE_ARGV], True),
     ("claude", "opus", [*CLAUDE_ARGV, "--model", "opus"], True),
     ("codex", "gpt-5", ["codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
-                        "--model", "gpt-5", "-"], True),
+                        "-c", "tools.update_plan.enabled=true", "--model", "gpt-5", "-"], True),
     ("opencode", "anthropic/claude-sonnet-4-5",
      ["opencode", "run", "--format", "json", "--model", "anthropic/claude-sonnet-4-5"], True),
     ("aider", None, ["aider", "--yes-always", "--no-auto-commits", "--no-pretty",
@@ -315,7 +403,7 @@ def install_fake_cli(bin_dir: Path, name: str) -> None:
 
 @pytest.mark.parametrize(("agent", "summary"), [
     ("claude", "Fixed the month offset in dates.py; both date tests pass now."),
-    ("codex", "`load` now returns defaults when the file is missing, with a test for it."),
+    ("codex", "Added the module, updated the README and removed old.txt."),
     ("opencode", "The cache key now includes the locale; the cache tests pass."),
     ("aider", "The greeting should use the configured name instead of the constant."),
 ])

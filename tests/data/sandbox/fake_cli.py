@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 TRANSCRIPTS = Path(__file__).resolve().parent.parent / "transcripts"
-REPLAYS = {"claude": "claude-stream.jsonl", "codex": "codex-exec.jsonl",
+REPLAYS = {"claude": "claude-stream.jsonl", "codex": "codex-captured-edits.jsonl",
            "opencode": "opencode-run.jsonl", "aider": "aider-output.txt"}
 
 

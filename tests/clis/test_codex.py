@@ -1,0 +1,169 @@
+"""The real Codex, at the version sandbox/Dockerfile pins, through `python -m sandbox` against
+the scripted Responses API double; run as an unprivileged user, as the image does."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox import exitcodes
+from tests.clis.codex_scenarios import (
+    ADD_MODULE,
+    DELETE_OLD,
+    FINAL,
+    NO_RETRIES,
+    PLAN_FINAL,
+    PROMPT,
+    a_model_error,
+    the_edits,
+    the_plan,
+)
+from tests.clis.support import CliWorld, RunnerOutcome
+from tests.fakes.model_openai import Failure, OpenAIDouble, ToolCall, Turn, openai_failure
+from tests.sandbox.support import GATEWAY_TOKEN, Site, b64, make_site
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def site(tmp_path: Path, aiohttp_server: Any, codex_world: CliWorld) -> Site:
+    site = await make_site(tmp_path, aiohttp_server)
+    site.tmp = codex_world.run_dir()
+    return site
+
+
+async def run_codex(world: CliWorld, site: Site, script: list[Turn], *, model: str | None = None
+                    ) -> tuple[RunnerOutcome, OpenAIDouble]:
+    """One sandbox run of Codex with the double as its provider (the gateway's place)."""
+    codex_home = site.tmp / "home" / ".codex"
+    codex_home.mkdir(parents=True)
+    (codex_home / "config.toml").write_text(NO_RETRIES)
+    async with OpenAIDouble(script, prefix="/openai") as double:
+        spec = replace(site.spec(agent="codex", prompt=PROMPT, timeout=120),
+                       gateway_url=double.base_url, model=model)
+        outcome = await world.run_sandbox(site.tmp, spec)
+    return outcome, double
+
+
+async def test_the_scripted_edits_become_the_changeset_events_and_stats(
+        codex_world: CliWorld, site: Site) -> None:
+    outcome, model = await run_codex(codex_world, site, the_edits())
+
+    assert outcome.returncode == exitcodes.OK, outcome.stderr
+    [result] = site.bot.results
+    assert result["status"] == "succeeded"
+    assert result["changes"] == [
+        {"path": "README.md", "mode": "100644", "content_b64": b64(b"# Demo\n\nHello, edited.\n")},
+        {"path": "old.txt", "deleted": True},
+        {"path": "src/new_module.py", "mode": "100644", "content_b64": b64(b"VALUE = 42\n")},
+    ]
+    assert result["summary"] == FINAL
+    assert result["commit_message"].startswith(FINAL)
+
+    # Each tool Codex ran from the model's exec cells, started then completed.
+    workspace = str(site.tmp / "workspace")
+    # (Codex runs a command in the bash it finds first on PATH, with -lc.)
+    tools = [(t["name"], t["status"], re.sub(r"^\S*/bash -lc", "bash -lc", t.get("input", "")))
+             for t in site.bot.kinds("tool")]
+    assert [t for t in tools if t[1] == "started"] == [
+        ("edit", "started", f"add {workspace}/src/new_module.py"),
+        ("shell", "started", "bash -lc 'cat README.md'"),
+        ("edit", "started", f"update {workspace}/README.md"),
+        ("edit", "started", f"delete {workspace}/old.txt"),
+    ]
+    assert [t[0] for t in tools if t[1] == "completed"] == ["edit", "shell", "edit", "edit"]
+    [shell] = [t for t in site.bot.kinds("tool") if t["name"] == "shell" and t.get("output")]
+    assert shell["output"] == "# Demo\n\nHello.\n" and shell["exit_code"] == 0
+    assert [m["text"] for m in site.bot.kinds("message")] == [
+        "I'll add the module and look at the README.", FINAL]
+
+    # Codex's usage of the turn, in OpenAI's terms (input counts cached input too).
+    stats = result["stats"]
+    assert stats["agent_turns"] == 1
+    assert stats["agent_input_tokens"] == 1200 + 40 + 35 + 30 + 2100 + 2200 + 2300
+    assert stats["agent_cached_input_tokens"] == 2100 + 2200 + 2300
+    assert stats["agent_output_tokens"] == 60 + 30 + 20 + 25
+    assert stats["agent_reasoning_output_tokens"] == 0
+
+    # The provider saw the run's gateway credential, the workspace, and one request a turn.
+    assert model.turns_played == 4 and model.exhausted == 0
+    assert len(model.main_requests) == 4 == len(model.requests)
+    assert {r.credential for r in model.requests} == {GATEWAY_TOKEN}
+    assert {r.working_directory for r in model.main_requests} == {workspace}
+    assert {r.path for r in model.requests} == {"/openai/v1/responses"}
+    assert all(r.body["stream"] is True for r in model.requests)
+    assert model.unknown == []
+
+
+async def test_a_named_model_gets_the_tools_directly(codex_world: CliWorld, site: Site) -> None:
+    """A model Codex does not run in code mode is offered apply_patch, exec_command and
+    update_plan as tools of their own; the same items come out."""
+    script = [Turn(tool_calls=[ToolCall("update_plan", {"plan": [
+                  {"step": "Add the module", "status": "in_progress"}]}),
+                  ToolCall("apply_patch", {"input": ADD_MODULE})]),
+              Turn(tool_calls=[ToolCall("exec_command", {"cmd": "ls"}),
+                               ToolCall("apply_patch", {"input": DELETE_OLD})]),
+              Turn(text=FINAL)]
+    outcome, model = await run_codex(codex_world, site, script, model="gpt-5.5")
+
+    assert outcome.returncode == exitcodes.OK, outcome.stderr
+    first = model.main_requests[0]
+    assert first.body["model"] == "gpt-5.5"
+    assert {"apply_patch", "exec_command", "update_plan"} <= set(first.tool_names)
+    assert "exec" not in first.tool_names
+    [result] = site.bot.results
+    assert [c["path"] for c in result["changes"]] == ["old.txt", "src/new_module.py"]
+    assert [t["name"] for t in site.bot.kinds("tool") if t["status"] == "completed"] == [
+        "edit", "shell", "edit"]
+    assert site.bot.kinds("todo")[0]["items"] == [{"text": "Add the module",
+                                                   "status": "pending"}]
+
+
+async def test_the_plan_is_offered_and_reaches_the_events(codex_world: CliWorld,
+                                                          site: Site) -> None:
+    outcome, model = await run_codex(codex_world, site, the_plan())
+
+    assert outcome.returncode == exitcodes.OK, outcome.stderr
+    # Offered (off by default in this version): a tool the model's exec cells may call.
+    [cell] = [t for t in model.main_requests[0].body["input"]
+              if t.get("type") == "additional_tools"]
+    assert "exec" in model.main_requests[0].tool_names
+    assert "### `update_plan`" in str(cell)
+    todos = [[(i["text"], i["status"]) for i in t["items"]] for t in site.bot.kinds("todo")]
+    assert todos == [[("Add the module", "pending"), ("Remove old.txt", "pending")],
+                     [("Add the module", "completed"), ("Remove old.txt", "pending")],
+                     [("Add the module", "completed"), ("Remove old.txt", "completed")]]
+    # The plan is shown as a plan, not as tool calls.
+    assert {t["name"] for t in site.bot.kinds("tool")} == {"edit", "shell"}
+    [result] = site.bot.results
+    assert [c["path"] for c in result["changes"]] == ["old.txt", "src/new_module.py"]
+    assert result["summary"] == PLAN_FINAL
+
+
+@pytest.mark.parametrize(("failure", "says", "status"), [
+    (openai_failure(503), "unexpected status 503 Service Unavailable: The engine is currently "
+                          "overloaded, please try again later", 503),
+    (openai_failure(401), "unexpected status 401 Unauthorized: Incorrect API key provided", 401),
+    (Failure.stream_cut(), "stream disconnected before completion", None),
+], ids=["overloaded", "unauthorized", "stream-cut"])
+async def test_a_model_error_ends_the_run_with_the_clis_reason(
+        codex_world: CliWorld, site: Site, failure: Failure, says: str,
+        status: int | None) -> None:
+    outcome, model = await run_codex(codex_world, site, a_model_error(failure))
+
+    assert outcome.returncode == exitcodes.AGENT, outcome.stderr
+    assert len(model.requests) == 1  # told not to retry
+    [result] = site.bot.results
+    assert result["status"] == "failed"
+    detail = f" (HTTP {status})" if status else ""
+    assert result["summary"].startswith(f"The agent exited with code 1. Codex stopped{detail}: "
+                                        f"{says}")
+    assert result["stats"].get("agent_api_error_status") == status
+    assert result["stats"]["failed_phase"] == "agent"
+    [failed] = [p for p in site.bot.kinds("phase") if p["status"] == "failed"]
+    assert failed["phase"] == "agent" and says in failed["reason"]
+    assert not re.search(r"agw_\w+", outcome.stderr + outcome.stdout + str(site.bot.events))
