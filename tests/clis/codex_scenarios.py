@@ -42,7 +42,7 @@ def the_edits() -> list[Turn]:
         Turn(text="I'll add the module and look at the README.",
              tool_calls=[code(("apply_patch", ADD_MODULE),
                               ("exec_command", {"cmd": "cat README.md"}))],
-             usage=Usage(input_tokens=1200, output_tokens=60)),
+             usage=Usage(input_tokens=1200, output_tokens=60, cache_creation_input_tokens=900)),
         Turn(tool_calls=[code(("apply_patch", EDIT_README))],
              usage=Usage(input_tokens=40, output_tokens=30, cache_read_input_tokens=2100)),
         Turn(tool_calls=[code(("apply_patch", DELETE_OLD))],

@@ -84,8 +84,9 @@ async def test_the_scripted_edits_become_the_changeset_events_and_stats(
     # Codex's usage of the turn, in OpenAI's terms (input counts cached input too).
     stats = result["stats"]
     assert stats["agent_turns"] == 1
-    assert stats["agent_input_tokens"] == 1200 + 40 + 35 + 30 + 2100 + 2200 + 2300
+    assert stats["agent_input_tokens"] == 1200 + 40 + 35 + 30 + 900 + 2100 + 2200 + 2300
     assert stats["agent_cached_input_tokens"] == 2100 + 2200 + 2300
+    assert stats["agent_cache_write_input_tokens"] == 900
     assert stats["agent_output_tokens"] == 60 + 30 + 20 + 25
     assert stats["agent_reasoning_output_tokens"] == 0
 

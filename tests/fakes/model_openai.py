@@ -19,10 +19,11 @@ JSON arguments for a function tool, a `custom_tool_call` with the input's one st
 tool call's input becomes the working directory the client named (Codex's environment context
 says `<cwd>...</cwd>`).
 
-Usage in OpenAI's terms: `input_tokens` there counts cached input too, so a turn's
-`Usage(input_tokens=40, cache_read_input_tokens=900)` is sent as 940 input tokens of which 900
-cached (`input_tokens_details.cached_tokens`, Chat's `prompt_tokens_details.cached_tokens`);
-cache creation has no OpenAI counterpart and is not sent.
+Usage in OpenAI's terms: `input_tokens` there counts cached input and cache writes too, so a
+turn's `Usage(input_tokens=40, cache_read_input_tokens=900, cache_creation_input_tokens=60)`
+is sent as 1,000 input tokens of which 900 cached and 60 written to the cache
+(`input_tokens_details.cached_tokens` and `.cache_write_tokens`; Chat's
+`prompt_tokens_details` the same).
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ def _sse(event: dict[str, Any]) -> bytes:
 
 def _chat_sse(chunk: dict[str, Any] | str) -> bytes:
     return f"data: {chunk if isinstance(chunk, str) else json.dumps(chunk)}\n\n".encode()
+
+
+def _all_input(usage: Usage) -> int:
+    return usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
+
+
+def _cache_details(usage: Usage) -> dict[str, int]:
+    return {"cached_tokens": usage.cache_read_input_tokens,
+            "cache_write_tokens": usage.cache_creation_input_tokens}
 
 
 def _halves(text: str) -> list[str]:
@@ -283,12 +293,11 @@ class OpenAIDouble:
             "instructions": request.get("instructions"), "metadata": {},
             "temperature": None, "top_p": None, "text": {"format": {"type": "text"}},
             "usage": {
-                "input_tokens": usage.input_tokens + usage.cache_read_input_tokens,
-                "input_tokens_details": {"cached_tokens": usage.cache_read_input_tokens},
+                "input_tokens": _all_input(usage),
+                "input_tokens_details": _cache_details(usage),
                 "output_tokens": usage.output_tokens,
                 "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": (usage.input_tokens + usage.cache_read_input_tokens
-                                 + usage.output_tokens)},
+                "total_tokens": _all_input(usage) + usage.output_tokens},
         }
 
     def _response_events(self, response: dict[str, Any], *, cut: bool
@@ -383,7 +392,7 @@ class OpenAIDouble:
         finish = {"end_turn": "stop", "tool_use": "tool_calls",
                   "max_tokens": "length"}.get(turn.reason, turn.reason)
         usage = turn.usage
-        prompt = usage.input_tokens + usage.cache_read_input_tokens
+        prompt = _all_input(usage)
         return {
             "id": self._id("chatcmpl"), "object": "chat.completion", "created": CREATED_AT,
             "model": model,
@@ -391,8 +400,7 @@ class OpenAIDouble:
                          "logprobs": None}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": usage.output_tokens,
                       "total_tokens": prompt + usage.output_tokens,
-                      "prompt_tokens_details": {"cached_tokens":
-                                                usage.cache_read_input_tokens}},
+                      "prompt_tokens_details": _cache_details(usage)},
         }
 
     @staticmethod

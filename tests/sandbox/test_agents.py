@@ -201,8 +201,8 @@ def test_codex_captured_edits_become_events_and_stats() -> None:
     assert parser.summary == "Added the module, updated the README and removed old.txt."
     assert parser.error is None
     # The scripted usage summed over the turn's four requests, cached input inside input.
-    assert parser.stats == {"turns": 1, "input_tokens": 7905, "cached_input_tokens": 6600,
-                            "cache_write_input_tokens": 0, "output_tokens": 135,
+    assert parser.stats == {"turns": 1, "input_tokens": 8805, "cached_input_tokens": 6600,
+                            "cache_write_input_tokens": 900, "output_tokens": 135,
                             "reasoning_output_tokens": 0}
 
 
