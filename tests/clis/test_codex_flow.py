@@ -1,0 +1,151 @@
+"""From a label to a pull request with the real Codex: the local executor runs the sandbox as
+an unprivileged user, and the in-process gateway forwards its Responses requests to the OpenAI
+double with the operator's key, which the sandbox never holds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.config.settings import Settings
+from bot.executors.local import LocalExecutor
+from tests.clis.codex_scenarios import NO_RETRIES, code, plan
+from tests.clis.support import CliWorld
+from tests.clis.test_claude_flow import switch_user_wrapper
+from tests.fakes import payloads as p
+from tests.fakes.github import FakeGitHub
+from tests.fakes.model_openai import OpenAIDouble, Turn, Usage, openai_failure
+from tests.flow.harness import REPO, Flow, until
+
+pytestmark = pytest.mark.slow
+
+OPERATOR_KEY = "sk-proj-operator0123456789abcdefT3BlbkFJoperator0123456789abcdef"
+SUMMARY = "Added a greeting script and retired docs/old.md."
+GREET = "*** Begin Patch\n*** Add File: src/greet.py\n+print('hi')\n*** End Patch\n"
+README = ("*** Begin Patch\n*** Update File: README.md\n@@\n-# hello\n+# hello, world\n"
+          "*** End Patch\n")
+RETIRE = "*** Begin Patch\n*** Delete File: docs/old.md\n*** End Patch\n"
+
+
+def codex_flow_executor(flow: Flow, world: CliWorld, tmp_path: Path, model_url: str) -> None:
+    """Point the flow at the real Codex, run as the unprivileged account by the local
+    executor, with the in-process gateway forwarding to the model double. Codex is told not
+    to retry (its own config file, in CODEX_HOME), so an error ends the run at once."""
+    flow.settings = flow.settings.model_copy(update={
+        "default_agent": "codex", "agent_command": None,
+        "openai_url": model_url, "openai_api_key": OPERATOR_KEY})
+    run_root = world.run_dir()
+    run_root.chmod(0o755)  # the executor's run directories go here, one per run
+    codex_home = run_root / "codex-home"
+    codex_home.mkdir()
+    (codex_home / "config.toml").write_text(NO_RETRIES)
+    world.account.own(codex_home)
+    wrapper = switch_user_wrapper(world, run_root / "python-as-agent")
+    flow.make_executor = lambda: LocalExecutor(
+        state_dir=tmp_path / "state", run_root=run_root, python=wrapper, bwrap=False,
+        kill_grace_seconds=2.0,
+        env={"PATH": f"{world.bin_dir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+             "CODEX_HOME": str(codex_home)})
+
+
+def script(held: asyncio.Event) -> list[Turn]:
+    return [
+        Turn(text="Planning the greeting.",
+             tool_calls=[code(plan(("Write greet.py", "in_progress"),
+                                   ("Retire docs/old.md", "pending")),
+                              ("exec_command", {"cmd": "env"}))],
+             usage=Usage(input_tokens=900, output_tokens=50, cache_creation_input_tokens=700)),
+        # Held until the check run shows the plan.
+        Turn(tool_calls=[code(("apply_patch", GREET), ("apply_patch", README),
+                              plan(("Write greet.py", "completed"),
+                                   ("Retire docs/old.md", "in_progress")))],
+             usage=Usage(input_tokens=60, output_tokens=80, cache_read_input_tokens=1600),
+             hold=held),
+        Turn(tool_calls=[code(("apply_patch", RETIRE),
+                              plan(("Write greet.py", "completed"),
+                                   ("Retire docs/old.md", "completed")))],
+             usage=Usage(input_tokens=40, output_tokens=20, cache_read_input_tokens=1700)),
+        Turn(text=SUMMARY, usage=Usage(input_tokens=30, output_tokens=30,
+                                       cache_read_input_tokens=1800)),
+    ]
+
+
+async def test_label_to_pull_request_with_the_real_codex(
+        fake_github: FakeGitHub, tmp_path: Path, make_settings: Callable[..., Settings],
+        codex_world: CliWorld) -> None:
+    held = asyncio.Event()
+    async with OpenAIDouble(script(held)) as model:
+        flow = await Flow.create(fake_github, tmp_path, make_settings,
+                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
+        codex_flow_executor(flow, codex_world, tmp_path, model.base_url)
+        await flow.start()
+        # Progress is reported at most every 10 s a run; this run lasts a few.
+        flow.bot.reporter._progress_seconds = 0.2
+        try:
+            base = flow.branches()["main"]
+            await flow.deliver("issues", p.issues_labeled())
+            run_id = (await flow.wait_for_run()).id
+
+            async def plan_shown() -> bool:
+                return any("Retire docs/old.md" in str(check.output)
+                           for check in flow.check_runs())
+
+            await until(plan_shown, 60, what="the plan in the check run")
+            held.set()
+            run = await flow.settled(run_id, 90)
+        finally:
+            held.set()
+            await flow.close()
+
+    assert (run.state, run.error) == ("succeeded", None), run.error
+    assert flow.files(run.branch) == {"README.md": b"# hello, world\n",
+                                      "src/app.py": b"print('hello')\n",
+                                      "src/greet.py": b"print('hi')\n"}
+    assert flow.fake.repo(REPO).git.read_commit(run.commit_sha)["parents"] == [base]
+    [pull] = flow.pulls()
+    assert pull.number == run.pr_number and SUMMARY in pull.body
+    [check] = flow.check_runs()
+    assert (check.status, check.conclusion) == ("completed", "success")
+
+    # The operator's key reached the provider, through the gateway, on every turn...
+    assert model.turns_played == 4 and model.exhausted == 0
+    assert {r.credential for r in model.requests} == {OPERATOR_KEY}
+    assert {r.path for r in model.requests} == {"/v1/responses"}
+    # ... while the agent's own environment (its `env`, sent back as the tool's output) had
+    # the run's gateway credential in its place, and the gateway as its provider.
+    env_seen = model.main_requests[1].text
+    assert "OPENAI_BASE_URL=http://127.0.0.1:" in env_seen
+    assert "OPENAI_API_KEY=" in env_seen and OPERATOR_KEY not in env_seen
+    stats = run.result["stats"]
+    assert stats["agent_turns"] == 1
+    assert stats["agent_input_tokens"] == 900 + 700 + 60 + 1600 + 40 + 1700 + 30 + 1800
+    assert stats["agent_cached_input_tokens"] == 1600 + 1700 + 1800
+    assert stats["agent_cache_write_input_tokens"] == 700
+    assert stats["agent_output_tokens"] == 50 + 80 + 20 + 30
+
+
+async def test_a_model_error_fails_the_run_with_codexs_reason_in_the_check_run(
+        fake_github: FakeGitHub, tmp_path: Path, make_settings: Callable[..., Settings],
+        codex_world: CliWorld) -> None:
+    async with OpenAIDouble([Turn(failure=openai_failure(401))]) as model:
+        flow = await Flow.create(fake_github, tmp_path, make_settings,
+                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
+        codex_flow_executor(flow, codex_world, tmp_path, model.base_url)
+        await flow.start()
+        try:
+            await flow.deliver("issues", p.issues_labeled())
+            run = await flow.settled((await flow.wait_for_run()).id, 90)
+        finally:
+            await flow.close()
+
+    assert run.state == "failed"
+    assert len(model.requests) == 1
+    says = "Codex stopped (HTTP 401): unexpected status 401 Unauthorized: Incorrect API key"
+    assert says in run.error
+    [check] = flow.check_runs()
+    assert check.conclusion == "failure"
+    assert says in check.output["summary"] + check.output.get("text", "")
+    assert flow.pulls() == []
