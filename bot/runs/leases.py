@@ -57,11 +57,26 @@ async def holding(db: AsyncEngine, run_id: int, purpose: str) -> AsyncIterator[b
         with contextlib.suppress(Exception):
             await asyncio.shield(release(db, run_id, owner))
         raise
+    renewing = asyncio.create_task(_renew(db, run_id, owner)) if held else None
     try:
         yield held
     finally:
+        if renewing is not None:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewing
         if held:
             await asyncio.shield(release(db, run_id, owner))
+
+
+async def _renew(db: AsyncEngine, run_id: int, owner: str) -> None:
+    """Keep a held lease while the work goes on: its writes may wait their turn in GitHub's
+    budget for longer than one lease lasts."""
+    while True:
+        await asyncio.sleep(LEASE.total_seconds() / 3)
+        # A database blip: the next renewal, well before the lease runs out, tries again.
+        with contextlib.suppress(Exception):
+            await acquire(db, run_id, owner)
 
 
 async def release_all(db: AsyncEngine) -> int:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import tasks
 from bot.config.settings import Settings
 from bot.executors.base import Executor, SandboxPhase, SandboxSecrets, SandboxStatus
 from bot.gateway import credentials
@@ -47,19 +47,15 @@ LOCAL_TAKEN = ("another agentbot process ({holder}) runs sandboxes with the loca
                "kubernetes executor for several replicas")
 # Any constant shared by every replica: the lock that serialises claims on PostgreSQL.
 CLAIM_LOCK = 0x61676E74
+# Queued runs claimed per transaction: few transactions for a burst, short ones for others.
+CLAIM_BATCH = 64
+LAUNCH_GRACE_SECONDS = 10.0
 _STARTED = (RunState.STARTING.value, RunState.RUNNING.value)
 _ENDED = (SandboxPhase.SUCCEEDED, SandboxPhase.FAILED, SandboxPhase.GONE)
 
 
 class StartRefused(RuntimeError):
     """This process may not launch runs (another replica holds the local executor)."""
-
-
-class Claim(enum.Enum):
-    CLAIMED = "claimed"
-    FULL = "full"  # AGENTBOT_MAX_CONCURRENT_RUNS reached: nothing else may start
-    INSTALLATION_FULL = "installation_full"  # this installation's share is used up
-    LOST = "lost"  # another replica (or a cancel) moved the run first
 
 
 class Scheduler:
@@ -87,6 +83,8 @@ class Scheduler:
         self._local = getattr(executor, "name", None) == "local"
         self._lease_owner = leases.new_owner(LOCAL_EXECUTOR_LEASE)
         self._lease_lost = False
+        # Sandboxes being started now, at most AGENTBOT_MAX_PARALLEL_LAUNCHES at a time.
+        self._launching: dict[int, asyncio.Task[None]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -104,6 +102,12 @@ class Scheduler:
         """True once `start` was called: this process launches runs."""
         return self._started
 
+    async def idle(self) -> None:
+        """Wait until no launch and no publishing is under way (tests; shutdown)."""
+        while self._launching:
+            await asyncio.gather(*self._launching.values(), return_exceptions=True)
+        await self._publishing.idle()
+
     def notify(self) -> None:
         """A run was queued or changed: look now instead of at the next tick."""
         self._ticker.notify()
@@ -113,6 +117,13 @@ class Scheduler:
         valid while their runs are active."""
         self._closing = True
         await self._ticker.close()
+        # Launches under way finish (a claimed run whose launch is cut short is started
+        # again by the next process's reconcile); publishing gets a grace period.
+        if self._launching:
+            await asyncio.wait(list(self._launching.values()), timeout=LAUNCH_GRACE_SECONDS)
+        for task in list(self._launching.values()):
+            await tasks.stop(task)
+        await self._publishing.close()
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -195,21 +206,43 @@ class Scheduler:
             await self._finish(run_id, RunState.CANCELLED, CANCELLED)
 
     async def _launch_queued(self) -> None:
+        """Claim queued runs, oldest first, as far as the limits and the free launch slots
+        allow, and start each claimed run's sandbox in a task of its own."""
+        free = self._settings.max_parallel_launches - len(self._launching)
+        if free <= 0 or self._closing:
+            return  # a launch that ends looks again
         async with self._engine.connect() as conn:
             queued = (await conn.execute(
                 select(runs.c.id, runs.c.installation_id)
                 .where(runs.c.state == RunState.QUEUED.value)
                 .order_by(runs.c.created_at, runs.c.id))).all()
-        for row in queued:
-            claim = await self._claim(row.id, row.installation_id)
-            if claim is Claim.FULL:
+        start = 0
+        while free > 0 and start < len(queued):
+            claimed, full = await self._claim(queued[start:start + CLAIM_BATCH], free)
+            for run_id in claimed:
+                self._start_launch(run_id)
+            free -= len(claimed)
+            start += CLAIM_BATCH
+            if full:
                 break
-            if claim is Claim.CLAIMED:
-                await self._launch(row.id)
 
-    async def _claim(self, run_id: int, installation_id: int) -> Claim:
-        """queued -> starting if the limits allow it, counted and moved in one transaction."""
+    def _start_launch(self, run_id: int) -> None:
+        task = asyncio.create_task(self._launch(run_id), name=f"launch-{run_id}")
+        self._launching[run_id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._launching.pop(run_id, None)
+            if not self._closing:
+                self._ticker.notify()  # a slot is free: claim the next
+
+        task.add_done_callback(done)
+
+    async def _claim(self, rows: Sequence[Any], most: int) -> tuple[list[int], bool]:
+        """queued -> starting for as many of `rows` (oldest first) as the limits allow, at
+        most `most`, counted and moved in one transaction. Returns the claimed ids, and
+        whether AGENTBOT_MAX_CONCURRENT_RUNS is reached (nothing else may start)."""
         settings = self._settings
+        claimed: list[int] = []
         async with self._engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Replicas count and claim one at a time, so together they keep the limits.
@@ -218,13 +251,20 @@ class Scheduler:
             counts: dict[int, int] = dict((await conn.execute(
                 select(runs.c.installation_id, func.count())
                 .where(runs.c.state.in_(_STARTED)).group_by(runs.c.installation_id))).all())
-            if sum(counts.values()) >= settings.max_concurrent_runs:
-                return Claim.FULL
-            if counts.get(installation_id, 0) >= settings.max_runs_per_installation:
-                return Claim.INSTALLATION_FULL
-            if not await transition(conn, run_id, RunState.STARTING, "scheduled"):
-                return Claim.LOST
-        return Claim.CLAIMED
+            active = sum(counts.values())
+            for row in rows:
+                if active >= settings.max_concurrent_runs:
+                    return claimed, True
+                if len(claimed) >= most:
+                    break
+                if counts.get(row.installation_id, 0) >= settings.max_runs_per_installation:
+                    continue  # this installation's share is used up; others may go
+                # The WHERE on the state inside makes a replica's (or a cancel's) move win.
+                if await transition(conn, row.id, RunState.STARTING, "scheduled"):
+                    claimed.append(row.id)
+                    active += 1
+                    counts[row.installation_id] = counts.get(row.installation_id, 0) + 1
+        return claimed, False
 
     async def _launch(self, run_id: int) -> None:
         """Start the run's sandbox with its two per-run credentials; a failure fails the run."""

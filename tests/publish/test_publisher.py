@@ -151,13 +151,16 @@ async def test_publishing_gives_up_after_its_attempts_and_fails_the_run(
 
     broken = Broken()
     queue = PublishQueue(engine, broken, finish)  # type: ignore[arg-type]
-    await queue.enqueue(run.id)
+    await queue.enqueue(run.id)  # publishing starts in a task of its own
+    await queue.idle()
     assert (await get_run(engine, run.id)).publish_state == "pending"
     while not finished:
         await queue.pending()
+        await queue.idle()
     assert broken.calls == PUBLISH_ATTEMPTS
     [(run_id, state, values)] = finished
     assert (run_id, state, values["publish_state"]) == (run.id, RunState.FAILED, "failed")
     assert "GitHub is unreachable" in values["error"]
     await queue.pending()
+    await queue.idle()
     assert broken.calls == PUBLISH_ATTEMPTS  # a final run is not tried again
