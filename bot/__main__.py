@@ -11,13 +11,19 @@ import sys
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.config.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.connections import Listener
 
 log = logging.getLogger("bot")
 
 EXIT_CONFIG = 2
+# A sandbox's result is up to AGENTBOT_MAX_RESULT_BYTES (20 MB, a third more in base64): time
+# for a slow link, while a sender that stalls still lets go of its connection.
+INTERNAL_BODY_SECONDS = 120.0
 
 SETUP_OPEN = "Open {url} in a browser to create the GitHub App."
 SETUP_WROTE = ("Wrote the GitHub App {slug} to {env} (mode 0600). Install it on repositories: "
@@ -91,6 +97,7 @@ async def serve(settings: Settings) -> None:
     from aiohttp import web
 
     from bot.app import create_app, gateway_app, internal_app
+    from bot.connections import GuardedSite, guarded_runner
 
     if settings.setup_mode:
         settings = await _created_app_settings(settings)
@@ -111,11 +118,15 @@ async def serve(settings: Settings) -> None:
             # One machine, one command: the sandboxes' gateway runs here too (in a cluster it
             # is its own Deployment, `agentbot gateway`).
             apps.append(gateway_app(public))
-        for app, sock in zip(apps, sockets, strict=True):
-            runner = web.AppRunner(app, access_log=None)
+        listeners = _listeners(settings)
+        for app, sock, listener in zip(apps, sockets, [*listeners, None], strict=False):
+            runner = (web.AppRunner(app, access_log=None) if listener is None
+                      else guarded_runner(app, listener, access_log=None))
             runners.append(runner)
             await runner.setup()
-            await web.SockSite(runner, sock, backlog=1024).start()
+            site = (web.SockSite(runner, sock, backlog=1024) if listener is None
+                    else GuardedSite(runner, sock, listener, backlog=1024))
+            await site.start()
         # What start-up built lives as long as the process; left to the cyclic collector,
         # every full pass walks it and stalls the webhooks waiting on the loop
         # (bench/README.md).
@@ -130,6 +141,23 @@ async def serve(settings: Settings) -> None:
             await each.cleanup()
         for sock in sockets:
             sock.close()
+
+
+def _listeners(settings: Settings) -> list[Listener]:
+    """The limits of the public and the internal port (the gateway streams for minutes and
+    keeps its own)."""
+    from bot.connections import Limits, Listener, fit_to_file_limit
+    from bot.intake.webhook import BODY_TIMEOUT_SECONDS
+
+    cap = fit_to_file_limit(settings.max_connections, ports=2)
+    head = float(settings.header_timeout)
+    return [
+        # The webhook answers a crawling body 408 itself; this is the backstop for the rest.
+        Listener("public", Limits(cap, head, BODY_TIMEOUT_SECONDS + 5,
+                                  frozenset({"/healthz", "/readyz"}))),
+        Listener("internal", Limits(cap, head, INTERNAL_BODY_SECONDS,
+                                    frozenset({"/healthz", "/metrics"}))),
+    ]
 
 
 def _listen(host: str, port: int) -> socket.socket:

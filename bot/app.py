@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, web
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.commands.context import Context, GitHubClients
@@ -27,7 +26,7 @@ from bot.metrics import Metrics
 from bot.metrics import handler as metrics_handler
 from bot.redact import register_secret
 from bot.runs import leases, ledger
-from bot.store import migrate
+from bot.store import migrate, probe
 from bot.store.tables import create_engine, utcnow
 
 log = logging.getLogger(__name__)
@@ -214,7 +213,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the database answers and every worker and watch loop is alive."""
+    """Ready: the database takes writes and every worker and watch loop is alive."""
     bot = request.app[BOT_KEY]
     problems: list[str] = []
     if bot.settings.setup_mode:
@@ -222,12 +221,10 @@ async def readyz(request: web.Request) -> web.Response:
     elif bot.engine is None:
         problems.append("not started")
     else:
-        try:
-            async with asyncio.timeout(READY_DB_TIMEOUT):
-                async with bot.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            problems.append(f"database unreachable ({type(exc).__name__})")
+        # A database that answers but refuses writes (another process holds SQLite's write
+        # lock, PostgreSQL is read-only) stores no delivery: not ready either.
+        if problem := await probe.write_problem(bot.engine, READY_DB_TIMEOUT):
+            problems.append(problem)
     problems.extend(p for check in bot.health_checks if (p := check()))
     if problems:
         return web.json_response({"status": "unavailable", "problems": problems}, status=503)
@@ -277,6 +274,7 @@ def create_app(settings: Settings, *, github: GitHubClients | None = None,
             ledger.FINISHED_OBSERVERS.remove(bot.observe_finished)
 
     app.cleanup_ctx.append(lifecycle)
+
     return app
 
 

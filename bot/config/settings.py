@@ -115,6 +115,16 @@ class Settings(BaseSettings):
         None, alias="AGENTBOT_INTERNAL_URL",
         description="How sandboxes reach the internal port "
                     "(unset: `http://127.0.0.1:<internal port>`).")
+    max_connections: int = Field(
+        1000, alias="AGENTBOT_MAX_CONNECTIONS", ge=1,
+        description="How many connections the public port, and the internal port, each keep "
+                    "open at once; past it 16 more are let in for health checks only and the "
+                    "rest are refused at once. Lowered at start to stay below the file limit.")
+    header_timeout: int = Field(
+        10, alias="AGENTBOT_HEADER_TIMEOUT",
+        description="How long a client of the public or internal port has to send a "
+                    "request's head, from connecting or from the previous answer, like `10s`; "
+                    "a connection still without one is cut.")
 
     # gateway: the sandbox's model provider, git remote and only way out
     gateway_port: int = Field(
@@ -257,7 +267,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         "json", alias="AGENTBOT_LOG_FORMAT", description="`json` (one object a line) or `text`.")
 
-    @field_validator("run_timeout", mode="before")
+    @field_validator("run_timeout", "header_timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> int:
         if isinstance(value, str | int | float):
@@ -476,7 +486,8 @@ def settings_table_markdown() -> str:
             shown = ""
         elif field.alias == "AGENTBOT_APPROVAL_TTL":
             shown = f"`{default // 86400}d`"
-        elif field.alias in ("AGENTBOT_RUN_TIMEOUT", "AGENTBOT_REDELIVER_INTERVAL"):
+        elif field.alias in ("AGENTBOT_RUN_TIMEOUT", "AGENTBOT_REDELIVER_INTERVAL",
+                             "AGENTBOT_HEADER_TIMEOUT"):
             shown = f"`{format_duration(default)}`"
         else:
             shown = f"`{default}`"

@@ -94,7 +94,8 @@ async def _read_limited(request: web.Request, budget: UnverifiedBytes) -> tuple[
         budget.held -= size
         raise _Refusal(400, "the body could not be read as its Content-Encoding or "
                             "Transfer-Encoding says", "bad_request") from None
-    except _Refusal:
+    except (_Refusal, ConnectionError, asyncio.CancelledError):
+        # ConnectionError: the connection ended under the read (cut, or the client left).
         budget.held -= size
         raise
     return b"".join(chunks), size
