@@ -131,8 +131,10 @@ async def _all_reported(bot: Bot, run_ids: list[int]) -> bool:
     assert bot.engine is not None
     for run_id in run_ids:
         run = await get_run(bot.engine, run_id)
-        if run is None or RunState(run.state) not in FINAL_STATES \
-                or run.last_reported_state != run.state:
+        if run is None or run.last_reported_state != run.state:
+            return False
+        # A run that waits for a maintainer's approval is as far as one payload takes it.
+        if RunState(run.state) not in (*FINAL_STATES, RunState.AWAITING_APPROVAL):
             return False
     return True
 

@@ -1,4 +1,5 @@
-"""Check-run buttons and re-runs: `cancel` while running, `retry` after a failure."""
+"""Check-run buttons and re-runs: `approve` and `deny` while a run waits for approval,
+`cancel` while it runs, `retry` after a failure."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from bot.commands import verbs
+from bot.commands import approvals, verbs
 from bot.commands.context import Context
 from bot.commands.sources import Source, authorised, ignored_sender
 from bot.runs import ledger
@@ -19,6 +20,8 @@ router = routing.Router()
 
 CANCEL = "cancel"
 RETRY = "retry"
+APPROVE = "approve"
+DENY = "deny"
 
 
 async def _authorised_run(event: sansio.Event, ctx: Context
@@ -48,13 +51,18 @@ async def _authorised_run(event: sansio.Event, ctx: Context
 
 @router.register("check_run", action="requested_action")
 async def on_requested_action(event: sansio.Event, ctx: Context) -> None:
-    """The Cancel and Retry buttons of a run's check run."""
+    """The Approve, Deny, Cancel and Retry buttons of a run's check run."""
     found = await _authorised_run(event, ctx)
     if found is None:
         return
     run, source, gh = found
     identifier = (event.data.get("requested_action") or {}).get("identifier")
-    if identifier == CANCEL:
+    waiting = run.state == RunState.AWAITING_APPROVAL.value
+    if identifier == APPROVE and waiting:
+        await approvals.approve(ctx, gh, source, run)
+    elif identifier == DENY and waiting:
+        await approvals.deny(ctx, source, run)
+    elif identifier == CANCEL:
         if await ledger.request_cancel(ctx.db, run.id, by=source.login) is not None:
             ctx.on_run_change()
     elif identifier == RETRY and RunState(run.state) in FINAL_STATES:

@@ -77,6 +77,11 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("status", (), f"{PREFIX} status",
                 "List the runs of this issue or pull request with their states and links."),
     CommandInfo("help", (), f"{PREFIX} help", "Show this help."),
+    CommandInfo("approve", (), f"{PREFIX} approve",
+                "Start the run that waits for approval here (asked for by someone without "
+                "write access), if its issue, pull request and request are unchanged since."),
+    CommandInfo("deny", (), f"{PREFIX} deny",
+                "Refuse the run that waits for approval here."),
 )
 
 _VERBS = {word: info for info in COMMANDS for word in (info.name, *info.aliases)}
@@ -98,9 +103,10 @@ USAGE_TITLE = "**Usage**"
 USAGE_FOOTER = "Adding the {label} label to an issue starts a run too. Comment {help} for details."
 HELP_TITLE = "### agentbot commands"
 HELP_INTRO = (
-    "Start a line of a new comment on an issue or pull request with {prefix}; you need write, "
-    "maintain or admin permission on the repository. Lines in code blocks, quotes and HTML "
-    "comments are ignored, and edited comments never trigger a run."
+    "Start a line of a new comment on an issue or pull request with {prefix}. A run asked "
+    "for by someone without write, maintain or admin permission on the repository waits for "
+    "the approval of someone with it. Lines in code blocks, quotes and HTML comments are "
+    "ignored, and edited comments never trigger a run."
 )
 HELP_OPTIONS = ("**Options** go between the command and the instructions "
                 "({example} works too, and {end} ends them):")

@@ -46,6 +46,29 @@ DAILY_INSTALLATION_BUDGET = (
 PR_NEEDS_INSTRUCTIONS = (
     "@{login} on a pull request, tell agentbot what to change: `/agent <instructions>`."
 )
+AWAITING_APPROVAL = (
+    "@{login} {why}, so agentbot waits for a maintainer (someone with write access) to "
+    "approve run #{run_id} before it starts.\n\n"
+    "{request}"
+    "Maintainers: read the {kind}'s title and description{and_request} first, then comment "
+    "`/agent approve` here (or press **Approve** on the run's check run) to start it, or "
+    "`/agent deny` to refuse it. The approval covers them exactly as they are now "
+    "(SHA-256 `{digest}`): if any of them changes before the run starts, agentbot asks again. "
+    "Without an approval, the request expires in {ttl}."
+)
+WHY_SENDER = "you do not have write access to this repository"
+WHY_AUTHOR = "this {kind} was written by @{author}, who does not have write access to this " \
+             "repository"
+REQUEST_QUOTED = "The request, as agentbot would pass it to the agent:\n\n{block}\n\n"
+AND_REQUEST = " and the request"
+APPROVAL_CHANGED = (
+    "@{login} agentbot did not start run #{run_id}: since it was asked for, the {changed} "
+    "changed on GitHub. Read the {kind} again, then comment `/agent approve` to run it as it "
+    "is now (SHA-256 `{digest}`), or `/agent deny`."
+)
+NOTHING_TO_APPROVE = "@{login} there is no run waiting for approval on this {kind}."
+EXPIRED_REASON = "nobody approved it within {ttl}"
+DENIED_REASON = "denied by @{login}"
 STATUS_HEADER = "Runs of this {kind}:\n\n"
 STATUS_HEADER += "| run | state | agent | trigger | by | started | result |\n"
 STATUS_HEADER += "|---|---|---|---|---|---|---|\n"

@@ -31,6 +31,7 @@ class Source:
     body: str = ""
     context: dict[str, Any] = field(default_factory=dict)
     pull: dict[str, Any] | None = None  # the PR object when the payload carries one
+    author: dict[str, Any] | None = None  # who wrote the issue or PR (its title and body)
 
     @property
     def login(self) -> str:
@@ -77,8 +78,13 @@ async def reply(ctx: Context, gh: Any, source: Source, body: str, tag: str = "re
         repo_full_name=source.repo_full_name, number=source.number, body=body)
 
 
+async def writes(ctx: Context, gh: Any, source: Source, login: str) -> bool:
+    """Whether `login` has write, maintain or admin permission on the source's repository."""
+    return bool(login) and await ctx.permissions.may_trigger(gh, source.repo_full_name, login)
+
+
 async def authorised(ctx: Context, gh: Any, source: Source, *, quiet: bool = False) -> bool:
-    if await ctx.permissions.may_trigger(gh, source.repo_full_name, source.login):
+    if await writes(ctx, gh, source, source.login):
         return True
     log.info("sender may not trigger", extra={"login": source.login,
                                               "repo": source.repo_full_name})
@@ -109,6 +115,7 @@ def issue_source(event: sansio.Event, comment: dict[str, Any] | None) -> Source:
         comment_id=comment["id"] if comment else None,
         title=issue.get("title") or "",
         body=issue.get("body") or "",
+        author=issue.get("user"),
     )
 
 

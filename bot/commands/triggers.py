@@ -7,9 +7,9 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from bot.commands import replies, verbs
+from bot.commands import approvals, replies, verbs
 from bot.commands.context import Context
-from bot.commands.grammar import CommandError, parse_commands, usage_text
+from bot.commands.grammar import Command, CommandError, parse_commands, usage_text
 from bot.commands.sources import (
     Source,
     acknowledge,
@@ -19,7 +19,7 @@ from bot.commands.sources import (
     issue_source,
     reply,
 )
-from bot.config.repo import ConfigError, Effective
+from bot.config.repo import APPROVAL_REQUIRED, ConfigError, Effective
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,17 @@ async def on_issue_labeled(event: sansio.Event, ctx: Context) -> None:
     if not await _may_trigger(ctx, gh, source, config, quiet=True):
         return
     await acknowledge(gh, source)
+    if (config.approval == APPROVAL_REQUIRED
+            and not await verbs.author_writes(ctx, gh, source, config)):
+        # The label says "run this issue", but an outsider wrote it (and may edit it until
+        # the run starts): a writer approves the text itself.
+        new = await verbs.new_run_for(ctx, gh, source, trigger="label", command=None,
+                                      config=config)
+        if new is not None:
+            author = (source.author or {}).get("login") or "someone"
+            await approvals.request(ctx, gh, source, new, why=replies.WHY_AUTHOR.format(
+                kind=source.kind, author=author))
+        return
     await verbs.start_run(ctx, gh, source, trigger="label", command=None, config=config)
 
 
@@ -77,15 +88,9 @@ async def on_review_comment(event: sansio.Event, ctx: Context) -> None:
         comment_id=comment["id"],
         title=pull.get("title") or "",
         body=pull.get("body") or "",
-        context={
-            "path": comment.get("path"),
-            "line": comment.get("line") or comment.get("original_line"),
-            "start_line": comment.get("start_line"),
-            "side": comment.get("side"),
-            "diff_hunk": comment.get("diff_hunk"),
-            "commit_id": comment.get("commit_id"),
-        },
+        context=approvals.review_context(comment),
         pull=pull,
+        author=pull.get("user"),
     )
     await _on_command_comment(ctx, source, comment.get("body"))
 
@@ -98,7 +103,11 @@ async def _on_command_comment(ctx: Context, source: Source, body: str | None) ->
         return  # most comments are not for us: no GitHub call at all
     first = parsed[0]  # one command per comment; the rest are ignored (see docs)
     gh = ctx.github.installation(source.installation_id)
-    if not await _may_trigger(ctx, gh, source, None, quiet=False):
+    if is_bot(source.sender):
+        if not await _may_trigger(ctx, gh, source, None, quiet=False):
+            return
+    elif not await authorised(ctx, gh, source, quiet=True):
+        await _from_outsider(ctx, gh, source, first)
         return
     await acknowledge(gh, source)
     label = ctx.settings.trigger_label
@@ -107,6 +116,23 @@ async def _on_command_comment(ctx: Context, source: Source, body: str | None) ->
             login=source.login, message=first.message, usage=usage_text(label)))
         return
     await verbs.VERBS[first.verb](ctx, gh, source, first)
+
+
+async def _from_outsider(ctx: Context, gh: Any, source: Source,
+                         first: Command | CommandError) -> None:
+    """A person without write access: a run they ask for waits for a writer's approval
+    (unless the repo config says `approval: writers_only`); any other verb is refused."""
+    if isinstance(first, Command) and first.verb == "run":
+        config = await verbs.repo_config(ctx, source)
+        if not isinstance(config, ConfigError) and config.approval == APPROVAL_REQUIRED:
+            await acknowledge(gh, source)
+            trigger = "review_comment" if source.context else "comment"
+            new = await verbs.new_run_for(ctx, gh, source, trigger=trigger, command=first,
+                                          config=config, sender_writes=False)
+            if new is not None:
+                await approvals.request(ctx, gh, source, new, why=replies.WHY_SENDER)
+            return
+    await reply(ctx, gh, source, replies.NOT_ALLOWED.format(login=source.login))
 
 
 async def _may_trigger(ctx: Context, gh: Any, source: Source, config: Effective | None, *,

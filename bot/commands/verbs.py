@@ -7,14 +7,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.commands import replies
+from bot.commands import approvals, replies
 from bot.commands.context import Context
 from bot.commands.grammar import Command, help_text
-from bot.commands.sources import Source, reply, run_link
+from bot.commands.sources import Source, is_bot, reply, run_link, writes
 from bot.config.budget import Budget, Spend
 from bot.config.repo import ConfigError, Effective, effective
 from bot.config.settings import format_duration
 from bot.runs import ledger
+from bot.runs.prompt import inputs_digest, inputs_of
 from bot.store import usage as usage_store
 from bot.store.tables import RunState
 
@@ -33,9 +34,19 @@ async def repo_config(ctx: Context, source: Source) -> Effective | ConfigError:
         return exc
 
 
+async def author_writes(ctx: Context, gh: Any, source: Source, config: Effective) -> bool:
+    """Whether the issue's or PR's author may write to the repository (a bot the repo config
+    allows counts as one)."""
+    author = source.author or {}
+    login = str(author.get("login") or "")
+    if is_bot(author):
+        return config.allows_bot(login)
+    return await writes(ctx, gh, source, login)
+
+
 async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
-                      command: Command | None,
-                      config: Effective | None = None) -> ledger.NewRun | None:
+                      command: Command | None, config: Effective | None = None,
+                      sender_writes: bool = True) -> ledger.NewRun | None:
     """The run a trigger asks for, or None after replying why there is none."""
     settings = ctx.settings
     if config is None:
@@ -85,6 +96,9 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
             await reply(ctx, gh, source, replies.FORK_REFUSED.format(
                 login=source.login, head_repo=head_repo.get("full_name", "a deleted fork")))
             return None
+    provenance = {"author": (source.author or {}).get("login"),
+                  "author_writes": await author_writes(ctx, gh, source, config),
+                  "requester": source.login, "sender_writes": sender_writes}
     return ledger.NewRun(
         installation_id=source.installation_id,
         repo_id=source.repo["id"],
@@ -108,6 +122,8 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
         model=model,
         timeout_seconds=timeout,
         config=config_snapshot(config, budget, budget_from),
+        provenance=provenance,
+        inputs_sha256=inputs_digest(inputs_of(source.title, source.body, instructions, context)),
     )
 
 
@@ -237,6 +253,10 @@ async def retry(ctx: Context, gh: Any, source: Source, *, trigger: str,
     # one that came from the config follows the config.
     earlier = run.config or {}
     budget = None
+    # The inputs stay the earlier run's, and so does who wrote them; a writer's retry of an
+    # outsider's request is that writer's approval of it.
+    provenance = run.provenance or None
+    outsider = provenance is not None and not provenance.get("sender_writes", True)
     if earlier.get("budget_from") == "command":
         budget = Budget.from_json(earlier.get("budget")).capped(ctx.settings.run_budget_cap)
     new = ledger.NewRun(
@@ -252,6 +272,10 @@ async def retry(ctx: Context, gh: Any, source: Source, *, trigger: str,
         context=run.context, agent=run.agent, model=run.model,
         timeout_seconds=min(run.timeout_seconds, ctx.settings.run_timeout),
         config=config_snapshot(config, budget, "command" if budget is not None else "config"),
+        provenance=provenance,
+        inputs_sha256=inputs_digest(inputs_of(run.title, run.body, run.instructions,
+                                              run.context)),
+        approved_by=source.login if outsider else None,
     )
     await _create(ctx, gh, source, new)
 
@@ -287,4 +311,6 @@ VERBS: dict[str, Verb] = {
     "retry": retry_verb,
     "status": status_verb,
     "help": help_verb,
+    "approve": approvals.approve_verb,
+    "deny": approvals.deny_verb,
 }

@@ -17,7 +17,7 @@ from bot.markdown import closest, code_span
 CONFIG_PATH = ".github/agentbot.yml"
 KEYS = ("trigger_label", "agent", "model", "timeout", "setup", "instructions", "draft",
         "max_changed_files", "protected_paths", "allowed_bots", "allow_forks", "budget",
-        "network")
+        "network", "approval")
 NETWORK_KEYS = ("allow",)
 CONTENTS_URL = "/repos/{owner}/{repo}/contents/{+path}{?ref}"
 LABEL_LIMIT = 50  # GitHub's limit for a label's name
@@ -58,6 +58,11 @@ TOO_LARGE = "{what} is larger than 1 MB, the most GitHub's contents API serves"
 NOT_A_FILE = "{what} is a {kind}, not a file"
 NOT_UTF8_FILE = "{what} is not UTF-8 text"
 OUTSIDE = "{what} is outside the repository"
+# `approval`: what a request from someone without write access leads to.
+APPROVAL_REQUIRED = "required_for_outsiders"  # a run that waits for a writer's approval
+APPROVAL_WRITERS_ONLY = "writers_only"  # a refusal, as before approvals existed
+APPROVAL_MODES = (APPROVAL_REQUIRED, APPROVAL_WRITERS_ONLY)
+BAD_APPROVAL = "unknown value {value}; `approval` is one of {modes}"
 INSTRUCTIONS_MISSING = ("{what} reads as a file path (one word with a `/`, or ending in .md or "
                         ".txt), but {ref} has no such file; commit it, or write the "
                         "instructions as text")
@@ -102,6 +107,7 @@ class RepoConfig(BaseModel):
     allow_forks: bool = False  # beyond the spec's keys: PRs from forks are refused by default
     budget: Budget | None = None
     network: Network = Network()
+    approval: str = APPROVAL_REQUIRED
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
     def line_of(self, key: str) -> int | None:
@@ -233,6 +239,8 @@ _CHECKS: dict[str, Callable[[yaml.Node], Any]] = {
     "allow_forks": _flag,
     "budget": lambda node: _budget(node),
     "network": lambda node: _network(node),
+    "approval": _checked(lambda v: None if v in APPROVAL_MODES else BAD_APPROVAL.format(
+        value=code_span(v, 40), modes=", ".join(code_span(m) for m in APPROVAL_MODES))),
 }
 
 
@@ -344,6 +352,7 @@ class Effective:
     allow_forks: bool
     budget: Budget = Budget()  # the repository's, capped by AGENTBOT_MAX_RUN_BUDGET
     network_allow: tuple[str, ...] = ()
+    approval: str = APPROVAL_REQUIRED
     capped: tuple[str, ...] = ()  # keys whose value the operator's limit lowered
 
     def allows_bot(self, login: str) -> bool:
@@ -375,4 +384,4 @@ def effective(config: RepoConfig, settings: Settings) -> Effective:
         draft=config.draft, max_changed_files=max_files, protected_paths=config.protected_paths,
         allowed_bots=config.allowed_bots, allow_forks=config.allow_forks,
         budget=(config.budget or Budget()).capped(cap), network_allow=config.network.allow,
-        capped=capped)
+        approval=config.approval, capped=capped)

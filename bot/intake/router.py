@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from gidgethub import routing
 
-from bot.commands import buttons, triggers
+from bot.commands import approvals, buttons, triggers
 
-router = routing.Router(triggers.router, buttons.router)
+router = routing.Router(triggers.router, buttons.router, approvals.router)
 
 
 def handled_events() -> set[str]:

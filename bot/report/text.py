@@ -21,6 +21,9 @@ LINE_MAX = 300
 CANCEL_ACTION = {"label": "Cancel", "description": "Stop this run", "identifier": "cancel"}
 RETRY_ACTION = {"label": "Retry", "description": "Run again with the same inputs",
                 "identifier": "retry"}
+APPROVE_ACTION = {"label": "Approve", "description": "Start it, as the request is now",
+                  "identifier": "approve"}
+DENY_ACTION = {"label": "Deny", "description": "Refuse this request", "identifier": "deny"}
 RETRYABLE = (RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED, RunState.BUDGET_EXCEEDED)
 
 TITLES = {
@@ -31,6 +34,9 @@ TITLES = {
     RunState.CANCELLED: "Cancelled",
     RunState.TIMED_OUT: "Timed out",
     RunState.BUDGET_EXCEEDED: "Budget reached",
+    RunState.AWAITING_APPROVAL: "Waiting for a maintainer's approval",
+    RunState.DENIED: "Denied",
+    RunState.EXPIRED: "Expired without an approval",
 }
 TITLE_PARTIAL_PR = "Budget reached: partial draft pull request #{number}"
 TITLE_PR_OPENED = "Opened pull request #{number}"
@@ -43,8 +49,16 @@ ICONS = {
     RunState.QUEUED: "⏳", RunState.STARTING: "⏳", RunState.RUNNING: "🔄",
     RunState.SUCCEEDED: "✅", RunState.FAILED: "❌", RunState.CANCELLED: "⏹️",
     RunState.TIMED_OUT: "⌛", RunState.BUDGET_EXCEEDED: "💰",
+    RunState.AWAITING_APPROVAL: "✋", RunState.DENIED: "🚫", RunState.EXPIRED: "🚫",
 }
 WAITING = "Waiting for a sandbox."
+AWAITING = ("This run waits for a maintainer's approval, because {why}. After reading the "
+            "issue or pull request and the request, comment `/agent approve` (or press "
+            "**Approve** on the check run) to start it, or `/agent deny` to refuse it.")
+AWAITING_SENDER = "@{login} who asked for it has no write access to the repository"
+AWAITING_AUTHOR = "@{login} who wrote it has no write access to the repository"
+DENIED = "The run was not started: {reason}."
+EXPIRED = "The run was not started: {reason}."
 IN_PROGRESS = "in progress"
 WORKING = ("agentbot is on it. Its live progress is in the [check run]({check_url}); this "
            "comment tells the outcome when the run ends.")
@@ -118,14 +132,15 @@ def conclusion(run: Any) -> str | None:
         return "neutral" if (run.result or {}).get("status") == "no_changes" else "success"
     # A spent budget is no failure of the run's, but its work is unfinished: neutral.
     return {RunState.FAILED: "failure", RunState.CANCELLED: "cancelled",
-            RunState.TIMED_OUT: "timed_out", RunState.BUDGET_EXCEEDED: "neutral"}.get(state)
+            RunState.TIMED_OUT: "timed_out", RunState.BUDGET_EXCEEDED: "neutral",
+            RunState.DENIED: "skipped", RunState.EXPIRED: "skipped"}.get(state)
 
 
 def check_run_body(run: Any, progress: Progress, now: dt.datetime) -> dict[str, Any]:
     """The check run's fields (create or update) for the run as it is now."""
     state = RunState(run.state)
     body: dict[str, Any] = {"name": CHECK_NAME, "external_id": str(run.id)}
-    if state in (RunState.QUEUED, RunState.STARTING):
+    if state in (RunState.AWAITING_APPROVAL, RunState.QUEUED, RunState.STARTING):
         body["status"] = "queued"
     elif state is RunState.RUNNING:
         body["status"] = "in_progress"
@@ -139,7 +154,9 @@ def check_run_body(run: Any, progress: Progress, now: dt.datetime) -> dict[str, 
                + _usage_text(progress.usage, run) + _refused_text(progress.refused))
     body["output"] = {"title": clip(title(run, progress), TITLE_MAX),
                       "summary": clip(redact(summary), OUTPUT_MAX)}
-    if state in ACTIVE_STATES:
+    if state is RunState.AWAITING_APPROVAL:
+        body["actions"] = [APPROVE_ACTION, DENY_ACTION]
+    elif state in ACTIVE_STATES:
         body["actions"] = [CANCEL_ACTION]
     elif state in RETRYABLE:
         body["actions"] = [RETRY_ACTION]
@@ -173,7 +190,10 @@ def comment_body(run: Any, check_url: str | None, now: dt.datetime,
     the check run and cost GitHub's content-creating budget.
     """
     state = RunState(run.state)
-    if state in ACTIVE_STATES:
+    if state is RunState.AWAITING_APPROVAL:
+        text = COMMENT_HEAD.format(icon=ICONS[state], id=run.id, title=title(run))
+        text += _headline(run, None) + "\n\n" + _outcome(run, check_url)
+    elif state in ACTIVE_STATES:
         text = COMMENT_HEAD.format(icon=ICONS[RunState.QUEUED], id=run.id, title=IN_PROGRESS)
         text += _headline(run, None) + "\n\n"
         text += WORKING.format(check_url=check_url) if check_url else WORKING_NO_CHECK
@@ -190,6 +210,11 @@ def _outcome(run: Any, check_url: str | None) -> str:
     state = RunState(run.state)
     result = run.result or {}
     summary = (result.get("summary") or "").strip()
+    if state is RunState.AWAITING_APPROVAL:
+        return AWAITING.format(why=_why_approval(run))
+    if state in (RunState.DENIED, RunState.EXPIRED):
+        template = DENIED if state is RunState.DENIED else EXPIRED
+        return template.format(reason=(run.error or "no approval").strip())
     if state in (RunState.QUEUED, RunState.STARTING):
         return WAITING
     if state is RunState.RUNNING:
@@ -212,6 +237,13 @@ def _outcome(run: Any, check_url: str | None) -> str:
         return TIMED_OUT.format(limit=duration(int(run.timeout_seconds))) + " " + RETRY_HINT
     reason = (run.error or "unknown error").strip()
     return FAILED.format(reason=clip(reason, 20_000)) + "\n\n" + RETRY_HINT
+
+
+def _why_approval(run: Any) -> str:
+    provenance = getattr(run, "provenance", None) or {}
+    if not provenance.get("sender_writes", True):
+        return AWAITING_SENDER.format(login=provenance.get("requester") or run.sender_login)
+    return AWAITING_AUTHOR.format(login=provenance.get("author") or "someone")
 
 
 def _budget_outcome(run: Any) -> str:

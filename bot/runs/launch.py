@@ -8,34 +8,12 @@ from typing import Any, Protocol
 
 from bot.config.settings import Settings
 from bot.executors.base import Executor, RunSpec, SandboxLimits
+from bot.runs.prompt import prompt_for
 
 BRANCH_PREFIX = "agentbot/"
 SLUG_MAX = 40
 # Setup commands get at most this long, and never longer than the whole run.
 SETUP_TIMEOUT_SECONDS = 600
-
-PROMPT_ISSUE = (
-    "You are working in a checkout of the GitHub repository {repo}.\n"
-    "Implement issue #{number}. Edit the files in the working tree; do not commit or push:\n"
-    "agentbot turns your changes into a pull request.\n"
-)
-PROMPT_PULL = (
-    "You are working in a checkout of the GitHub repository {repo}, on the branch "
-    "{branch} of pull request #{number}.\n"
-    "Change the code as the maintainer's instructions below ask. Edit the files in the "
-    "working tree; do not commit or push: agentbot adds your changes to the pull request.\n"
-)
-PROMPT_REPO_INSTRUCTIONS = "\n## The repository's instructions for agents\n{text}\n"
-PROMPT_FORK = (
-    "\nThe checkout is the head of the pull request's branch `{ref}` from the fork {repo}; "
-    "agentbot opens your changes as a new pull request.\n"
-)
-PROMPT_REVIEW = (
-    "\n## Review comment context\n"
-    "The instructions were written on {path}{where}, on this part of the diff:\n"
-    "```diff\n{diff_hunk}\n```\n"
-)
-
 
 def slugify(text: str, limit: int = SLUG_MAX) -> str:
     """A branch-safe slug: lower-case ASCII letters, digits and single dashes."""
@@ -49,38 +27,6 @@ def branch_for(run: Any) -> str:
         return str(run.head_ref)
     slug = slugify(run.title or "")
     return f"{BRANCH_PREFIX}{run.number}" + (f"-{slug}" if slug else "")
-
-
-def prompt_for(run: Any) -> str:
-    """The agent's prompt: what to do, the issue or PR, the instructions, review context."""
-    if run.is_pull_request:
-        text = PROMPT_PULL.format(repo=run.repo_full_name, number=run.number,
-                                  branch=run.head_ref or run.base_ref)
-    else:
-        text = PROMPT_ISSUE.format(repo=run.repo_full_name, number=run.number)
-    kind = "Pull request" if run.is_pull_request else "Issue"
-    text += f"\n## {kind} #{run.number}: {run.title or '(no title)'}\n"
-    if (run.body or "").strip():
-        text += f"\n{run.body.strip()}\n"
-    if (run.instructions or "").strip():
-        text += f"\n## Instructions from @{run.sender_login}\n{run.instructions.strip()}\n"
-    repo_instructions = str((run.config or {}).get("instructions") or "").strip()
-    if repo_instructions:
-        text += PROMPT_REPO_INSTRUCTIONS.format(text=repo_instructions)
-    fork = (run.context or {}).get("fork")
-    if fork:
-        text += PROMPT_FORK.format(repo=fork.get("repo"), ref=fork.get("ref"))
-    context = run.context or {}
-    if context.get("path"):
-        line, start = context.get("line"), context.get("start_line")
-        where = ""
-        if line and start and start != line:
-            where = f", lines {start}-{line}"
-        elif line:
-            where = f", line {line}"
-        text += PROMPT_REVIEW.format(path=context["path"], where=where,
-                                     diff_hunk=(context.get("diff_hunk") or "").strip())
-    return text
 
 
 def callback_url(settings: Settings, run_id: int) -> str:

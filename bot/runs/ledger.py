@@ -56,6 +56,10 @@ class NewRun:
     retry_of: int | None = None
     context: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None  # the repo config that applied (repo_config.Effective)
+    # Who wrote the inputs and whether they may write (see runs.provenance in store.tables).
+    provenance: dict[str, Any] | None = None
+    inputs_sha256: str | None = None
+    approved_by: str | None = None  # a writer who approved an outsider's request (a retry)
 
 
 @dataclass(frozen=True)
@@ -73,20 +77,23 @@ class AlreadyCreated:
     run: Any  # the run this delivery created on an earlier attempt
 
 
-async def create_run(db: AsyncEngine, new: NewRun) -> Created | AlreadyActive | AlreadyCreated:
-    """Insert a queued run unless this delivery made one already or one is active."""
+async def create_run(db: AsyncEngine, new: NewRun, state: RunState = RunState.QUEUED
+                     ) -> Created | AlreadyActive | AlreadyCreated:
+    """Insert a queued run (or one awaiting approval) unless this delivery made one already
+    or one is active."""
     existing = await by_delivery(db, new.delivery_id)
     if existing is not None:
         return AlreadyCreated(existing)
     now = utcnow()
-    values = {**new.__dict__, "state": RunState.QUEUED.value, "created_at": now,
-              "updated_at": now}
+    values = {**new.__dict__, "state": state.value, "created_at": now, "updated_at": now}
+    if new.approved_by:
+        values["approved_at"] = now
     try:
         async with db.begin() as conn:
             run_id = (await conn.execute(insert(runs).values(**values).returning(runs.c.id))
                       ).scalar_one()
             await conn.execute(insert(run_transitions).values(
-                run_id=run_id, from_state=None, to_state=RunState.QUEUED.value,
+                run_id=run_id, from_state=None, to_state=state.value,
                 reason=f"{new.trigger} by @{new.sender_login}", at=now))
     except IntegrityError:
         # The partial unique index says another run of this issue or PR is active
@@ -98,8 +105,8 @@ async def create_run(db: AsyncEngine, new: NewRun) -> Created | AlreadyActive | 
         if active is None:  # it finished in between: a rare race, let the caller retry
             raise
         return AlreadyActive(active)
-    log.info("run queued", extra={"run_id": run_id, "repo": new.repo_full_name,
-                                  "number": new.number, "trigger": new.trigger})
+    log.info("run %s", state.value, extra={"run_id": run_id, "repo": new.repo_full_name,
+                                           "number": new.number, "trigger": new.trigger})
     return Created(run_id)
 
 
@@ -185,7 +192,8 @@ async def _tell_finished(conn: AsyncConnection, run_id: int, state: RunState,
 
 
 async def request_cancel(db: AsyncEngine, run_id: int, by: str) -> RunState | None:
-    """Cancel a queued run at once; mark a started one for the launcher to stop.
+    """Cancel a queued run (or one awaiting approval) at once; mark a started one for the
+    launcher to stop.
 
     Returns the state the run is in afterwards, or None when it was already final.
     """
@@ -194,9 +202,17 @@ async def request_cancel(db: AsyncEngine, run_id: int, by: str) -> RunState | No
                  ).scalar_one_or_none()
         if state is None or RunState(state) in FINAL_STATES:
             return None
-        if state == RunState.QUEUED:
+        if state in (RunState.QUEUED, RunState.AWAITING_APPROVAL):
             await transition(conn, run_id, RunState.CANCELLED, f"cancelled by @{by}")
             return RunState.CANCELLED
         await conn.execute(update(runs).where(runs.c.id == run_id)
                            .values(cancel_requested=True, updated_at=utcnow()))
         return RunState(state)
+
+
+async def update_if(conn: AsyncConnection, run_id: int, state: RunState, **values: Any) -> bool:
+    """Set columns of a run while it is still in `state` (no transition); True if it was."""
+    result = await conn.execute(
+        update(runs).where(runs.c.id == run_id, runs.c.state == state.value)
+        .values(updated_at=utcnow(), **values))
+    return bool(result.rowcount == 1)

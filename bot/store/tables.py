@@ -50,15 +50,24 @@ class RunState(enum.StrEnum):
     TIMED_OUT = "timed_out"
     # The model budget ran out: the work so far is published as a partial draft PR.
     BUDGET_EXCEEDED = "budget_exceeded"
+    # Asked for by someone without write access: waits for a writer's `/agent approve`.
+    AWAITING_APPROVAL = "awaiting_approval"
+    DENIED = "denied"  # a writer said `/agent deny`
+    EXPIRED = "expired"  # nobody approved it within AGENTBOT_APPROVAL_TTL
 
 
-ACTIVE_STATES = (RunState.QUEUED, RunState.STARTING, RunState.RUNNING)
+ACTIVE_STATES = (RunState.AWAITING_APPROVAL, RunState.QUEUED, RunState.STARTING,
+                 RunState.RUNNING)
 FINAL_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT,
-                RunState.BUDGET_EXCEEDED)
+                RunState.BUDGET_EXCEEDED, RunState.DENIED, RunState.EXPIRED)
 
 # Which state may follow which; anything else is a bug or a stale writer and is refused.
 TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    RunState.QUEUED: frozenset({RunState.STARTING, RunState.CANCELLED, RunState.FAILED}),
+    RunState.AWAITING_APPROVAL: frozenset(
+        {RunState.QUEUED, RunState.DENIED, RunState.EXPIRED, RunState.CANCELLED}),
+    # Back to awaiting_approval: what the approval covered changed before the run started.
+    RunState.QUEUED: frozenset({RunState.STARTING, RunState.CANCELLED, RunState.FAILED,
+                                RunState.AWAITING_APPROVAL}),
     RunState.STARTING: frozenset(
         {RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED,
          RunState.TIMED_OUT, RunState.BUDGET_EXCEEDED}
@@ -72,7 +81,13 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.CANCELLED: frozenset(),
     RunState.TIMED_OUT: frozenset(),
     RunState.BUDGET_EXCEEDED: frozenset(),
+    RunState.DENIED: frozenset(),
+    RunState.EXPIRED: frozenset(),
 }
+
+
+# The partial unique index's condition: one active run per issue or PR.
+ACTIVE_WHERE = "state IN ({})".format(", ".join(f"'{state.value}'" for state in ACTIVE_STATES))
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -119,8 +134,8 @@ runs = Table(
     "runs",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("state", String(16), nullable=False, default=RunState.QUEUED),
-    Column("last_reported_state", String(16)),
+    Column("state", String(32), nullable=False, default=RunState.QUEUED),
+    Column("last_reported_state", String(32)),
     # where
     Column("installation_id", BigInteger, nullable=False),
     Column("repo_id", BigInteger, nullable=False),
@@ -175,6 +190,15 @@ runs = Table(
     # which limit that was: the run then ends budget_exceeded.
     Column("budget_reached_at", DateTime(timezone=True)),
     Column("budget_reached", String(100)),
+    # Who wrote what the prompt is built from, and whether they may write to the repository:
+    # {"author", "author_writes", "requester", "sender_writes"}. The prompt quotes the
+    # parts of people without write access as data.
+    Column("provenance", JSON),
+    # The SHA-256 of the prompt's inputs (bot.runs.prompt.inputs_digest) as the request
+    # was made; an approval holds only while GitHub still shows the same.
+    Column("inputs_sha256", String(64)),
+    Column("approved_by", String(100)),
+    Column("approved_at", DateTime(timezone=True)),
     # One active run per issue or PR, enforced by the database so that two replicas
     # racing on two deliveries cannot both start one.
     Index(
@@ -182,8 +206,8 @@ runs = Table(
         "repo_id",
         "number",
         unique=True,
-        sqlite_where=text("state IN ('queued', 'starting', 'running')"),
-        postgresql_where=text("state IN ('queued', 'starting', 'running')"),
+        sqlite_where=text(ACTIVE_WHERE),
+        postgresql_where=text(ACTIVE_WHERE),
     ),
     Index("ix_runs_state_created", "state", "created_at"),
     Index("ix_runs_repo_number", "repo_id", "number"),
@@ -195,8 +219,8 @@ run_transitions = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("from_state", String(16)),
-    Column("to_state", String(16), nullable=False),
+    Column("from_state", String(32)),
+    Column("to_state", String(32), nullable=False),
     Column("reason", Text),
     Column("at", DateTime(timezone=True), nullable=False),
 )

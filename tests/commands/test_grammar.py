@@ -384,8 +384,9 @@ def test_inline_comment_is_not_part_of_instructions() -> None:
 
 
 def test_registry_names() -> None:
-    assert [info.name for info in COMMANDS] == ["run", "cancel", "retry", "status", "help"]
-    assert [info.aliases for info in COMMANDS] == [(), ("stop",), (), (), ()]
+    assert [info.name for info in COMMANDS] == ["run", "cancel", "retry", "status", "help",
+                                               "approve", "deny"]
+    assert [info.aliases for info in COMMANDS] == [(), ("stop",), (), (), (), (), ()]
     assert [option.name for option in OPTIONS] == ["agent", "model", "timeout", "budget"]
     assert [info.name for info in COMMANDS if info.takes_input] == ["run"]
 

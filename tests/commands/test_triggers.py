@@ -137,7 +137,9 @@ async def test_requested_timeout_is_capped_by_the_operator(harness: Harness) -> 
     assert run.timeout_seconds == harness.bot.settings.run_timeout
 
 
-async def test_outsider_gets_one_reply_and_no_run(harness: Harness) -> None:
+async def test_outsider_gets_one_reply_and_no_run_when_only_writers_may_ask(
+        harness: Harness) -> None:
+    harness.fake.push(REPO, {".github/agentbot.yml": b"approval: writers_only\n"})
     data = harness.comment("/agent do it", login="stranger")
     delivery = await harness.deliver("issue_comment", data)
     await harness.deliver("issue_comment", data, delivery_id=delivery)  # redelivered

@@ -92,7 +92,7 @@ def test_an_unknown_key_names_its_line_and_the_closest_key() -> None:
         "`.github/agentbot.yml`, line 3, key `timout`: unknown key (did you mean `timeout`?); "
         "the keys are `trigger_label`, `agent`, `model`, `timeout`, `setup`, `instructions`, "
         "`draft`, `max_changed_files`, `protected_paths`, `allowed_bots`, `allow_forks`, "
-        "`budget`, `network`")
+        "`budget`, `network`, `approval`")
 
 
 def test_an_unknown_key_far_from_every_key_gets_no_suggestion() -> None:
@@ -158,6 +158,9 @@ def test_timeouts_that_are_not_durations(value: str) -> None:
 
 
 INVALID = [
+    ("approval", "approval: always", "unknown value `always`; `approval` is one of "
+                                     "`required_for_outsiders`, `writers_only`"),
+    ("approval", "approval: [writers_only]", "expected text, got a list"),
     ("trigger_label", "trigger_label: " + "x" * 51, "a label name is at most 50 characters"),
     ("trigger_label", "trigger_label: |\n  two\n  lines", "expected one line of text"),
     ("agent", "agent: cladue", "unknown agent `cladue` (did you mean `claude`?); the agents "
