@@ -118,11 +118,15 @@ class CodexAdapter(Adapter):
     name = "codex"
 
     def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
-        # Codex's own sandbox (Landlock and seccomp on Linux) would only nest inside ours and
-        # does not work under gVisor; approvals cannot be answered headless. So: bypassed,
-        # with the run's sandbox as the boundary. update_plan (the plan the check run shows)
-        # is off by default in 0.169.0 and is offered only with tools.update_plan.enabled.
+        # Codex's own sandbox (bubblewrap/Landlock and seccomp on Linux) would only nest
+        # inside ours, needs what gVisor may not give, and cuts commands off the network
+        # (the egress proxy); approvals cannot be answered headless. So: bypassed, with the
+        # run's sandbox as the boundary. update_plan (the plan the check run shows) is off by
+        # default in 0.169.0 and offered only with tools.update_plan.enabled. Without
+        # unbounded_connection_retries an unreachable provider fails the turn after Codex's
+        # retries instead of "waiting for network" until the run's time limit. No analytics.
         argv = ["codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
+                "--disable", "unbounded_connection_retries", "-c", "analytics.enabled=false",
                 "-c", "tools.update_plan.enabled=true",
                 *(_codex_provider(spec.gateway_url) if spec.gateway_url else []),
                 *_model("--model", spec), "-"]

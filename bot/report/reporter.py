@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -13,7 +14,9 @@ from sqlalchemy import and_, desc, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.github import effects
+from bot import tasks
 from bot.github.client import RateLimited
+from bot.github.pacing import Priority
 from bot.loops import Backoff, Ticker
 from bot.report.text import CHECK_NAME, Progress, Usage, check_run_body, comment_body
 from bot.runs import leases
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 PROGRESS_PER_MINUTE = 30
 PROGRESS_MIN_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 600.0
+REPORTS_AT_ONCE = 16  # reports talking to GitHub at the same time (others wait their turn)
 _PROGRESS_KINDS = ("phase", "todo", "tool", "message")
 
 
@@ -51,7 +55,10 @@ class Reporter:
         self._progress_seconds = progress_seconds
         self._clock = clock
         self._failures = Backoff(5.0, 2.0, BACKOFF_MAX_SECONDS, monotonic)
-        self.ticker = Ticker("reporter", self.tick, tick_seconds)  # its loop
+        self.ticker = Ticker("reporter", self.start_due, tick_seconds)  # its loop
+        self._reporting: dict[int, asyncio.Task[None]] = {}
+        self._working = asyncio.Semaphore(REPORTS_AT_ONCE)
+        self._closing = False
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -63,7 +70,10 @@ class Reporter:
         self.ticker.notify()
 
     async def close(self) -> None:
+        self._closing = True
         await self.ticker.close()
+        for task in list(self._reporting.values()):
+            await tasks.stop(task)
 
     def health(self) -> str | None:
         return self.ticker.health()
@@ -71,9 +81,44 @@ class Reporter:
     # --- one pass --------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Report every run whose state changed, and running runs with new progress."""
+        """One pass, waiting for the reports it started (tests, `agentbot` commands)."""
+        await self.start_due()
+        await self.idle()
+
+    async def start_due(self) -> None:
+        """Report every run whose state changed, and running runs with new progress: each
+        in a task of its own, so that a run waiting for its installation's GitHub budget
+        holds up no other run (a run whose report is under way is not started again)."""
         for run_id in await self.due():
-            await self.report(run_id)
+            if run_id not in self._reporting and not self._closing:
+                task = asyncio.create_task(self._report_in_turn(run_id),
+                                           name=f"report-{run_id}")
+                self._reporting[run_id] = task
+                task.add_done_callback(lambda _, run_id=run_id: self._reporting.pop(run_id,
+                                                                                     None))
+
+    async def idle(self) -> None:
+        """Wait until no report is under way (tests; shutdown)."""
+        while self._reporting:
+            await asyncio.gather(*self._reporting.values(), return_exceptions=True)
+
+    async def _report_in_turn(self, run_id: int) -> None:
+        """Wait for the run's turn in its installation's write budget, then report what the
+        run is at by then: an update that waited carries the latest state, once."""
+        try:
+            run = await get_run(self._engine, run_id)
+            if run is None:
+                return
+            writes = getattr(self._github.installation(run.installation_id), "writes", None)
+            if writes is None:
+                await self.report(run_id)
+                return
+            level, count = write_turn(run)
+            # Its turn first, then one of the few places to talk to GitHub at once.
+            async with writes.turn(count, level), self._working:
+                await self.report(run_id)
+        except Exception as exc:  # a database blip: try again later
+            self._failed(run_id, exc)
 
     async def due(self) -> list[int]:
         now = self._clock()
@@ -202,6 +247,21 @@ class Reporter:
                            {"owner": owner, "repo": repo, "comment_id": comment["id"]},
                            data={"body": body})
         return comment
+
+
+def write_turn(run: Any) -> tuple[Priority, int]:
+    """How urgent the run's next report is, and how many GitHub writes it makes at most.
+
+    The first report (the check run and the status comment: the acknowledgement) goes
+    first, then a final one (check run completed, comment edited); progress goes last."""
+    state = RunState(run.state)
+    if run.last_reported_state is None:
+        return Priority.ACK, 2
+    if RunState.AWAITING_APPROVAL.value in (run.state, run.last_reported_state):
+        return Priority.ACK, 2  # the comment says how to approve, or that it started
+    if state in FINAL_STATES:
+        return Priority.RESULT, 2
+    return Priority.PROGRESS, 1
 
 
 async def load_progress(db: AsyncEngine, run_id: int) -> Progress:

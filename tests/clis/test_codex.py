@@ -168,3 +168,20 @@ async def test_a_model_error_ends_the_run_with_the_clis_reason(
     [failed] = [p for p in site.bot.kinds("phase") if p["status"] == "failed"]
     assert failed["phase"] == "agent" and says in failed["reason"]
     assert not re.search(r"agw_\w+", outcome.stderr + outcome.stdout + str(site.bot.events))
+
+
+async def test_an_unreachable_gateway_fails_the_run_instead_of_waiting(
+        codex_world: CliWorld, site: Site) -> None:
+    """Codex 0.169.0 would wait for the network until the run's time limit; the adapter turns
+    that off, so the turn fails after Codex's own retries (none here) with its reason."""
+    codex_home = site.tmp / "home" / ".codex"
+    codex_home.mkdir(parents=True)
+    (codex_home / "config.toml").write_text(NO_RETRIES)
+    async with OpenAIDouble() as closed:
+        gone = closed.base_url  # a loopback port nothing listens on once the double closes
+    spec = replace(site.spec(agent="codex", prompt=PROMPT, timeout=120), gateway_url=gone)
+    outcome = await codex_world.run_sandbox(site.tmp, spec)
+
+    assert outcome.returncode == exitcodes.AGENT, outcome.stderr
+    [result] = site.bot.results
+    assert "Codex stopped: Connection failed: error sending request" in result["summary"]
