@@ -274,7 +274,14 @@ def create_app(settings: Settings, *, github: GitHubClients | None = None,
             ledger.FINISHED_OBSERVERS.remove(bot.observe_finished)
 
     app.cleanup_ctx.append(lifecycle)
+    from bot.web import retention  # transcripts expire whether or not the pages are on
 
+    app.cleanup_ctx.append(retention.keeping(lambda: bot.engine, settings.event_retention,
+                                             bot.health_checks))
+    if settings.sign_in:  # the run pages, behind GitHub sign-in (after `lifecycle`: its engine)
+        from bot.web.routes import RunPages
+
+        RunPages(settings, lambda: bot.engine, lambda: bot.github).add_routes(app)
     return app
 
 

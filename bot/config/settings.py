@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     github_api_url: str = Field(
         "https://api.github.com", alias="GITHUB_API_URL",
         description="GitHub's REST API; GitHub Enterprise Server's ends in `/api/v3`.")
+    github_client_id: str | None = Field(
+        None, alias="GITHUB_CLIENT_ID",
+        description="The App's OAuth client id: with the secret, turns on sign-in and the run "
+                    "pages (`/runs`).")
+    github_client_secret: str | None = Field(
+        None, alias="GITHUB_CLIENT_SECRET", repr=False,
+        description="The App's OAuth client secret (`agentbot setup` stores both).")
 
     # database
     database_url: str = Field(
@@ -255,6 +262,12 @@ class Settings(BaseSettings):
                     "the last 3 days and has them sent again, like `5m` (also at start-up); "
                     "`0` turns it off.")
 
+    # run pages
+    event_retention: int = Field(
+        30 * 86400, alias="AGENTBOT_EVENT_RETENTION",
+        description="How long a finished run's events (its transcript) are kept, like `30d` "
+                    "or `12h`; a background pass deletes older ones.")
+
     # approvals
     approval_ttl: int = Field(
         7 * 86400, alias="AGENTBOT_APPROVAL_TTL",
@@ -273,6 +286,18 @@ class Settings(BaseSettings):
         if isinstance(value, str | int | float):
             return parse_duration(value)
         raise ValueError("expected a duration like 30m")
+
+    @field_validator("event_retention", mode="before")
+    @classmethod
+    def _days(cls, value: object) -> int:
+        if isinstance(value, str) and value.strip().endswith("d") and value.strip()[:-1].isdigit():
+            days = int(value.strip()[:-1])
+            if days <= 0:
+                raise ValueError("a duration must be positive")
+            return days * 86400
+        if isinstance(value, str | int | float):
+            return parse_duration(value)
+        raise ValueError("expected a duration like 30d or 12h")
 
     @field_validator("approval_ttl", mode="before")
     @classmethod
@@ -318,7 +343,8 @@ class Settings(BaseSettings):
 
     @field_validator("executor", "runtime_class", "public_url", "internal_url", "gateway_url",
                      "gateway_proxy_url", "anthropic_api_key", "openai_api_key",
-                     "agent_command", "price_table", mode="before")
+                     "agent_command", "price_table", "github_client_id",
+                     "github_client_secret", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -334,6 +360,23 @@ class Settings(BaseSettings):
             and self.github_private_key_path is None
             and not self.github_webhook_secret
         )
+
+    @property
+    def sign_in(self) -> bool:
+        """True when the App's OAuth client is configured: sign-in and the run pages are on."""
+        return bool(self.github_client_id and self.github_client_secret)
+
+    @property
+    def github_web_url(self) -> str:
+        """GitHub's web address for GITHUB_API_URL (where people sign in): github.com for
+        api.github.com, the host for GitHub Enterprise Server's `/api/v3`, else the URL itself
+        (a test double serving both)."""
+        parts = urlsplit(self.github_api_url.rstrip("/"))
+        if parts.path.rstrip("/") == "/api/v3":
+            return f"{parts.scheme}://{parts.netloc}"
+        if parts.netloc.startswith("api.") and parts.path in ("", "/"):
+            return f"{parts.scheme}://{parts.netloc.removeprefix('api.')}"
+        return self.github_api_url.rstrip("/")
 
     @property
     def executor_name(self) -> str:
@@ -416,6 +459,10 @@ class Settings(BaseSettings):
         if not self.github_webhook_secret:
             problems.append("GITHUB_WEBHOOK_SECRET is not set; webhooks are never accepted "
                             "unsigned")
+        if bool(self.github_client_id) != bool(self.github_client_secret):
+            missing = "GITHUB_CLIENT_SECRET" if self.github_client_id else "GITHUB_CLIENT_ID"
+            problems.append(f"{missing} is not set; sign-in needs the App's OAuth client id "
+                            "and secret both")
         if not self.github_private_key and self.github_private_key_path is None:
             problems.append("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH is not set "
                             "(the App's PEM private key)")
@@ -489,6 +536,8 @@ def settings_table_markdown() -> str:
         elif field.alias in ("AGENTBOT_RUN_TIMEOUT", "AGENTBOT_REDELIVER_INTERVAL",
                              "AGENTBOT_HEADER_TIMEOUT"):
             shown = f"`{format_duration(default)}`"
+        elif field.alias == "AGENTBOT_EVENT_RETENTION":
+            shown = f"`{default // 86400}d`"
         else:
             shown = f"`{default}`"
         rows.append(f"| `{field.alias}` | {shown} | {field.description} |")

@@ -41,7 +41,9 @@ MAX_USED_STATES = 10_000
 # GitHub logins: alphanumerics and single hyphens, not at either end, at most 39 characters.
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 ENV_KEYS = ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH",
-            "GITHUB_WEBHOOK_SECRET")
+            "GITHUB_WEBHOOK_SECRET", "GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET")
+# Where GitHub sends a person back after "Sign in with GitHub" (bot/web/routes.py serves it).
+SIGN_IN_CALLBACK_PATH = "/login/callback"
 
 
 class SetupError(Exception):
@@ -61,6 +63,9 @@ class AppCredentials:
     html_url: str
     private_key: str = field(repr=False)
     webhook_secret: str = field(repr=False)
+    # The App's OAuth client, for signing people in to the run pages.
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
 
     @property
     def install_url(self) -> str:
@@ -96,6 +101,7 @@ def load_manifest(path: Path, public_url: str, callback_url: str) -> dict[str, A
     manifest["hook_attributes"] = {**manifest.get("hook_attributes", {}),
                                    "url": public_url.rstrip("/") + WEBHOOK_PATH}
     manifest["redirect_url"] = callback_url
+    manifest["callback_urls"] = [public_url.rstrip("/") + SIGN_IN_CALLBACK_PATH]
     return manifest
 
 
@@ -205,7 +211,9 @@ async def exchange_code(session: aiohttp.ClientSession, api_url: str,
     try:
         credentials = AppCredentials(int(created["id"]), str(created["slug"]),
                                      str(created["html_url"]), str(created["pem"]),
-                                     str(created["webhook_secret"]))
+                                     str(created["webhook_secret"]),
+                                     str(created.get("client_id") or ""),
+                                     str(created.get("client_secret") or ""))
     except (KeyError, TypeError, ValueError) as exc:
         raise SetupError("GitHub's answer lacks the App's id, key or webhook secret",
                          502) from exc
@@ -213,6 +221,7 @@ async def exchange_code(session: aiohttp.ClientSession, api_url: str,
         raise SetupError("GitHub's answer lacks the App's webhook secret", 502)
     register_secret(credentials.private_key)
     register_secret(credentials.webhook_secret)
+    register_secret(credentials.client_secret)
     return credentials
 
 
@@ -255,6 +264,9 @@ def write_env(path: Path, credentials: AppCredentials) -> None:
     values = {"GITHUB_APP_ID": str(credentials.app_id),
               "GITHUB_PRIVATE_KEY": credentials.private_key,
               "GITHUB_WEBHOOK_SECRET": credentials.webhook_secret}
+    if credentials.client_id and credentials.client_secret:
+        values["GITHUB_CLIENT_ID"] = credentials.client_id
+        values["GITHUB_CLIENT_SECRET"] = credentials.client_secret
     body = "\n".join(kept).rstrip("\n")
     block = "\n".join(f"{key}={_quote(value)}" for key, value in values.items())
     header = f"# The GitHub App {credentials.slug}, written by `agentbot setup`."

@@ -55,6 +55,9 @@ GITHUB_OPERATIONS: dict[str, Need | str] = {
     "POST /app-manifests/{code}/conversions": NO_AUTH,
     "DELETE /installation/token": NO_AUTH,
     "GET /rate_limit": NO_AUTH,
+    # The run pages, with a signed-in person's own token: who they are needs no permission of
+    # the App's (GET /repos/{owner}/{repo} with it is the metadata read below).
+    "GET /user": NO_AUTH,
     # Metadata: granted to every App.
     "GET /installation/repositories": Need("metadata", "read"),
     "GET /repos/{owner}/{repo}": Need("metadata", "read"),

@@ -41,6 +41,7 @@ from tests.fakes.github_auth import (
 from tests.fakes.github_clock import FakeClock
 from tests.fakes.github_hooks import FakeGitHubHooks
 from tests.fakes.github_http import HANDLERS, ApiError, Call, Reply
+from tests.fakes.github_oauth import FakeGitHubOAuth
 from tests.fakes.github_setup import FakeGitHubSetup
 from tests.fakes.github_state import DEFAULT_EVENTS, DEFAULT_PERMISSIONS, GitHubState, User
 from tests.fakes.openapi_check import Match, RestDescription
@@ -85,7 +86,7 @@ class Fault:
         return fnmatch.fnmatchcase(path, self.pattern)
 
 
-class FakeGitHub(FakeGitHubSetup, FakeGitHubHooks):
+class FakeGitHub(FakeGitHubSetup, FakeGitHubHooks, FakeGitHubOAuth):
     """GitHub's REST API as far as agentbot uses it, strict about what it accepts."""
 
     def __init__(self, private_key: rsa.RSAPrivateKey, *, app_id: int = 424242,
@@ -118,7 +119,9 @@ class FakeGitHub(FakeGitHubSetup, FakeGitHubHooks):
         self._content_limit: tuple[int, float] | None = None
         self._content_sent: dict[object, list[float]] = {}
         self.content_refusals = 0
+        self.init_oauth()
         self.app = web.Application(client_max_size=110 * 1024 * 1024)
+        self.add_oauth_routes(self.app)  # github.com's side, before the API's catch-all
         self.app.router.add_route("*", "/{tail:.*}", self._handle)
 
     # public helpers
@@ -273,6 +276,8 @@ class FakeGitHub(FakeGitHubSetup, FakeGitHubHooks):
                 raise ApiError(403, "Resource not accessible by integration")
             check_jwt(credential, self._key.public_key(), self.app_id, self.state.now())
             key: object = "app"
+        elif (user_token := self.user_token(credential)) is not None:
+            return self.authenticate_user(match, call, user_token)
         else:
             call.token = installation_token(self.state, credential)
             key = call.token.installation_id

@@ -26,6 +26,7 @@ class Call:
     json: Any
     token: IssuedToken | None = None  # set when an installation token authenticated the call
     repo: Repo | None = None  # set for /repos/{owner}/{repo}/... operations
+    user: User | None = None  # set when a user's token (the OAuth flow's) authenticated it
 
     @property
     def actor(self) -> User:

@@ -167,7 +167,7 @@ def create_from_manifest(call: Call) -> Reply:
         raise not_found()
     call.fake.state.manifest_codes.discard(code)  # a code converts once, as on GitHub
     created = shapes.app(call.fake)
-    created.update(client_secret="fake-client-secret-" + code,
+    created.update(client_secret=call.fake.oauth_client_secret,
                    webhook_secret=call.fake.manifest_webhook_secret,
                    pem=call.fake.private_key_pem)
     return Reply(201, created)

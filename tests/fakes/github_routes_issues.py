@@ -23,7 +23,10 @@ _LEGACY = {"admin": "admin", "maintain": "write", "write": "write", "triage": "r
 
 @route("repos/get")
 def get_repo(call: Call) -> Reply:
-    return Reply(200, shapes.repository(call.fake, call.need_repo(), full=True))
+    body = shapes.repository(call.fake, call.need_repo(), full=True)
+    if call.user is not None:  # a user's token: GitHub adds what they may do
+        body["permissions"] = call.fake.repo_permissions(call.user, call.need_repo())
+    return Reply(200, body)
 
 
 @route("repos/get-collaborator-permission-level")

@@ -213,7 +213,12 @@ async def test_code_exchange_writes_env_0600_that_settings_load_back(
     assert settings.github_webhook_secret == fake_github.manifest_webhook_secret
     assert settings.log_level == "debug"
     assert settings.app_problems() == []
-    for secret in (fake_github.manifest_webhook_secret, "BEGIN RSA PRIVATE KEY"):
+    # The App's OAuth client comes along: sign-in for the run pages is on.
+    assert settings.github_client_id == fake_github.oauth_client_id
+    assert settings.github_client_secret == fake_github.oauth_client_secret
+    assert settings.sign_in
+    for secret in (fake_github.manifest_webhook_secret, "BEGIN RSA PRIVATE KEY",
+                   fake_github.oauth_client_secret):
         assert secret not in caplog.text and secret not in page
     # The page works once: the state is spent.
     again = await client.get("/setup/callback", params={"code": "a1b2c3", "state": state})

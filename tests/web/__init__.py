@@ -1,0 +1,1 @@
+"""The run pages: sign-in, access, the transcript, its live stream, retention."""
