@@ -3,7 +3,10 @@ the scripted Responses API double; run as an unprivileged user, as the image doe
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,11 +22,13 @@ from tests.clis.codex_scenarios import (
     PLAN_FINAL,
     PROMPT,
     a_model_error,
+    code,
     the_edits,
     the_plan,
 )
 from tests.clis.support import CliWorld, RunnerOutcome
 from tests.fakes.model_openai import Failure, OpenAIDouble, ToolCall, Turn, openai_failure
+from tests.flow.harness import until
 from tests.sandbox.support import GATEWAY_TOKEN, Site, b64, make_site
 
 pytestmark = pytest.mark.slow
@@ -185,3 +190,52 @@ async def test_an_unreachable_gateway_fails_the_run_instead_of_waiting(
     assert outcome.returncode == exitcodes.AGENT, outcome.stderr
     [result] = site.bot.results
     assert "Codex stopped: Connection failed: error sending request" in result["summary"]
+
+
+def processes_running(marker: str) -> list[int]:
+    """Pids whose command line has `marker` as an argument."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if entry.name.isdigit() and marker.encode() in cmdline.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+async def test_past_the_time_limit_codex_and_its_commands_are_stopped(
+        codex_world: CliWorld, site: Site) -> None:
+    """A command Codex left running in its own terminal session (exec_command yields after
+    250 ms) goes with Codex when the run's time limit stops it."""
+    # Unique seconds find the process (bash execs a lone command, so no comment would show).
+    marker = f"6{os.getpid() % 100:02d}.{time.monotonic_ns() % 10**6:06d}"
+    held = asyncio.Event()
+    script = [Turn(tool_calls=[code(("exec_command", {"cmd": f"sleep {marker}",
+                                                      "yield_time_ms": 250}))]),
+              Turn(text="never sent", hold=held)]
+    async with OpenAIDouble(script, prefix="/openai") as model:
+        spec = replace(site.spec(agent="codex", prompt=PROMPT, timeout=4),
+                       gateway_url=model.base_url)
+        began = time.monotonic()
+        run = asyncio.create_task(codex_world.run_sandbox(site.tmp, spec))
+        try:
+            async def second_answer_asked() -> bool:
+                return model.turns_played == 2 or run.done()
+
+            await until(second_answer_asked, 30, what="Codex asking for its second answer")
+            # The premise: Codex answered the first cell with the command still running.
+            running = processes_running(marker)
+            outcome = await run
+            took = time.monotonic() - began
+            left = processes_running(marker)
+        finally:
+            held.set()
+
+    assert outcome.returncode == exitcodes.TIMEOUT, outcome.stderr
+    assert took < 20
+    [result] = site.bot.results
+    assert result["summary"] == "The agent ran past the run's time limit of 4s and was stopped."
+    assert model.turns_played == 2  # the second answer was being waited for
+    assert running and left == []

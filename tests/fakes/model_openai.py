@@ -186,12 +186,14 @@ class OpenAIDouble:
         self.sent.append({"kind": "models", "body": body})
         return web.json_response(body)
 
-    async def _turn_for(self, recorded: RecordedRequest) -> Turn:
+    async def _turn_for(self, request: web.Request, recorded: RecordedRequest) -> Turn:
         if not recorded.tool_names:
             return Turn(text=SIDE_TEXT, usage=Usage(input_tokens=1, output_tokens=1))
         turn = self._next_turn()
         if turn.hold is not None:
             await turn.hold.wait()
+            if request.transport is None or request.transport.is_closing():
+                raise asyncio.CancelledError  # the client left while the turn was held
         return turn
 
     def _next_turn(self) -> Turn:
@@ -234,7 +236,7 @@ class OpenAIDouble:
     async def _responses(self, request: web.Request) -> web.StreamResponse:
         recorded = await self._record(request)
         body = recorded.body if isinstance(recorded.body, dict) else {}
-        turn = await self._turn_for(recorded)
+        turn = await self._turn_for(request, recorded)
         if turn.failure and turn.failure.status:
             return self._failure(turn.failure)
         model = self.model or str(body.get("model") or DEFAULT_MODEL)
@@ -356,7 +358,7 @@ class OpenAIDouble:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         recorded = await self._record(request)
         body = recorded.body if isinstance(recorded.body, dict) else {}
-        turn = await self._turn_for(recorded)
+        turn = await self._turn_for(request, recorded)
         if turn.failure and turn.failure.status:
             return self._failure(turn.failure)
         model = self.model or str(body.get("model") or DEFAULT_MODEL)
