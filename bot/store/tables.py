@@ -38,6 +38,9 @@ metadata = MetaData(
 
 # BIGINT on PostgreSQL, but INTEGER on SQLite so that it stays the rowid alias.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+# A run's state. SQLite keeps the 16 characters the first schema declared: it stores text of
+# any length in a VARCHAR, and widening it there would mean copying `runs` (see 0007).
+StateName = String(32).with_variant(String(16), "sqlite")
 
 
 class RunState(enum.StrEnum):
@@ -134,8 +137,8 @@ runs = Table(
     "runs",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("state", String(32), nullable=False, default=RunState.QUEUED),
-    Column("last_reported_state", String(32)),
+    Column("state", StateName, nullable=False, default=RunState.QUEUED),
+    Column("last_reported_state", StateName),
     # where
     Column("installation_id", BigInteger, nullable=False),
     Column("repo_id", BigInteger, nullable=False),
@@ -219,8 +222,8 @@ run_transitions = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("from_state", String(32)),
-    Column("to_state", String(32), nullable=False),
+    Column("from_state", StateName),
+    Column("to_state", StateName, nullable=False),
     Column("reason", Text),
     Column("at", DateTime(timezone=True), nullable=False),
 )
