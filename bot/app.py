@@ -322,7 +322,9 @@ def internal_app(public: web.Application) -> web.Application:
             raise RuntimeError("start the public app before the internal one")
         if bot.executor is None:
             bot.executor = make_executor(settings)
-        bot.reporter = Reporter(bot.engine, bot.github)
+        from bot.web.routes import run_page_url
+
+        bot.reporter = Reporter(bot.engine, bot.github, run_url=run_page_url(settings))
         reporter = bot.reporter
 
         def run_changed() -> None:

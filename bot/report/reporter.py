@@ -49,8 +49,10 @@ class Reporter:
     def __init__(self, engine: AsyncEngine, github: Any, *, tick_seconds: float = 2.0,
                  progress_seconds: float = PROGRESS_MIN_SECONDS,
                  clock: Callable[[], dt.datetime] = utcnow,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 run_url: Callable[[int], str | None] = lambda run_id: None) -> None:
         self._engine = engine
+        self._run_url = run_url  # the run's page (bot/web), linked when sign-in is on
         self._github = github
         self._progress_seconds = progress_seconds
         self._clock = clock
@@ -198,7 +200,7 @@ class Reporter:
                          now: dt.datetime) -> dict[str, Any]:
         owner, _, repo = run.repo_full_name.partition("/")
         url_vars = {"owner": owner, "repo": repo}
-        body = check_run_body(run, progress, now)
+        body = check_run_body(run, progress, now, self._run_url(run.id))
         created = False
 
         async def create() -> dict[str, Any]:
@@ -228,7 +230,7 @@ class Reporter:
         owner, _, repo = run.repo_full_name.partition("/")
         key = f"status_comment:{run.id}"
         url_vars = {"owner": owner, "repo": repo, "issue_number": run.number}
-        body = comment_body(run, check_url, now, usage)
+        body = comment_body(run, check_url, now, usage, self._run_url(run.id))
         created = False
 
         async def create() -> dict[str, Any]:

@@ -79,6 +79,7 @@ BUDGET_HINT = ("Comment `/agent run --budget <more> <instructions>` to go on wit
                "budget (the operator's `AGENTBOT_MAX_RUN_BUDGET` caps it).")
 RETRY_HINT = "Comment `/agent retry` to run it again."
 DETAILS = "[Check run]({check_url})"
+RUN_PAGE = "[Run page]({run_url})"  # bot/web's page of the run, when sign-in is on
 AGENT_SUMMARY = "\n\n<details><summary>The agent's summary</summary>\n\n{summary}\n\n</details>"
 
 PLAN_LINES = {"completed": "- [x] {text}\n", "cancelled": "- [x] ~~{text}~~\n",
@@ -136,10 +137,14 @@ def conclusion(run: Any) -> str | None:
             RunState.DENIED: "skipped", RunState.EXPIRED: "skipped"}.get(state)
 
 
-def check_run_body(run: Any, progress: Progress, now: dt.datetime) -> dict[str, Any]:
-    """The check run's fields (create or update) for the run as it is now."""
+def check_run_body(run: Any, progress: Progress, now: dt.datetime,
+                   run_url: str | None = None) -> dict[str, Any]:
+    """The check run's fields (create or update) for the run as it is now; its "Details"
+    link is the run's page when there is one."""
     state = RunState(run.state)
     body: dict[str, Any] = {"name": CHECK_NAME, "external_id": str(run.id)}
+    if run_url:
+        body["details_url"] = run_url
     if state in (RunState.AWAITING_APPROVAL, RunState.QUEUED, RunState.STARTING):
         body["status"] = "queued"
     elif state is RunState.RUNNING:
@@ -182,7 +187,7 @@ def title(run: Any, progress: Progress | None = None) -> str:
 
 
 def comment_body(run: Any, check_url: str | None, now: dt.datetime,
-                 usage: Usage | None = None) -> str:
+                 usage: Usage | None = None, run_url: str | None = None) -> str:
     """The sticky status comment, with its marker so a lost one can be found again.
 
     It is written twice: when the run is queued, pointing at the check run for the live
@@ -201,8 +206,10 @@ def comment_body(run: Any, check_url: str | None, now: dt.datetime,
         text = COMMENT_HEAD.format(icon=ICONS[state], id=run.id, title=title(run))
         text += (_headline(run, now) + "\n\n" + _outcome(run, check_url)
                  + _usage_text(usage, run))
-    if check_url:
-        text += "\n\n" + DETAILS.format(check_url=check_url)
+    links = ([DETAILS.format(check_url=check_url)] if check_url else []) + (
+        [RUN_PAGE.format(run_url=run_url)] if run_url else [])
+    if links:
+        text += "\n\n" + " · ".join(links)
     return effects.tagged(redact(text), f"status_comment:{run.id}")
 
 

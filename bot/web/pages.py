@@ -18,7 +18,8 @@ CSS_PATH = "/assets/run.css"
 JS_PATH = "/assets/run.js"
 
 STATE_LABELS = {
-    RunState.QUEUED: "Queued", RunState.STARTING: "Starting", RunState.RUNNING: "Running",
+    RunState.AWAITING_APPROVAL: "Awaiting approval", RunState.QUEUED: "Queued",
+    RunState.STARTING: "Starting", RunState.RUNNING: "Running",
     RunState.SUCCEEDED: "Succeeded", RunState.FAILED: "Failed",
     RunState.CANCELLED: "Cancelled", RunState.TIMED_OUT: "Timed out",
     RunState.BUDGET_EXCEEDED: "Budget reached",
@@ -69,8 +70,8 @@ def message_page(title: str, text: str, session: Session | None) -> str:
 
 
 def state_label(state: str) -> str:
-    run_state = RunState(state)
-    return (f'<span class="state s-{run_state.value}">{STATE_LABELS[run_state]}</span>')
+    label = STATE_LABELS.get(state, state.replace("_", " ").capitalize())  # type: ignore[call-overload]
+    return f'<span class="state s-{e(state)}">{e(label)}</span>'
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -140,7 +141,7 @@ def outcome_line(run: Any) -> str:
         return "published" if run.pr_url or run.commit_sha else "succeeded"
     if state is RunState.BUDGET_EXCEEDED:
         return f"budget of {run.budget_reached or 'the run'} reached"
-    return STATE_LABELS[state].lower()
+    return STATE_LABELS.get(state, state.value).lower()
 
 
 def policy_verdict(run: Any) -> tuple[str, str]:
@@ -202,7 +203,7 @@ def runs_list(rows: Iterable[Any], session: Session, repos: list[str], repo: str
               f'<option value="active"{" selected" if state == "active" else ""}>Active'
               f'</option>'] + [
         f'<option value="{s.value}"{" selected" if state == s.value else ""}>'
-        f'{STATE_LABELS[s]}</option>' for s in RunState]
+        f'{STATE_LABELS.get(s, s.value)}</option>' for s in RunState]
     items = []
     for run in rows:
         kind = "PR" if run.is_pull_request else "issue"

@@ -414,6 +414,15 @@ class RunPages:
         return response
 
 
+def run_page_url(settings: Settings) -> Callable[[int], str | None]:
+    """The address of a run's page for the check run and the status comment: none while
+    sign-in is off, or without AGENTBOT_PUBLIC_URL to make it absolute."""
+    if not settings.sign_in or not settings.public_url:
+        return lambda run_id: None
+    base = settings.public_url.rstrip("/")
+    return lambda run_id: f"{base}/runs/{run_id}"
+
+
 PAGES_KEY: web.AppKey[RunPages] = web.AppKey("run_pages", RunPages)
 
 
