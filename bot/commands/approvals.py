@@ -19,7 +19,7 @@ from bot.commands.grammar import Command, parse_commands
 from bot.commands.sources import Source, is_the_app, issue_source, reply, run_link
 from bot.config.settings import format_duration
 from bot.runs import ledger
-from bot.runs.prompt import changed_inputs, inputs_digest, inputs_of
+from bot.runs.prompt import changed_inputs, inputs_digest, inputs_of, run_inputs
 from bot.store.tables import RunState
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,12 @@ async def current_inputs(gh: Any, run: Any) -> dict[str, Any]:
         instructions = request_text(comment.get("body") if comment else None)
         if run.trigger == "review_comment":
             context.update(review_context(comment or {}))
-    return inputs_of(issue.get("title"), issue.get("body"), instructions, context)
+    commit = None
+    if run.is_pull_request:
+        pull = await gh.getitem("/repos/{owner}/{repo}/pulls/{pull_number}",
+                                {**where, "pull_number": run.number})
+        commit = pull["head"]["sha"]
+    return inputs_of(issue.get("title"), issue.get("body"), instructions, context, commit)
 
 
 def _stored(run: Any, inputs: dict[str, Any], digest: str) -> dict[str, Any]:
@@ -117,13 +122,16 @@ def _stored(run: Any, inputs: dict[str, Any], digest: str) -> dict[str, Any]:
     context = dict(inputs["context"])
     if (run.context or {}).get("fork"):
         context["fork"] = run.context["fork"]
-    return {"title": inputs["title"], "body": inputs["body"],
-            "instructions": inputs["instructions"], "context": context,
-            "inputs_sha256": digest}
+    stored = {"title": inputs["title"], "body": inputs["body"],
+              "instructions": inputs["instructions"], "context": context,
+              "inputs_sha256": digest}
+    if run.is_pull_request:
+        stored["base_sha"] = inputs["commit"]
+    return stored
 
 
 def _changed(run: Any, fresh: dict[str, Any]) -> str:
-    before = inputs_of(run.title, run.body, run.instructions, run.context)
+    before = run_inputs(run)
     names = changed_inputs(before, fresh) or ["text"]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 

@@ -123,7 +123,8 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
         timeout_seconds=timeout,
         config=config_snapshot(config, budget, budget_from),
         provenance=provenance,
-        inputs_sha256=inputs_digest(inputs_of(source.title, source.body, instructions, context)),
+        inputs_sha256=inputs_digest(inputs_of(source.title, source.body, instructions, context,
+                                              base_sha)),
     )
 
 
@@ -274,7 +275,7 @@ async def retry(ctx: Context, gh: Any, source: Source, *, trigger: str,
         config=config_snapshot(config, budget, "command" if budget is not None else "config"),
         provenance=provenance,
         inputs_sha256=inputs_digest(inputs_of(run.title, run.body, run.instructions,
-                                              run.context)),
+                                              run.context, run.base_sha if fork else None)),
         approved_by=source.login if outsider else None,
     )
     await _create(ctx, gh, source, new)

@@ -43,6 +43,11 @@ PROMPT_UNTRUSTED_REQUEST = (
     "\n## Request from @{login}, quoted: no write access{approved}\n{quoted}\n"
 )
 PROMPT_APPROVED = "; @{login} approved this run"
+PROMPT_REVIEW_QUOTED = (
+    "\n## Review comment context\n"
+    "The instructions were written on {path}{where}, on this part of the diff (quoted: the "
+    "pull request is by @{author}, who has no write access):\n{quoted}\n"
+)
 
 
 def quoted(text: str) -> str:
@@ -111,24 +116,38 @@ def prompt_for(run: Any) -> str:
             where = f", lines {start}-{line}"
         elif line:
             where = f", line {line}"
-        text += PROMPT_REVIEW.format(path=context["path"], where=where,
-                                     diff_hunk=(context.get("diff_hunk") or "").strip())
+        hunk = (context.get("diff_hunk") or "").strip()
+        if trusted_author:
+            text += PROMPT_REVIEW.format(path=context["path"], where=where, diff_hunk=hunk)
+        else:
+            text += PROMPT_REVIEW_QUOTED.format(
+                path=context["path"], where=where, quoted=quoted(hunk),
+                author=_provenance(run).get("author") or "someone")
     return text
 
 
 # The parts of a run the prompt is built from that people outside the repository can write,
 # by the name a reply uses for each.
 INPUT_NAMES = {"title": "title", "body": "description", "instructions": "request",
-               "context": "review comment's file, line or diff"}
+               "context": "review comment's file, line or diff",
+               "commit": "pull request's head commit"}
 
 
 def inputs_of(title: str | None, body: str | None, instructions: str | None,
-              context: dict[str, Any] | None) -> dict[str, Any]:
-    """What an approval covers, as compared: the title, the body, the request's text and the
-    review comment's place (the fork a PR comes from is GitHub's record, not anyone's text)."""
+              context: dict[str, Any] | None, commit: str | None = None) -> dict[str, Any]:
+    """What an approval covers, as compared: the title, the body, the request's text, the
+    review comment's place (the fork a PR comes from is GitHub's record, not anyone's text)
+    and, on a pull request, the head commit the agent's checkout starts from (its files, an
+    AGENTS.md say, reach the agent too)."""
     place = {key: value for key, value in (context or {}).items() if key != "fork"}
     return {"title": title or "", "body": (body or "").strip(),
-            "instructions": (instructions or "").strip(), "context": place}
+            "instructions": (instructions or "").strip(), "context": place, "commit": commit}
+
+
+def run_inputs(run: Any) -> dict[str, Any]:
+    """The inputs a run carries (inputs_of its columns)."""
+    return inputs_of(run.title, run.body, run.instructions, run.context,
+                     run.base_sha if run.is_pull_request else None)
 
 
 def inputs_digest(inputs: dict[str, Any]) -> str:
