@@ -18,6 +18,7 @@ from bot.commands.context import Context
 from bot.commands.grammar import Command, parse_commands
 from bot.commands.sources import Source, is_the_app, issue_source, reply, run_link
 from bot.config.settings import format_duration
+from bot.markdown import clip
 from bot.runs import ledger
 from bot.runs.prompt import changed_inputs, inputs_digest, inputs_of, run_inputs
 from bot.store.tables import RunState
@@ -26,7 +27,9 @@ log = logging.getLogger(__name__)
 
 router = routing.Router()
 
-_REVIEW_KEYS = ("path", "line", "start_line", "side", "diff_hunk", "commit_id")
+# The most of a request the reply quotes: a comment may hold 65,536 characters, and the
+# reply must stay under the same limit with its own text around the quote.
+REQUEST_SHOWN_MAX = 20_000
 
 
 def review_context(comment: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +85,8 @@ async def request(ctx: Context, gh: Any, source: Source, new: ledger.NewRun, *,
     instructions = new.instructions.strip()
     await reply(ctx, gh, source, replies.AWAITING_APPROVAL.format(
         login=source.login, why=why, run_id=run_id, kind=source.kind,
-        request=replies.REQUEST_QUOTED.format(block=_fenced(instructions))
+        request=replies.REQUEST_QUOTED.format(
+            block=_fenced(clip(instructions, REQUEST_SHOWN_MAX)))
         if instructions else "",
         and_request=replies.AND_REQUEST if instructions else "",
         digest=(new.inputs_sha256 or "")[:16], ttl=ttl_text(ctx.settings.approval_ttl)))

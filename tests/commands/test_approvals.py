@@ -312,3 +312,12 @@ async def test_a_fork_pull_requests_new_commit_needs_a_new_approval(harness: Har
         "/agent approve", on_pull_request=True, number=pull.number))
     [run] = await harness.runs()
     assert (run.state, run.base_sha) == ("queued", pushed)
+
+
+async def test_a_request_as_long_as_a_comment_gets_a_reply_github_takes(
+        harness: Harness) -> None:
+    text = "/agent " + "make it faster " * 4360  # 65,407 characters: a comment GitHub takes
+    run = await outsider_asks(harness, text)
+    [reply] = harness.comments(p.ISSUE_NUMBER)
+    assert len(reply) < 25_000 and "… (truncated)\n```" in reply
+    assert run.instructions == text.removeprefix("/agent ").strip()  # the run keeps it all
