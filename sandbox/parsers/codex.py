@@ -65,7 +65,8 @@ class CodexParser(JsonLinesParser):
         if found:
             self.stats["api_error_status"] = int(found.group(1))
         detail = f" (HTTP {found.group(1)})" if found else ""
-        self.error = f"Codex stopped{detail}: {text}"
+        # Without its last full stop: the runner ends the sentence it puts this in.
+        self.error = f"Codex stopped{detail}: {text.rstrip().removesuffix('.')}"
 
     def _item(self, stage: str, item: dict[str, Any]) -> list[Event]:
         kind = item.get("type")

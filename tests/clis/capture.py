@@ -25,7 +25,7 @@ from sandbox.spec import parse_spec
 from tests.clis import codex_scenarios, scenarios
 from tests.clis.support import Account, expose, installed_cli, unprivileged_account
 from tests.fakes.model_anthropic import AnthropicDouble, Failure, Turn
-from tests.fakes.model_openai import OpenAIDouble, openai_failure
+from tests.fakes.model_openai import OpenAIDouble, openai_failure, quota_failure
 from tests.sandbox.support import DATA, make_repository, make_spec
 
 TRANSCRIPTS = DATA / "transcripts"
@@ -51,6 +51,7 @@ CODEX_SCENARIOS: dict[str, Callable[[], list[Turn]]] = {
     "plan": codex_scenarios.the_plan,
     "overloaded": lambda: codex_scenarios.a_model_error(openai_failure(503)),
     "unauthorized": lambda: codex_scenarios.a_model_error(openai_failure(401)),
+    "quota": lambda: codex_scenarios.a_model_error(quota_failure()),
     "stream-cut": lambda: codex_scenarios.a_model_error(Failure.stream_cut()),
 }
 CAPTURES = {"claude": list(SCENARIOS), "codex": list(CODEX_SCENARIOS)}

@@ -27,7 +27,14 @@ from tests.clis.codex_scenarios import (
     the_plan,
 )
 from tests.clis.support import CliWorld, RunnerOutcome
-from tests.fakes.model_openai import Failure, OpenAIDouble, ToolCall, Turn, openai_failure
+from tests.fakes.model_openai import (
+    Failure,
+    OpenAIDouble,
+    ToolCall,
+    Turn,
+    openai_failure,
+    quota_failure,
+)
 from tests.flow.harness import until
 from tests.sandbox.support import GATEWAY_TOKEN, Site, b64, make_site
 
@@ -154,8 +161,11 @@ async def test_the_plan_is_offered_and_reaches_the_events(codex_world: CliWorld,
     (openai_failure(503), "unexpected status 503 Service Unavailable: The engine is currently "
                           "overloaded, please try again later", 503),
     (openai_failure(401), "unexpected status 401 Unauthorized: Incorrect API key provided", 401),
+    # Not retried, and said in Codex's own words without the status (the gateway's answer to
+    # a run whose budget is spent).
+    (quota_failure(), "Quota exceeded. Check your plan and billing details", None),
     (Failure.stream_cut(), "stream disconnected before completion", None),
-], ids=["overloaded", "unauthorized", "stream-cut"])
+], ids=["overloaded", "unauthorized", "quota", "stream-cut"])
 async def test_a_model_error_ends_the_run_with_the_clis_reason(
         codex_world: CliWorld, site: Site, failure: Failure, says: str,
         status: int | None) -> None:
@@ -168,6 +178,7 @@ async def test_a_model_error_ends_the_run_with_the_clis_reason(
     detail = f" (HTTP {status})" if status else ""
     assert result["summary"].startswith(f"The agent exited with code 1. Codex stopped{detail}: "
                                         f"{says}")
+    assert result["summary"].endswith(".") and not result["summary"].endswith("..")
     assert result["stats"].get("agent_api_error_status") == status
     assert result["stats"]["failed_phase"] == "agent"
     [failed] = [p for p in site.bot.kinds("phase") if p["status"] == "failed"]

@@ -50,12 +50,13 @@ from tests.fakes.model_script import (
 )
 
 __all__ = ["CWD_PLACEHOLDER", "Failure", "OpenAIDouble", "RecordedRequest", "ToolCall", "Turn",
-           "Usage", "openai_failure"]
+           "Usage", "openai_failure", "quota_failure"]
 
 DEFAULT_MODEL = "gpt-5-codex"
 EXHAUSTED_TEXT = "(the scripted model has no more turns)"
 SIDE_TEXT = "ok"
 CREATED_AT = 1_767_225_600  # 2026-01-01T00:00:00Z: fixed, so captures compare
+QUOTA = "insufficient_quota"
 
 # The shared failures in OpenAI's words: (type, code, message) by HTTP status.
 _OPENAI_ERRORS: dict[int, tuple[str, str | None, str]] = {
@@ -73,6 +74,13 @@ def openai_failure(status: int) -> Failure:
     """A failure with the type and message OpenAI's API gives for `status`."""
     kind, _, text = _OPENAI_ERRORS[status]
     return Failure(status, kind, text)
+
+
+def quota_failure() -> Failure:
+    """OpenAI's 429 for an account out of credit (also what the gateway answers a run whose
+    budget is spent): type and code `insufficient_quota`."""
+    return Failure(429, QUOTA, "You exceeded your current quota, please check your plan and "
+                               "billing details.")
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -213,6 +221,8 @@ class OpenAIDouble:
 
     def _failure(self, failure: Failure) -> web.Response:
         _, code, _ = _OPENAI_ERRORS.get(failure.status, ("", None, ""))
+        if failure.error_type == QUOTA:
+            code = QUOTA
         return self._error_body(failure.status, failure.error_type or "server_error", code,
                                 failure.message or "error")
 

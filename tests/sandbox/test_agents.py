@@ -229,6 +229,9 @@ def test_codex_captured_plan_becomes_todo_events_once_per_change() -> None:
     ("codex-captured-unauthorized.jsonl",
      "Codex stopped (HTTP 401): unexpected status 401 Unauthorized: Incorrect API key "
      "provided.", 401),
+    # Codex's own words for OpenAI's 429 insufficient_quota, without its full stop.
+    ("codex-captured-quota.jsonl",
+     "Codex stopped: Quota exceeded. Check your plan and billing details", None),
     ("codex-captured-stream-cut.jsonl",
      "Codex stopped: stream disconnected before completion: Transport error: network error: "
      "error decoding response body", None),
@@ -243,7 +246,7 @@ def test_codex_captured_failed_turn_fails_the_agent_with_its_reason(
     assert parser.summary is None
     # Codex's error event is a log line, not something the model said.
     [log] = [e for kind, e in events if kind == "log" and e["stream"] == "stderr"]
-    assert log["text"] == "Codex: " + parser.error.partition(": ")[2]
+    assert log["text"].removesuffix(".") == "Codex: " + parser.error.partition(": ")[2]
     assert not [kind for kind, _ in events if kind == "message"]
 
 
