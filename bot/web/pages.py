@@ -16,6 +16,7 @@ from bot.web.session import Session
 
 CSS_PATH = "/assets/run.css"
 JS_PATH = "/assets/run.js"
+ICON_PATH = "/assets/favicon.svg"
 
 STATE_LABELS = {
     RunState.AWAITING_APPROVAL: "Awaiting approval", RunState.QUEUED: "Queued",
@@ -51,6 +52,7 @@ def shell(title: str, body: str, session: Session | None, *, live: str = "") -> 
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="same-origin">'
         f'<title>{e(title)} · agentbot</title>'
+        f'<link rel="icon" href="{ICON_PATH}" type="image/svg+xml">'
         f'<link rel="stylesheet" href="{CSS_PATH}"><script src="{JS_PATH}" defer></script>'
         f'</head><body{live}><header class="top"><a class="brand" href="/runs">agentbot</a>'
         f'<a href="/runs">Runs</a>{who}</header><main>{body}</main></body></html>')

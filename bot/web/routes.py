@@ -94,6 +94,7 @@ class RunPages:
         app.router.add_get("/runs/{run_id}/events", self.events)
         app.router.add_get(pages.CSS_PATH, self.asset)
         app.router.add_get(pages.JS_PATH, self.asset)
+        app.router.add_get(pages.ICON_PATH, self.asset)
         app.cleanup_ctx.append(self.lifecycle)
 
     @property
@@ -399,7 +400,8 @@ class RunPages:
 
     async def asset(self, request: web.Request) -> web.StreamResponse:
         name = request.path.rsplit("/", 1)[1]
-        kind = "text/css" if name.endswith(".css") else "text/javascript"
+        kind = {"css": "text/css", "js": "text/javascript",
+                "svg": "image/svg+xml"}[name.rsplit(".", 1)[1]]
         response = web.Response(body=(STATIC / name).read_bytes(), content_type=kind,
                                 charset="utf-8")
         response.headers["Cache-Control"] = "public, max-age=300"

@@ -113,6 +113,10 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self.disconnect()
+
+    def disconnect(self) -> None:
+        """End every viewer's stream (shutting down); browsers come back with Last-Event-ID."""
         for watched in self._watched.values():
             for queue in watched.queues:
                 _offer(queue, None)
