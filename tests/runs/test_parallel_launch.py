@@ -62,7 +62,7 @@ async def world(engine: AsyncEngine, fake_github: FakeGitHub,
         world.executor = GatedExecutor()
         world.scheduler = world.make_scheduler()
         yield world
-        for gate in world.executor.gates.values():  # type: ignore[attr-defined]
+        for gate in world.executor.gates.values():
             gate.set()
         await world.scheduler.close()
 
@@ -114,7 +114,7 @@ async def test_two_replicas_claim_each_run_once_within_the_limits(
     assert len(started) == len(set(started)) == 10
     assert started and set(started) <= set(ids)
     async with world.engine.connect() as conn:
-        counts = dict((await conn.execute(select(runs.c.state, func.count())
+        counts: dict[str, int] = dict((await conn.execute(select(runs.c.state, func.count())
                                           .group_by(runs.c.state))).all())
         claims = (await conn.execute(select(func.count()).where(
             run_transitions.c.to_state == RunState.STARTING.value))).scalar_one()
