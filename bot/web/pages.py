@@ -25,6 +25,7 @@ STATE_LABELS = {
     RunState.CANCELLED: "Cancelled", RunState.TIMED_OUT: "Timed out",
     RunState.BUDGET_EXCEEDED: "Budget reached",
 }
+LIST_REFRESH_SECONDS = 5  # how often a list with active runs fetches their states again
 SIGN_IN_TITLE = "Sign in to see agentbot runs"
 SIGN_IN_TEXT = ("agentbot shows a run to the people who can read its repository on GitHub. "
                 "Sign in with your GitHub account to continue.")
@@ -207,6 +208,7 @@ def runs_list(rows: Iterable[Any], session: Session, repos: list[str], repo: str
         f'<option value="{s.value}"{" selected" if state == s.value else ""}>'
         f'{STATE_LABELS.get(s, s.value)}</option>' for s in RunState]
     items = []
+    rows = list(rows)
     for run in rows:
         kind = "PR" if run.is_pull_request else "issue"
         items.append(
@@ -223,4 +225,6 @@ def runs_list(rows: Iterable[Any], session: Session, repos: list[str], repo: str
             f'<select name="repo">{"".join(options)}</select>'
             f'<select name="state">{"".join(states)}</select>'
             f'<button class="btn" type="submit">Filter</button></form>{listing}{more}')
-    return shell("Runs", body, session)
+    active = any(RunState(run.state) in ACTIVE_STATES for run in rows)
+    return shell("Runs", body, session,
+                 live=f' data-refresh="{LIST_REFRESH_SECONDS}"' if active else "")

@@ -162,7 +162,10 @@ async def test_a_run_of_a_repository_you_cannot_read_is_refused(
     assert opened["status"] == 200
     await browser.send("goto", page="octocat", url=f"{site.base}/runs")
     listed = await browser.send("text", page="octocat", selector=".runs li")
-    assert len(listed) == 1 and OPEN in listed[0]
+    assert len(listed) == 1 and OPEN in listed[0] and "Running" in listed[0]
+    # The list follows the states of its active runs.
+    await site.finish(visible, RunState.CANCELLED)
+    await browser.send("waitText", page="octocat", selector=".runs .state", text="Cancelled")
     # The refusal's own 404 is the only thing the console reports.
     assert await browser.send("errors") == [
         "Failed to load resource: the server responded with a status of 404 (Not Found)"]

@@ -22,6 +22,19 @@
   setInterval(tick, 1000);
 
   var body = document.body;
+  // The run list: while some of its runs are active, their states are fetched again.
+  if (body.dataset.refresh) {
+    setInterval(function () {
+      fetch(window.location.href, {credentials: "same-origin"}).then(function (response) {
+        return response.ok ? response.text() : null;
+      }).then(function (text) {
+        if (!text) { return; }
+        var fresh = new DOMParser().parseFromString(text, "text/html").querySelector(".runs");
+        var old = document.querySelector(".runs");
+        if (fresh && old) { old.replaceWith(fresh); tick(); }
+      }).catch(function () { /* the next round tries again */ });
+    }, Number(body.dataset.refresh) * 1000);
+  }
   if (body.dataset.live !== "1" || !window.EventSource) { return; }
   var transcript = document.getElementById("transcript");
   var status = document.getElementById("live");

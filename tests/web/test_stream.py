@@ -1,0 +1,154 @@
+"""The live stream's hub: one poller for every viewer, and a resume with no gap or repeat."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.runs.ledger import Created, NewRun, create_run, transition
+from bot.store.tables import RunState, run_events, utcnow
+from bot.web.stream import Changed, Hub
+from bot.web.transcript import Fragment
+
+
+async def a_run(engine: AsyncEngine) -> int:
+    outcome = await create_run(engine, NewRun(
+        installation_id=7, repo_id=1, repo_full_name="octo-org/widgets",
+        clone_url="https://github.com/octo-org/widgets.git", number=1, is_pull_request=False,
+        base_ref="main", trigger="label", sender_login="octocat", sender_id=1,
+        delivery_id=str(uuid.uuid4()), agent="claude", timeout_seconds=600))
+    assert isinstance(outcome, Created)
+    await transition(engine, outcome.run_id, RunState.STARTING, "test")
+    await transition(engine, outcome.run_id, RunState.RUNNING, "test")
+    return outcome.run_id
+
+
+async def store(engine: AsyncEngine, run_id: int, *seqs: int) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(insert(run_events), [
+            {"run_id": run_id, "seq": s, "ts": utcnow(), "kind": "message",
+             "data": {"text": f"m{s}"}} for s in seqs])
+
+
+async def follow(hub: Hub, run_id: int, after: int, queue: asyncio.Queue[Any]) -> list[int]:
+    """What a viewer sends: the read after `after`, then its queue past what it sent."""
+    sent = [f.seq for f in await hub.read(run_id, after)]
+    last = sent[-1] if sent else after
+    while not queue.empty():
+        message = queue.get_nowait()
+        if isinstance(message, Fragment) and message.seq > last:
+            sent.append(message.seq)
+            last = message.seq
+    return sent
+
+
+async def test_events_stored_between_subscribing_and_reading_come_once(
+        engine: AsyncEngine) -> None:
+    run_id = await a_run(engine)
+    await store(engine, run_id, 1, 2, 3)
+    hub = Hub(engine, poll_seconds=3600)  # ticks by hand
+    try:
+        async with hub.subscribe(run_id, after=1) as queue:
+            await store(engine, run_id, 4)  # after subscribing, before the viewer reads
+            await hub.tick()  # the hub publishes 2, 3 and 4: the read finds them too
+            await store(engine, run_id, 5)
+            sent = await follow(hub, run_id, 1, queue)
+            await hub.tick()
+            await store(engine, run_id, 6)
+            await hub.tick()
+            last = sent[-1]
+            while not queue.empty():
+                message = queue.get_nowait()
+                if isinstance(message, Fragment) and message.seq > last:
+                    sent.append(message.seq)
+                    last = message.seq
+        assert sent == [2, 3, 4, 5, 6]
+    finally:
+        await hub.close()
+
+
+async def test_a_second_viewer_further_back_still_gets_everything(engine: AsyncEngine) -> None:
+    run_id = await a_run(engine)
+    await store(engine, run_id, *range(1, 11))
+    hub = Hub(engine, poll_seconds=3600)
+    try:
+        async with hub.subscribe(run_id, after=10) as ahead:
+            await hub.tick()
+            async with hub.subscribe(run_id, after=3) as behind:
+                await store(engine, run_id, 11)
+                await hub.tick()
+                assert await follow(hub, run_id, 3, behind) == list(range(4, 12))
+            seen: list[int] = []
+            while not ahead.empty():
+                message = ahead.get_nowait()
+                if isinstance(message, Fragment):
+                    seen.append(message.seq)
+            assert [s for s in seen if s > 10] == [11]
+    finally:
+        await hub.close()
+
+
+async def test_the_run_ending_is_published_after_its_last_events(engine: AsyncEngine) -> None:
+    run_id = await a_run(engine)
+    hub = Hub(engine, poll_seconds=3600)
+    try:
+        async with hub.subscribe(run_id, after=0) as queue:
+            await hub.tick()  # the first look records the run as it is
+            await store(engine, run_id, 1)
+            await transition(engine, run_id, RunState.SUCCEEDED, "done")
+            await hub.tick()
+            messages = [queue.get_nowait() for _ in range(queue.qsize())]
+        assert [type(m).__name__ for m in messages] == ["Fragment", "Changed"]
+        assert messages[-1] == Changed(final=True)
+    finally:
+        await hub.close()
+
+
+async def test_many_viewers_cost_the_same_queries_and_share_one_rendering(
+        engine: AsyncEngine) -> None:
+    run_id = await a_run(engine)
+    hub = Hub(engine, poll_seconds=3600)
+    try:
+        async with contextlib_all(hub, run_id, 50) as queues:
+            await store(engine, run_id, 1)
+            await hub.tick()
+            firsts = [q.get_nowait() for q in queues]
+        assert all(f is firsts[0] for f in firsts)  # rendered once, the same object for all
+    finally:
+        await hub.close()
+
+
+class contextlib_all:  # noqa: N801 - reads as the context manager it is
+    """`n` viewers of one run at once."""
+
+    def __init__(self, hub: Hub, run_id: int, n: int) -> None:
+        self._managers = [hub.subscribe(run_id, 0) for _ in range(n)]
+
+    async def __aenter__(self) -> list[asyncio.Queue[Any]]:
+        return [await m.__aenter__() for m in self._managers]
+
+    async def __aexit__(self, *exc: object) -> None:
+        for manager in self._managers:
+            await manager.__aexit__(None, None, None)
+
+
+async def test_a_viewer_too_far_behind_is_ended_not_buffered(engine: AsyncEngine) -> None:
+    from bot.web import stream
+
+    run_id = await a_run(engine)
+    hub = Hub(engine, poll_seconds=3600)
+    saved = stream.QUEUE_MAX
+    stream.QUEUE_MAX = 3
+    try:
+        async with hub.subscribe(run_id, 0) as queue:
+            await store(engine, run_id, *range(1, 6))
+            await hub.tick()
+            drained = [queue.get_nowait() for _ in range(queue.qsize())]
+        assert drained == [None]  # its stream ends; the browser resumes from the database
+    finally:
+        stream.QUEUE_MAX = saved
+        await hub.close()
