@@ -226,7 +226,7 @@ async def _edited(event: sansio.Event, ctx: Context, number: int,
     source = issue_source(event, comment) if "issue" in event.data else Source(
         event=event, installation_id=event.data["installation"]["id"],
         repo=event.data["repository"], number=number, is_pull_request=True,
-        sender=event.data["sender"], reaction_url=None, reaction_vars={})
+        sender=event.data["sender"])
     await recheck(ctx, ctx.github.installation(source.installation_id), source, run)
 
 

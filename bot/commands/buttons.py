@@ -41,7 +41,6 @@ async def _authorised_run(event: sansio.Event, ctx: Context
     source = Source(
         event=event, installation_id=data["installation"]["id"], repo=data["repository"],
         number=run.number, is_pull_request=run.is_pull_request, sender=data["sender"],
-        reaction_url=None, reaction_vars={},
     )
     gh = ctx.github.installation(source.installation_id)
     if not await authorised(ctx, gh, source):

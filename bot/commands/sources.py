@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Source:
-    """Where a trigger came from, and how to acknowledge it there."""
+    """Where a trigger came from: the issue, pull request or comment, and who sent it."""
 
     event: sansio.Event
     installation_id: int
@@ -24,8 +24,6 @@ class Source:
     number: int
     is_pull_request: bool
     sender: dict[str, Any]
-    reaction_url: str | None  # URI template of the reactions endpoint to put 👀 on
-    reaction_vars: dict[str, Any]
     comment_id: int | None = None
     title: str = ""
     body: str = ""
@@ -65,13 +63,6 @@ def ignored_sender(ctx: Context, sender: dict[str, Any]) -> bool:
     return is_bot(sender) or is_the_app(ctx, sender)
 
 
-async def acknowledge(gh: Any, source: Source) -> None:
-    """👀 on the comment or issue; GitHub answers 200 for a reaction that exists already."""
-    if not source.reaction_url:
-        return  # a check-run button has nothing to react on; the check run itself answers
-    await gh.post(source.reaction_url, source.reaction_vars, data={"content": "eyes"})
-
-
 async def reply(ctx: Context, gh: Any, source: Source, body: str, tag: str = "reply") -> None:
     await replies.reply_once(
         ctx, gh, key=f"{tag}:{source.event.delivery_id}",
@@ -96,13 +87,6 @@ async def authorised(ctx: Context, gh: Any, source: Source, *, quiet: bool = Fal
 def issue_source(event: sansio.Event, comment: dict[str, Any] | None) -> Source:
     data = event.data
     issue = data["issue"]
-    owner, _, name = data["repository"]["full_name"].partition("/")
-    if comment is not None:
-        url = "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"
-        url_vars: dict[str, Any] = {"owner": owner, "repo": name, "comment_id": comment["id"]}
-    else:
-        url = "/repos/{owner}/{repo}/issues/{issue_number}/reactions"
-        url_vars = {"owner": owner, "repo": name, "issue_number": issue["number"]}
     return Source(
         event=event,
         installation_id=data["installation"]["id"],
@@ -110,8 +94,6 @@ def issue_source(event: sansio.Event, comment: dict[str, Any] | None) -> Source:
         number=issue["number"],
         is_pull_request="pull_request" in issue,
         sender=data["sender"],
-        reaction_url=url,
-        reaction_vars=url_vars,
         comment_id=comment["id"] if comment else None,
         title=issue.get("title") or "",
         body=issue.get("body") or "",

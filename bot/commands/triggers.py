@@ -12,7 +12,6 @@ from bot.commands.context import Context
 from bot.commands.grammar import Command, CommandError, parse_commands, usage_text
 from bot.commands.sources import (
     Source,
-    acknowledge,
     authorised,
     is_bot,
     is_the_app,
@@ -40,7 +39,6 @@ async def on_issue_labeled(event: sansio.Event, ctx: Context) -> None:
         # Only the trigger label is worth a reply; other labels come and go all day.
         if label == ctx.settings.trigger_label and await authorised(ctx, gh, source,
                                                                      quiet=True):
-            await acknowledge(gh, source)
             await reply(ctx, gh, source, replies.CONFIG_INVALID.format(
                 login=source.login, error=config))
         return
@@ -48,7 +46,6 @@ async def on_issue_labeled(event: sansio.Event, ctx: Context) -> None:
         return
     if not await _may_trigger(ctx, gh, source, config, quiet=True):
         return
-    await acknowledge(gh, source)
     if (config.approval == APPROVAL_REQUIRED
             and not await verbs.author_writes(ctx, gh, source, config)):
         # The label says "run this issue", but an outsider wrote it (and may edit it until
@@ -83,8 +80,6 @@ async def on_review_comment(event: sansio.Event, ctx: Context) -> None:
         number=pull["number"],
         is_pull_request=True,
         sender=data["sender"],
-        reaction_url="/repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions",
-        reaction_vars={"owner": owner, "repo": name, "comment_id": comment["id"]},
         comment_id=comment["id"],
         title=pull.get("title") or "",
         body=pull.get("body") or "",
@@ -109,7 +104,6 @@ async def _on_command_comment(ctx: Context, source: Source, body: str | None) ->
     elif not await authorised(ctx, gh, source, quiet=True):
         await _from_outsider(ctx, gh, source, first)
         return
-    await acknowledge(gh, source)
     label = ctx.settings.trigger_label
     if isinstance(first, CommandError):
         await reply(ctx, gh, source, replies.COMMAND_ERROR.format(
@@ -125,7 +119,6 @@ async def _from_outsider(ctx: Context, gh: Any, source: Source,
     if isinstance(first, Command) and first.verb == "run":
         config = await verbs.repo_config(ctx, source)
         if not isinstance(config, ConfigError) and config.approval == APPROVAL_REQUIRED:
-            await acknowledge(gh, source)
             trigger = "review_comment" if source.context else "comment"
             new = await verbs.new_run_for(ctx, gh, source, trigger=trigger, command=first,
                                           config=config, sender_writes=False)

@@ -45,7 +45,8 @@ def creates_content(method: str, path: str) -> bool:
     if method.upper() not in WRITE_METHODS:
         return False
     path = path.split("?", 1)[0]
-    return not (path.startswith("/app/") or path == "/installation/token")
+    # The App's own endpoints (under /app), and the revocation of a token.
+    return path.split("/")[1:2] != ["app"] and path != "/installation/token"
 
 
 @contextlib.contextmanager

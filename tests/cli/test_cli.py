@@ -123,7 +123,7 @@ def test_receive_dry_run_on_a_label_prints_decision_and_requests(tmp_path: Path)
     number = payload["issue"]["number"]
     assert f"new -> queued: {repo}#{number}, agent claude, label by @" in out
     assert f"GET /repos/{repo}/collaborators/{payload['sender']['login']}/permission" in out
-    assert f'POST /repos/{repo}/issues/{number}/reactions {{"content": "eyes"}}' in out
+    assert "/reactions" not in out  # the status comment is the acknowledgement
     assert not (tmp_path / "agentbot.db").exists()  # the real database was not touched
     # The launch it would make: the scoped read-only token and the Job and Secret.
     assert (f"POST /app/installations/{payload['installation']['id']}/access_tokens "
