@@ -32,7 +32,7 @@ from bot.web.oauth import (
     TokenRevoked,
 )
 from bot.web.session import SESSION_COOKIE, STATE_COOKIE, Sealer, Session, clear
-from bot.web.stream import Changed, Hub
+from bot.web.stream import Changed, Hub, Message
 from bot.web.transcript import Fragment, assemble, plan_html
 
 log = logging.getLogger(__name__)
@@ -319,13 +319,27 @@ class RunPages:
                         return  # signed out by the clock: the page offers a sign-in again
                     await response.write(b": keepalive\n\n")
                     continue
+                if isinstance(message, Fragment):
+                    # What queued up meanwhile goes out in one write.
+                    batch: list[Message | None] = [message]
+                    while isinstance(batch[-1], Fragment) and not queue.empty():
+                        batch.append(queue.get_nowait())
+                    # A batch may end in what is not an event: the run changed, or the end.
+                    ends_batch = not isinstance(batch[-1], Fragment)
+                    following = batch.pop() if ends_batch else None
+                    chunks = []
+                    for item in batch:
+                        assert isinstance(item, Fragment)
+                        if item.seq > last:
+                            chunks.append(_sse(item.html, "ev", item.seq))
+                            last = item.seq
+                    if chunks:
+                        await response.write(b"".join(chunks))
+                    if not ends_batch:
+                        continue
+                    message = following
                 if message is None:
                     return  # the hub closed, or dropped this slow viewer: the browser resumes
-                if isinstance(message, Fragment):
-                    if message.seq > last:
-                        await response.write(_sse(message.html, "ev", message.seq))
-                        last = message.seq
-                    continue
                 assert isinstance(message, Changed)
                 run = await get_run(self.engine, run_id)
                 if run is None:

@@ -152,6 +152,9 @@ async def test_the_stream_resumes_after_last_event_id_without_gap_or_repeat(
     assert ids(resumed) == [7, 8]
     await pages.post_events(run_id, [{"seq": 9, "kind": "message", "data": {"text": "nine"}}])
     assert ids(await read_sse(again, "ev")) == [9]
+    # The last events and the end, published in one tick: the events still come first.
+    await pages.post_events(run_id, [
+        {"seq": n, "kind": "message", "data": {"text": f"step {n}"}} for n in (10, 11, 12)])
     # The run ends: the header says so, the outcome comes, the stream closes.
     await pages.finish(run_id, RunState.SUCCEEDED, result={
         "status": "succeeded", "summary": "Fixed it.", "commit_message": "Fix", "stats": {},
@@ -159,6 +162,8 @@ async def test_the_stream_resumes_after_last_event_id_without_gap_or_repeat(
                      "content_b64": base64.b64encode(b"print('hi')\n").decode()}]},
         publish_state="done", pr_url="https://github.com/octo-org/widgets/pull/9", pr_number=9)
     end = await read_sse(again, "end")
+    assert ids(end) == [10, 11, 12]
+    end = [m for m in end if m.get("event") != "ev"]
     assert [m["event"] for m in end] == ["run", "end"]
     assert "Succeeded" in end[0]["data"]
     assert "View pull request #9" in end[1]["data"]
