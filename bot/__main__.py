@@ -149,14 +149,14 @@ def _listeners(settings: Settings) -> list[Listener]:
     from bot.connections import Limits, Listener, fit_to_file_limit
     from bot.intake.webhook import BODY_TIMEOUT_SECONDS
 
-    cap = fit_to_file_limit(settings.max_connections, ports=2)
+    cap, burst = fit_to_file_limit(settings.max_connections, ports=2)
     head = float(settings.header_timeout)
     return [
         # The webhook answers a crawling body 408 itself; this is the backstop for the rest.
         Listener("public", Limits(cap, head, BODY_TIMEOUT_SECONDS + 5,
-                                  frozenset({"/healthz", "/readyz"}))),
+                                  frozenset({"/healthz", "/readyz"}), burst)),
         Listener("internal", Limits(cap, head, INTERNAL_BODY_SECONDS,
-                                    frozenset({"/healthz", "/metrics"}))),
+                                    frozenset({"/healthz", "/metrics"}), burst)),
     ]
 
 

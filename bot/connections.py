@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 # slow clients still tells Kubernetes it is alive; their request head must come at once.
 RESERVE_CONNECTIONS = 16
 RESERVE_HEAD_SECONDS = 2.0
+# Under a flood the reserve takes every newcomer for a moment (up to the burst), so that a
+# health check among them is read before anyone is turned away; then it is trimmed back,
+# the oldest connections still without a request going first, never one younger than that
+# moment (its head may not have been read yet: the loop may have been busy).
+RESERVE_BURST = 1024
+RESERVE_TRIM_SECONDS = 0.05
 # Files the process needs besides its listeners' connections: the database pool, GitHub and
 # gateway sessions, sandboxes' pipes, logs.
 OWN_FILES = 512
@@ -40,20 +46,22 @@ class Limits:
     head_seconds: float  # from connecting, or from the previous answer, to a whole head
     body_seconds: float  # from the head to the body's last byte
     health_paths: frozenset[str] = frozenset({"/healthz"})  # served from the reserve
+    reserve_burst: int = RESERVE_BURST  # the most the reserve holds for a moment
 
 
-def fit_to_file_limit(wanted: int, ports: int) -> int:
-    """The cap per port: `wanted`, lowered so that every port full stays below the file limit."""
+def fit_to_file_limit(wanted: int, ports: int) -> tuple[int, int]:
+    """The cap per port and its reserve's burst: `wanted` and RESERVE_BURST, lowered so that
+    every port full stays below the file limit."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
-        return wanted
-    room = (soft - OWN_FILES) // ports - RESERVE_CONNECTIONS
-    if room < wanted:
-        fitted = max(room, 1)
+        return wanted, RESERVE_BURST
+    room = (soft - OWN_FILES) // ports
+    burst = max(RESERVE_CONNECTIONS, min(RESERVE_BURST, room // 4))
+    cap = max(1, min(wanted, room - burst))
+    if cap < wanted:
         log.warning("AGENTBOT_MAX_CONNECTIONS lowered from %d to %d per port to stay below "
-                    "the file limit (%d); raise `ulimit -n` to allow more", wanted, fitted, soft)
-        return fitted
-    return wanted
+                    "the file limit (%d); raise `ulimit -n` to allow more", wanted, cap, soft)
+    return cap, burst
 
 
 class Listener:
@@ -66,6 +74,7 @@ class Listener:
         self.reserve: dict[_Guarded, None] = {}  # insertion order: the oldest first
         self.refused = 0
         self._refusals_logged_at = -REFUSALS_WINDOW_SECONDS
+        self._trim: asyncio.TimerHandle | None = None
         self.cuts = 0
 
     # -- admission ---------------------------------------------------------------------------
@@ -74,19 +83,32 @@ class Listener:
         """Whether a new connection may stay, and as what; False: it is refused at once."""
         if len(self.open) - len(self.reserve) < self.limits.max_connections:
             return True
-        if len(self.reserve) >= RESERVE_CONNECTIONS:
-            # A health check sends its head at once: the oldest reserve connection still
-            # waiting for one makes room, so slow clients cannot hold the reserve either.
-            waiting = next((c for c in self.reserve if c.request is None), None)
-            if waiting is None:
-                self.refuse()
-                return False
-            self.reserve.pop(waiting)
-            waiting.abort()
+        if len(self.reserve) >= self.limits.reserve_burst:
             self.refuse()
+            return False
         conn.in_reserve = True
         self.reserve[conn] = None
+        if len(self.reserve) > RESERVE_CONNECTIONS and self._trim is None:
+            self._trim = asyncio.get_running_loop().call_later(RESERVE_TRIM_SECONDS,
+                                                               self._trim_reserve)
         return True
+
+    def _trim_reserve(self) -> None:
+        """Back to the reserve's size: a health check sent its head at once and is served or
+        being served; slow clients cannot hold the reserve."""
+        self._trim = None
+        excess = len(self.reserve) - RESERVE_CONNECTIONS
+        if excess <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - RESERVE_TRIM_SECONDS
+        idle = [c for c in self.reserve if c.request is None and c.since <= waited]
+        for conn in idle[:excess]:
+            self.reserve.pop(conn)
+            conn.abort()
+            self.refuse()
+        if len(self.reserve) > RESERVE_CONNECTIONS:
+            self._trim = loop.call_later(RESERVE_TRIM_SECONDS, self._trim_reserve)
 
     def refuse(self) -> None:
         """Count a connection turned away; one log line per window, not one per connection."""
@@ -108,8 +130,12 @@ class Listener:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         conn = self.open.get(request.protocol)
-        if conn is None:  # not one of ours (a test client's server)
-            return await handler(request)
+        if conn is None:
+            if request.transport is None or request.transport.is_closing():
+                # Gone while its request waited for the handler: nobody to answer.
+                log.info("%s port: a client left before its request was handled", self.name)
+                return web.Response(status=408)
+            return await handler(request)  # not one of ours (a test client's server)
         if conn.in_reserve and (request.method not in ("GET", "HEAD")
                                 or request.path not in self.limits.health_paths):
             self.refuse()
@@ -117,7 +143,11 @@ class Listener:
         conn.request_started(request)
         try:
             response = await handler(request)
-        except ConnectionResetError:
+        except (ConnectionResetError, RuntimeError):
+            # aiohttp raises RuntimeError("Connection closed.") for a read on a connection
+            # that ended before the handler started reading.
+            if not conn.closed:
+                raise  # not this connection's end: a call the handler made failed
             # The connection ended under the handler (a cut, or the client left): already
             # logged if cut, and nobody is there to answer.
             if not conn.was_cut:
@@ -150,12 +180,14 @@ class _Guarded(asyncio.Protocol):
         self.request: web.Request | None = None
         self.answered = 0  # requests answered on this connection
         self.received = 0  # bytes since the last answer (or since connecting)
+        self.since = 0.0  # when it connected, in the loop's time
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports have asyncio.Transport's methods without being its subclass.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        self.since = asyncio.get_running_loop().time()
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         if not self.listener.admit(self):
@@ -193,6 +225,10 @@ class _Guarded(asyncio.Protocol):
         self.listener.reserve.pop(self, None)
         self.inner.connection_lost(exc)
 
+    @property
+    def closed(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
     def abort(self) -> None:
         self.was_cut = True
         if self.transport is not None:
@@ -223,7 +259,7 @@ class _Guarded(asyncio.Protocol):
 
     def _head_due(self) -> None:
         self._timer = None
-        if self.request is not None or self.transport is None or self.transport.is_closing():
+        if self.request is not None or self.closed:
             return
         if self.answered and not self.received:
             self.abort()  # an idle keep-alive connection: closing it is no event

@@ -67,6 +67,16 @@ async def ended(reader: asyncio.StreamReader, within: float) -> bytes:
         return b""
 
 
+async def closed(reader: asyncio.StreamReader) -> bool:
+    """Whether the server has closed this connection (without waiting long)."""
+    try:
+        return await asyncio.wait_for(reader.read(), 0.05) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
 def cuts(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if CUT in r.getMessage()]
 
@@ -197,13 +207,17 @@ async def test_past_the_cap_new_connections_are_refused_but_health_and_establish
             assert response.status == 202
         assert len(connector._conns) == 1  # noqa: SLF001 - one connection did it all
 
-        # A reserve filled by silent clients does not keep a health check out either.
+        # A reserve filled by silent clients does not keep a health check out either: it
+        # is trimmed back to its size, the silent ones going first.
         squatters = [await asyncio.open_connection("127.0.0.1", port)
                      for _ in range(RESERVE_CONNECTIONS + 4)]
         async with aiohttp.ClientSession() as fresh:
             for _ in range(3):
                 async with fresh.get(f"{base}/healthz") as response:
                     assert response.status == 200
+        await asyncio.sleep(0.2)
+        assert len(listener.reserve) == RESERVE_CONNECTIONS
+        assert [await closed(reader) for reader, _ in squatters].count(True) == 4
         for _, writer in [*slow, *squatters]:
             writer.close()
     assert listener.refused >= 5
@@ -257,3 +271,17 @@ async def test_agentbot_serve_cuts_slow_clients_and_keeps_its_cap(
     assert "a request head did not arrive within 3 s" in log
     assert log.count("refusing new ones") == 1
     assert "Traceback" not in log
+
+
+def test_the_cap_is_lowered_to_fit_the_file_limit(monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from bot import connections
+
+    monkeypatch.setattr(connections.resource, "getrlimit", lambda _: (1024, 4096))
+    cap, burst = connections.fit_to_file_limit(1000, ports=2)
+    # Two ports full, reserves and all, and the process's own files stay below 1024.
+    assert 2 * (cap + burst) + connections.OWN_FILES <= 1024
+    assert cap >= 128 and burst >= RESERVE_CONNECTIONS
+    assert "lowered from 1000 to" in caplog.text
+    monkeypatch.setattr(connections.resource, "getrlimit", lambda _: (1_048_576, 1_048_576))
+    assert connections.fit_to_file_limit(1000, ports=2) == (1000, connections.RESERVE_BURST)
