@@ -30,7 +30,12 @@ OnFinal = Callable[[int], None]
 
 class SandboxTracker:
     """Holds the latest Job and pod of each run, as lists and watch events deliver them, and
-    queues a run's status whenever it changes. Runs on the event loop; never calls the API."""
+    queues a run's status whenever it changes. Runs on the event loop; never calls the API.
+
+    What it keeps per run lasts no longer than the run: what the verdict needs (pods seen,
+    failures awaiting an exit code) goes with the final status; the last status itself, which
+    keeps that final one from being reported again, goes with the Job (its TTL, a cancel).
+    """
 
     def __init__(self, *, graces: Graces, on_stuck: OnStuck, pods_known: Callable[[], bool],
                  on_final: OnFinal = lambda run_id: None) -> None:
@@ -56,6 +61,9 @@ class SandboxTracker:
         if kind == JOBS:
             for run_id in set(self._jobs) - set(latest):  # deleted while nobody watched
                 self._job_gone(run_id, self._jobs.pop(run_id))
+            for run_id, job in latest.items():
+                if run_id in self._jobs and uid_of(self._jobs[run_id]) != uid_of(job):
+                    self._forget_job(uid_of(self._jobs[run_id]))  # replaced by a new Job
             self._jobs = latest
         else:
             self._pods = latest
@@ -75,26 +83,31 @@ class SandboxTracker:
                 if kind == JOBS:
                     self._job_gone(run_id, obj)
         elif current is None or uid_of(current) == uid_of(obj) or _newer(obj, current):
+            if kind == JOBS and current is not None and uid_of(current) != uid_of(obj):
+                self._forget_job(uid_of(current))  # replaced by a new Job
             cache[run_id] = obj
         self.evaluate(run_id)
 
     def adopt(self, run_id: int, job: Obj | None, pod: Obj | None) -> SandboxStatus:
         """The status of an active run found by a reconcile, remembered as already reported."""
         if job is None:
-            status = SandboxStatus(run_id, SandboxPhase.GONE, "the run's Job does not exist")
-        else:
-            self._jobs.setdefault(run_id, job)
-            # A Job whose pod has come and gone, with no verdict from its controller yet.
-            status = self._decide(run_id, job, pod, pods_known=True) or SandboxStatus(
-                run_id, SandboxPhase.RUNNING)
-        self._last[run_id] = (uid_of(job) if job else None, status)
+            # Nothing in view will speak of this run again: nothing to remember.
+            return SandboxStatus(run_id, SandboxPhase.GONE, "the run's Job does not exist")
+        self._jobs.setdefault(run_id, job)
+        # A Job whose pod has come and gone, with no verdict from its controller yet.
+        status = self._decide(run_id, job, pod, pods_known=True) or SandboxStatus(
+            run_id, SandboxPhase.RUNNING)
+        self._last[run_id] = (uid_of(job), status)
+        if status.phase in TERMINAL_PHASES:
+            self._cancel_timer(run_id)
+            self._forget_job(uid_of(job))
         self._ended(status)
         return status
 
     def evaluate(self, run_id: int) -> None:
         """Work out a run's status from what is in view and queue it if it changed."""
         job = self._jobs.get(run_id)
-        if job is not None and not self._closed:
+        if job is not None and not self._closed and not self._settled(run_id, uid_of(job)):
             status = self._decide(run_id, job, self._pods.get(run_id),
                                   pods_known=self._pods_known())
             if status is not None and run_id not in self._failing:
@@ -108,11 +121,16 @@ class SandboxTracker:
             return
         self._last[run_id] = (uid, status)
         self.queue.put_nowait(status)
+        if status.phase in TERMINAL_PHASES:
+            self._cancel_timer(run_id)
+            self._forget_job(uid)
         self._ended(status)
 
     def stuck_handled(self, run_id: int) -> None:
         """The executor has reported (or given up reporting) a stuck run."""
         self._failing.discard(run_id)
+        if run_id not in self._jobs:  # its Job went meanwhile: the run is over here
+            self._last.pop(run_id, None)
 
     def close(self) -> None:
         """Cancel pending re-checks and end `queue` readers."""
@@ -137,8 +155,7 @@ class SandboxTracker:
             delay = max(verdict.recheck_at - time.time(), 0) + 0.05
             self._timers[run_id] = asyncio.get_running_loop().call_later(
                 delay, self.evaluate, run_id)
-        last = self._last.get(run_id)
-        settled = last is not None and last[0] == job_uid and last[1].phase in TERMINAL_PHASES
+        settled = self._settled(run_id, job_uid)
         if verdict.stuck and verdict.status and not settled and run_id not in self._failing:
             self._failing.add(run_id)
             self._on_stuck(run_id, job_uid, verdict.status)
@@ -162,6 +179,17 @@ class SandboxTracker:
                 and status.run_id not in self._failing):
             self._on_final(status.run_id)
 
+    def _settled(self, run_id: int, job_uid: str | None) -> bool:
+        """Whether this Job of the run has had its final status: nothing more to decide."""
+        last = self._last.get(run_id)
+        return last is not None and last[0] == job_uid and last[1].phase in TERMINAL_PHASES
+
+    def _forget_job(self, job_uid: str | None) -> None:
+        """Drop what a Job's verdict needed: it has had its verdict, or it is gone."""
+        if job_uid is not None:
+            self._pod_seen.discard(job_uid)
+            self._failed_at.pop(job_uid, None)
+
     def _cancel_timer(self, run_id: int) -> None:
         if (timer := self._timers.pop(run_id, None)) is not None:
             timer.cancel()
@@ -170,6 +198,9 @@ class SandboxTracker:
         self._cancel_timer(run_id)
         self.publish(run_id, uid_of(job),
                      SandboxStatus(run_id, SandboxPhase.GONE, "the run's Job was deleted"))
+        self._forget_job(uid_of(job))
+        if run_id not in self._failing:  # else its FAILED is on the way: stuck_handled forgets
+            self._last.pop(run_id, None)
 
 
 def _newer(obj: Obj, other: Obj) -> bool:
