@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from sandbox import exitcodes
+from sandbox.agents import adapter_for
+from sandbox.spec import Spec, parse_spec
 from tests.clis.codex_scenarios import (
     ADD_MODULE,
     DELETE_OLD,
@@ -36,7 +38,7 @@ from tests.fakes.model_openai import (
     quota_failure,
 )
 from tests.flow.harness import until
-from tests.sandbox.support import GATEWAY_TOKEN, Site, b64, make_site
+from tests.sandbox.support import GATEWAY_TOKEN, Site, b64, make_site, make_spec
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +48,13 @@ async def site(tmp_path: Path, aiohttp_server: Any, codex_world: CliWorld) -> Si
     site = await make_site(tmp_path, aiohttp_server)
     site.tmp = codex_world.run_dir()
     return site
+
+
+def spec_for_codex() -> Spec:
+    """A parsed spec for the adapter, as the runner would read one."""
+    data = make_spec(clone_url="https://github.com/octo/demo.git", agent="codex",
+                     callback_url="http://bot/internal/runs/12", base_sha="a" * 40)
+    return parse_spec({**data.to_json_dict(), "agent_command": None})
 
 
 async def run_codex(world: CliWorld, site: Site, script: list[Turn], *, model: str | None = None
@@ -250,3 +259,27 @@ async def test_past_the_time_limit_codex_and_its_commands_are_stopped(
     assert result["summary"] == "The agent ran past the run's time limit of 4s and was stopped."
     assert model.turns_played == 2  # the second answer was being waited for
     assert running and left == []
+
+
+async def test_the_pinned_cli_offers_no_plan_tool_by_default(codex_world: CliWorld,
+                                                             tmp_path: Path) -> None:
+    """The premise of the adapter's tools.update_plan.enabled: should a version offer the plan
+    tool on its own (or name it otherwise), this says so."""
+    async with OpenAIDouble([Turn(text="Done.")], prefix="/openai") as model:
+        argv = adapter_for("codex").invocation(
+            replace(spec_for_codex(), gateway_url=model.base_url), tmp_path / "prompt").argv
+        at = argv.index("tools.update_plan.enabled=true")
+        without = argv[:at - 1] + argv[at + 1:]  # the adapter's command line, less the flag
+        process = await asyncio.create_subprocess_exec(
+            str(codex_world.bin_dir / without[0]), *without[1:], "--skip-git-repo-check",
+            cwd=tmp_path, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"PATH": f"{codex_world.bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path),
+                 "OPENAI_API_KEY": "unused"})
+        _, err = await asyncio.wait_for(process.communicate(b"Say done."), 60)
+
+    assert process.returncode == 0, err.decode()
+    [request] = model.main_requests
+    assert "exec" in request.tool_names  # code mode: the tools are described in exec's cell
+    assert "update_plan" not in str(request.body)
+    assert "apply_patch" in str(request.body)
