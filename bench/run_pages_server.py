@@ -1,0 +1,86 @@
+"""The bot as bench/run_pages.py measures it: the public app (intake, dispatch, run pages) and
+the internal API, with BENCH_RUNS runs of BENCH_REPO running; no scheduler, so they stay so.
+
+Prints one JSON line, `{"runs": [ids]}`, once both ports answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import uuid
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.app import BOT_KEY, create_app
+from bot.config.settings import load_settings
+from bot.logs import configure_logging
+from bot.runs import callbacks
+from bot.runs.ledger import Created, NewRun, create_run, transition
+from bot.store import migrate
+from bot.store.tables import RunState, create_engine
+
+
+async def make_runs(database_url: str, count: int, repo: str) -> list[int]:
+    engine = create_engine(database_url)
+    await migrate.upgrade(engine)
+    ids = []
+    for number in range(1, count + 1):
+        outcome = await create_run(engine, NewRun(
+            installation_id=7, repo_id=1, repo_full_name=repo,
+            clone_url=f"https://github.com/{repo}.git", number=number, is_pull_request=False,
+            base_ref="main", trigger="label", sender_login="octocat", sender_id=1,
+            delivery_id=str(uuid.uuid4()), agent="claude", timeout_seconds=3600,
+            title=f"Change {number}"))
+        assert isinstance(outcome, Created)
+        await transition(engine, outcome.run_id, RunState.STARTING, "bench")
+        await transition(engine, outcome.run_id, RunState.RUNNING, "bench")
+        ids.append(outcome.run_id)
+    await engine.dispose()
+    return ids
+
+
+async def main() -> None:
+    settings, problems = load_settings()
+    assert settings is not None and not problems, problems
+    configure_logging(settings.log_level, settings.log_format)
+    run_ids = await make_runs(settings.database_url, int(os.environ["BENCH_RUNS"]),
+                              os.environ["BENCH_REPO"])
+    public = create_app(settings)
+    bot = public[BOT_KEY]
+
+    def engine() -> AsyncEngine:
+        assert bot.engine is not None
+        return bot.engine
+
+    async def no_result(run_id: int, result: callbacks.Result) -> None:
+        return None
+
+    internal = web.Application(client_max_size=8 * 1024 * 1024)
+    callbacks.add_routes(internal, engine, callbacks.callback_key(
+        settings.private_key_pem() or ""), no_result, 1 << 20)
+    runners = []
+    for app, port in ((public, settings.port), (internal, settings.internal_port)):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+        runners.append(runner)
+    # As `serve` does: what start-up built is frozen out of the cyclic collector's passes.
+    gc.collect()
+    gc.freeze()
+    print(json.dumps({"runs": run_ids}), flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
+if __name__ == "__main__":
+    import uvloop  # as `agentbot serve` runs
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
