@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 log = logging.getLogger(__name__)
@@ -312,4 +313,22 @@ def guarded_runner(app: web.Application, listener: Listener, **kwargs: Any) -> w
     connection without a word.
     """
     app.middlewares.append(listener.middleware)
-    return web.AppRunner(app, keepalive_timeout=listener.limits.head_seconds + 5, **kwargs)
+    return web.AppRunner(app, keepalive_timeout=listener.limits.head_seconds + 5,
+                         logger=_ServerLog(listener.name), **kwargs)
+
+
+class _ServerLog(logging.LoggerAdapter):
+    """aiohttp's server logger, with a request it cannot parse as one line, not a traceback:
+    anyone can send one. A handler's own failure keeps its traceback."""
+
+    def __init__(self, port: str) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self.port = port
+
+    def exception(self, msg: object, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            words = str(exc_info.message).strip().splitlines() or [type(exc_info).__name__]
+            log.warning("%s port: refused a malformed request from %s: %s", self.port,
+                        args[0] if args else "?", words[0][:200])
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)

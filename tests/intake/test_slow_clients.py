@@ -285,3 +285,22 @@ def test_the_cap_is_lowered_to_fit_the_file_limit(monkeypatch: pytest.MonkeyPatc
     assert "lowered from 1000 to" in caplog.text
     monkeypatch.setattr(connections.resource, "getrlimit", lambda _: (1_048_576, 1_048_576))
     assert connections.fit_to_file_limit(1000, ports=2) == (1000, connections.RESERVE_BURST)
+
+
+async def test_a_request_that_does_not_parse_is_one_line_not_a_traceback(
+        serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    port, _, _ = await serve(Limits(100, head_seconds=5, body_seconds=5))
+    malformed = [b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+                 b"GET /healthz HTTP/1.1\r\nHost: bot\r\nContent-Length: abc\r\n\r\n",
+                 b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n",
+                 b"POST /webhook HTTP/1.1\r\nHost: bot\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]
+    for raw in malformed:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        assert (await ended(reader, 3)).startswith(b"HTTP/1.0 400")
+        writer.close()
+    await asyncio.sleep(0.1)
+    lines = [r for r in caplog.records if "refused a malformed request" in r.getMessage()]
+    assert len(lines) == len(malformed)
+    assert not any(r.exc_info for r in caplog.records)
+    assert "Bad Header" not in caplog.text  # the sender's bytes stay out of the log
