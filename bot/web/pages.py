@@ -1,4 +1,5 @@
-"""The run pages' HTML: the page shell, sign-in, a run's header and outcome, the run list."""
+"""The run pages' HTML and how it is served: the shell, sign-in, a run's header and outcome,
+the run list, and the headers every page carries."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import html
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlencode
+
+from aiohttp import web
 
 from bot.config.budget import Budget, format_dollars
 from bot.redact import redact
@@ -35,6 +38,36 @@ EXPIRED_TEXT = ("The transcript of this run has expired: agentbot keeps a run's 
 UNAVAILABLE_TEXT = ("GitHub could not be asked whether you may read this repository. Try "
                     "again in a moment.")
 NO_EVENTS_TEXT = "No events yet: the transcript appears here as the sandbox reports."
+
+
+# The CSP forbids everything the pages do not use: no external asset, no inline script or
+# style, no framing; forms post only to us.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+class Answer(Exception):
+    """A page that ends a request early (a sign-in that ended, GitHub away)."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def respond(html_text: str, status: int) -> web.Response:
+    """A page, never cached (it is one person's), with the headers every page carries."""
+    response = web.Response(text=html_text, status=status, content_type="text/html",
+                            charset="utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    secure_headers(response)
+    return response
+
+
+def secure_headers(response: web.StreamResponse) -> None:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Frame-Options"] = "DENY"
 
 
 def e(value: object) -> str:

@@ -1,15 +1,13 @@
-"""The run pages' routes: sign-in and out, `/runs`, `/runs/{id}` and its live event stream."""
+"""The run pages: `/runs`, `/runs/{id}`, their assets, and the parts they are made of."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
@@ -22,35 +20,22 @@ from bot.runs.ledger import get_run
 from bot.store.tables import ACTIVE_STATES, FINAL_STATES, RunState, aware, run_events, runs, utcnow
 from bot.web import pages
 from bot.web.changes import FilesCache, files_html, github_base_reader
-from bot.web.oauth import (
-    DENIED,
-    REFUSED,
-    Access,
-    GitHubSignIn,
-    GitHubUnavailable,
-    SignInError,
-    TokenRevoked,
-)
-from bot.web.session import SESSION_COOKIE, STATE_COOKIE, Sealer, Session, clear
-from bot.web.stream import Changed, Hub, Message
-from bot.web.transcript import Fragment, assemble, plan_html
+from bot.web.live import LiveRoutes
+from bot.web.oauth import Access, GitHubSignIn, GitHubUnavailable, TokenRevoked
+from bot.web.pages import Answer, respond, secure_headers
+from bot.web.session import SESSION_COOKIE, Sealer, Session, clear
+from bot.web.signin import CALLBACK_PATH, SignInRoutes
+from bot.web.stream import Hub
+from bot.web.transcript import assemble, plan_html
 
-log = logging.getLogger(__name__)
-
-CALLBACK_PATH = "/login/callback"
 STATIC = Path(__file__).parent / "static"
-KEEPALIVE_SECONDS = 15.0
 PAGE_SIZE = 50
 MAX_REPOS_CHECKED = 300  # the most recent repositories a list looks at
 CHECKS_AT_ONCE = 8
-# The CSP forbids everything the pages do not use: no external asset, no inline script or
-# style, no framing; forms post only to us.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-       "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 NOT_FOUND_TITLE = "Not found"
 
 
-class RunPages:
+class RunPages(SignInRoutes, LiveRoutes):
     """Everything the pages need, made once the public app has started."""
 
     def __init__(self, settings: Settings, engine: Callable[[], AsyncEngine | None],
@@ -99,69 +84,13 @@ class RunPages:
 
     @property
     def engine(self) -> AsyncEngine:
+        return self._engine_now()
+
+    def _engine_now(self) -> AsyncEngine:
         engine = self._engine()
         if engine is None:
             raise web.HTTPServiceUnavailable(text="not started")
         return engine
-
-    # sign-in
-
-    def _redirect_uri(self, request: web.Request) -> str:
-        base = self.settings.public_url or f"{request.scheme}://{request.host}"
-        return base.rstrip("/") + CALLBACK_PATH
-
-    async def login(self, request: web.Request) -> web.StreamResponse:
-        """Off to GitHub, with a `state` bound to this browser."""
-        assert self.sign_in is not None
-        next_path = _local_path(request.query.get("next"))
-        response = web.Response(status=302)
-        state = self.sealer.new_state(response, next_path, self.secure)
-        response.headers["Location"] = self.sign_in.authorize_url(self._redirect_uri(request),
-                                                                  state.nonce)
-        _secure_headers(response)
-        return response
-
-    async def callback(self, request: web.Request) -> web.StreamResponse:
-        """Back from GitHub: check the state, trade the code for a token, set the session."""
-        assert self.sign_in is not None
-        started = self.sealer.check_state(request, request.query.get("state"))
-        if started is None:
-            return self._page(pages.sign_in_page(
-                "/runs", "That sign-in link was not started here or has expired. Sign in "
-                "again."), 400)
-        if request.query.get("error"):
-            error = request.query["error"]
-            text = DENIED if error == "access_denied" else REFUSED.format(error=error[:60])
-            response = self._page(pages.sign_in_page(started.next_path, text), 400)
-            clear(response, STATE_COOKIE, self.secure)
-            return response
-        code = request.query.get("code", "")
-        if not code or len(code) > 100 or not code.isascii():
-            return self._page(pages.sign_in_page(started.next_path, "GitHub sent no code."),
-                              400)
-        try:
-            session = await self.sign_in.sign_in(code, self._redirect_uri(request))
-        except SignInError as exc:
-            response = self._page(pages.sign_in_page(started.next_path, str(exc)), exc.status)
-            clear(response, STATE_COOKIE, self.secure)
-            return response
-        log.info("signed in", extra={"login": session.login})
-        response = web.Response(status=303, headers={"Location": started.next_path})
-        self.sealer.set_session(response, session, self.secure)
-        clear(response, STATE_COOKIE, self.secure)
-        _secure_headers(response)
-        return response
-
-    async def logout(self, request: web.Request) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin is not None and origin != _origin(request, self.settings.public_url):
-            return web.Response(status=403, text="sign-out from another site")
-        session = self.sealer.session(request)
-        if session is not None and self.access is not None:
-            self.access.forget(session.user_id)
-        response = web.Response(status=303, headers={"Location": "/runs"})
-        clear(response, SESSION_COOKIE, self.secure)
-        return response
 
     # access
 
@@ -171,16 +100,16 @@ class RunPages:
             return await self.access.can_read(session, repo)
         except TokenRevoked:
             self.access.forget(session.user_id)
-            response = self._page(pages.sign_in_page(
+            response = respond(pages.sign_in_page(
                 request.path_qs, "Your GitHub sign-in has ended. Sign in again."), 401)
             clear(response, SESSION_COOKIE, self.secure)
-            raise _Answer(response) from None
+            raise Answer(response) from None
         except GitHubUnavailable:
-            raise _Answer(self._page(pages.message_page(
+            raise Answer(respond(pages.message_page(
                 "GitHub is unavailable", pages.UNAVAILABLE_TEXT, session), 503)) from None
 
     def _not_found(self, session: Session) -> web.Response:
-        return self._page(pages.message_page(NOT_FOUND_TITLE, pages.NOT_FOUND_TEXT, session),
+        return respond(pages.message_page(NOT_FOUND_TITLE, pages.NOT_FOUND_TEXT, session),
                           404)
 
     async def _visible_run(self, request: web.Request) -> tuple[Session, Any] | web.Response:
@@ -188,7 +117,7 @@ class RunPages:
         run that does not exist."""
         session = self.sealer.session(request)
         if session is None:
-            return self._page(pages.sign_in_page(request.path_qs), 200)
+            return respond(pages.sign_in_page(request.path_qs), 200)
         try:
             run_id = int(request.match_info["run_id"])
         except ValueError:
@@ -205,7 +134,7 @@ class RunPages:
     async def run_page(self, request: web.Request) -> web.StreamResponse:
         try:
             found = await self._visible_run(request)
-        except _Answer as answer:
+        except Answer as answer:
             return answer.response
         if isinstance(found, web.Response):
             return found
@@ -223,7 +152,7 @@ class RunPages:
         live = RunState(run.state) in ACTIVE_STATES
         html = pages.run_page(run, session, await self._header(run), plan, assemble(fragments),
                               final, fragments[-1].seq if fragments else 0, live, note)
-        return self._page(html, 200)
+        return respond(html, 200)
 
     async def _header(self, run: Any) -> str:
         usage, _ = await load_gateway_records(self.engine, run.id)
@@ -266,103 +195,20 @@ class RunPages:
         ended = aware(run.finished_at).strftime("%Y-%m-%d")
         return pages.EXPIRED_TEXT.format(retention=retention, ended=ended)
 
-    # the live stream
-
-    async def events(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: the run's events after Last-Event-ID, then as they come."""
-        session = self.sealer.session(request)
-        if session is None:
-            return web.Response(status=401, text="sign in first")
-        try:
-            found = await self._visible_run(request)
-        except _Answer as answer:
-            return web.Response(status=answer.response.status, text="no access")
-        if isinstance(found, web.Response):
-            return web.Response(status=found.status, text="not found")
-        _, run = found
-        after_text = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
-        if not after_text.isdigit() or len(after_text) > 10:
-            return web.Response(status=400, text="Last-Event-ID must be an event number")
-        after = int(after_text)
-        assert self.hub is not None
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream", "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no", "Content-Security-Policy": CSP})
-        await response.prepare(request)
-        await response.write(b"retry: 2000\n\n")
-        try:
-            await self._follow(response, run.id, after, session)
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            pass  # the viewer left
-        return response
-
-    async def _follow(self, response: web.StreamResponse, run_id: int, after: int,
-                      session: Session) -> None:
-        assert self.hub is not None
-        async with self.hub.subscribe(run_id, after) as queue:
-            run = await get_run(self.engine, run_id)  # before the read: see `Hub.tick`
-            last = after
-            for fragment in await self.hub.read(run_id, after):
-                await response.write(_sse(fragment.html, "ev", fragment.seq))
-                last = fragment.seq
-            if run is None:
-                return
-            await response.write(_sse(await self._header(run), "run"))
-            if RunState(run.state) in FINAL_STATES:
-                await response.write(_sse(await self._final(run), "end"))
-                return
-            while True:
-                try:
-                    message = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    if session.expires_at <= time.time():
-                        return  # signed out by the clock: the page offers a sign-in again
-                    await response.write(b": keepalive\n\n")
-                    continue
-                if isinstance(message, Fragment):
-                    # What queued up meanwhile goes out in one write.
-                    batch: list[Message | None] = [message]
-                    while isinstance(batch[-1], Fragment) and not queue.empty():
-                        batch.append(queue.get_nowait())
-                    # A batch may end in what is not an event: the run changed, or the end.
-                    ends_batch = not isinstance(batch[-1], Fragment)
-                    following = batch.pop() if ends_batch else None
-                    chunks = []
-                    for item in batch:
-                        assert isinstance(item, Fragment)
-                        if item.seq > last:
-                            chunks.append(_sse(item.html, "ev", item.seq))
-                            last = item.seq
-                    if chunks:
-                        await response.write(b"".join(chunks))
-                    if not ends_batch:
-                        continue
-                    message = following
-                if message is None:
-                    return  # the hub closed, or dropped this slow viewer: the browser resumes
-                assert isinstance(message, Changed)
-                run = await get_run(self.engine, run_id)
-                if run is None:
-                    return
-                await response.write(_sse(await self._header(run), "run"))
-                if message.final:
-                    await response.write(_sse(await self._final(run), "end"))
-                    return
-
     # the list
 
     async def list_runs(self, request: web.Request) -> web.StreamResponse:
         session = self.sealer.session(request)
         if session is None:
-            return self._page(pages.sign_in_page(request.path_qs), 200)
+            return respond(pages.sign_in_page(request.path_qs), 200)
         repo = request.query.get("repo") or None
         state = request.query.get("state") or None
         before_text = request.query.get("before") or ""
         if state is not None and state != "active" and state not in set(RunState):
-            return self._page(pages.message_page("Bad filter", "There is no such state.",
+            return respond(pages.message_page("Bad filter", "There is no such state.",
                                                  session), 400)
         if before_text and (not before_text.isdigit() or len(before_text) > 18):
-            return self._page(pages.message_page("Bad filter", "`before` is a run number.",
+            return respond(pages.message_page("Bad filter", "`before` is a run number.",
                                                  session), 400)
         async with self.engine.connect() as conn:
             # The repositories with the newest runs first, as many as are worth asking about.
@@ -371,7 +217,7 @@ class RunPages:
                 .order_by(desc(func.max(runs.c.id))).limit(MAX_REPOS_CHECKED))).scalars().all()
         try:
             readable = await self._filter_readable(request, session, sorted(names))
-        except _Answer as answer:
+        except Answer as answer:
             return answer.response
         shown = [repo] if repo in readable else readable if repo is None else []
         rows: list[Any] = []
@@ -391,7 +237,7 @@ class RunPages:
             rows = rows[:PAGE_SIZE]
             params = {k: v for k, v in (("repo", repo), ("state", state)) if v}
             older = "/runs?" + urlencode({**params, "before": rows[-1].id})
-        return self._page(pages.runs_list(rows, session, readable, repo, state, older,
+        return respond(pages.runs_list(rows, session, readable, repo, state, older,
                                           utcnow()), 200)
 
     async def _filter_readable(self, request: web.Request, session: Session,
@@ -404,7 +250,7 @@ class RunPages:
 
         answers = await asyncio.gather(*(check(n) for n in names), return_exceptions=True)
         for answer in answers:
-            if isinstance(answer, _Answer):
+            if isinstance(answer, Answer):
                 raise answer
             if isinstance(answer, BaseException):
                 raise answer
@@ -419,14 +265,7 @@ class RunPages:
         response = web.Response(body=(STATIC / name).read_bytes(), content_type=kind,
                                 charset="utf-8")
         response.headers["Cache-Control"] = "public, max-age=300"
-        _secure_headers(response)
-        return response
-
-    def _page(self, html: str, status: int) -> web.Response:
-        response = web.Response(text=html, status=status, content_type="text/html",
-                                charset="utf-8")
-        response.headers["Cache-Control"] = "no-store"
-        _secure_headers(response)
+        secure_headers(response)
         return response
 
 
@@ -440,42 +279,3 @@ def run_page_url(settings: Settings) -> Callable[[int], str | None]:
 
 
 PAGES_KEY: web.AppKey[RunPages] = web.AppKey("run_pages", RunPages)
-
-
-class _Answer(Exception):
-    """A page that ends the request early (a sign-in that ended, GitHub away)."""
-
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
-def _secure_headers(response: web.StreamResponse) -> None:
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["X-Frame-Options"] = "DENY"
-
-
-def _sse(data: str, event: str, seq: int | None = None) -> bytes:
-    lines = [f"id: {seq}"] if seq is not None else []
-    lines.append(f"event: {event}")
-    lines.extend(f"data: {line}" for line in data.split("\n"))
-    return ("\n".join(lines) + "\n\n").encode()
-
-
-def _local_path(value: str | None) -> str:
-    """Where to go after sign-in: a path on this server only (no open redirect)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/runs"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not value.isprintable():
-        return "/runs"
-    return value
-
-
-def _origin(request: web.Request, public_url: str | None) -> str:
-    if public_url:
-        parts = urlsplit(public_url)
-        return f"{parts.scheme}://{parts.netloc}"
-    return f"{request.scheme}://{request.host}"

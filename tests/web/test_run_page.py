@@ -9,7 +9,7 @@ import re
 from aiohttp import ClientResponse
 
 from bot.store.tables import RunState
-from bot.web.routes import CSP
+from bot.web.pages import CSP
 from tests.web.harness import OPEN, OTHER, SECRET, Pages
 
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0" * 2  # a token-shaped secret an agent might print

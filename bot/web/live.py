@@ -1,0 +1,123 @@
+"""A run's live page: `/runs/{id}/events`, server-sent events resumed by Last-Event-ID."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.runs.ledger import get_run
+from bot.store.tables import FINAL_STATES, RunState
+from bot.web.pages import CSP, Answer
+from bot.web.session import Sealer, Session
+from bot.web.stream import Changed, Hub, Message
+from bot.web.transcript import Fragment
+
+KEEPALIVE_SECONDS = 15.0
+
+
+class LiveRoutes:
+    """The event stream of RunPages, which sets these attributes and methods."""
+
+    sealer: Sealer
+    hub: Hub | None
+    _engine_now: Callable[[], AsyncEngine]
+
+    _visible_run: Callable[[web.Request], Awaitable[tuple[Session, Any] | web.Response]]
+    _header: Callable[[Any], Awaitable[str]]  # the run's header, as the page shows it
+    _final: Callable[[Any], Awaitable[str]]  # its outcome
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: the run's events after Last-Event-ID, then as they come."""
+        session = self.sealer.session(request)
+        if session is None:
+            return web.Response(status=401, text="sign in first")
+        try:
+            found = await self._visible_run(request)
+        except Answer as answer:
+            return web.Response(status=answer.response.status, text="no access")
+        if isinstance(found, web.Response):
+            return web.Response(status=found.status, text="not found")
+        _, run = found
+        after_text = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
+        if not after_text.isdigit() or len(after_text) > 10:
+            return web.Response(status=400, text="Last-Event-ID must be an event number")
+        after = int(after_text)
+        assert self.hub is not None
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no", "Content-Security-Policy": CSP})
+        await response.prepare(request)
+        await response.write(b"retry: 2000\n\n")
+        try:
+            await self._follow(response, run.id, after, session)
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            pass  # the viewer left
+        return response
+
+    async def _follow(self, response: web.StreamResponse, run_id: int, after: int,
+                      session: Session) -> None:
+        assert self.hub is not None
+        async with self.hub.subscribe(run_id, after) as queue:
+            run = await get_run(self._engine_now(), run_id)  # before the read: see `Hub.tick`
+            last = after
+            for fragment in await self.hub.read(run_id, after):
+                await response.write(sse(fragment.html, "ev", fragment.seq))
+                last = fragment.seq
+            if run is None:
+                return
+            await response.write(sse(await self._header(run), "run"))
+            if RunState(run.state) in FINAL_STATES:
+                await response.write(sse(await self._final(run), "end"))
+                return
+            while True:
+                try:
+                    message = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    if session.expires_at <= time.time():
+                        return  # signed out by the clock: the page offers a sign-in again
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if isinstance(message, Fragment):
+                    # What queued up meanwhile goes out in one write.
+                    batch: list[Message | None] = [message]
+                    while isinstance(batch[-1], Fragment) and not queue.empty():
+                        batch.append(queue.get_nowait())
+                    # A batch may end in what is not an event: the run changed, or the end.
+                    ends_batch = not isinstance(batch[-1], Fragment)
+                    following = batch.pop() if ends_batch else None
+                    chunks = []
+                    for item in batch:
+                        assert isinstance(item, Fragment)
+                        if item.seq > last:
+                            chunks.append(sse(item.html, "ev", item.seq))
+                            last = item.seq
+                    if chunks:
+                        await response.write(b"".join(chunks))
+                    if not ends_batch:
+                        continue
+                    message = following
+                if message is None:
+                    return  # the hub closed, or dropped this slow viewer: the browser resumes
+                assert isinstance(message, Changed)
+                run = await get_run(self._engine_now(), run_id)
+                if run is None:
+                    return
+                await response.write(sse(await self._header(run), "run"))
+                if message.final:
+                    await response.write(sse(await self._final(run), "end"))
+                    return
+
+
+
+def sse(data: str, event: str, seq: int | None = None) -> bytes:
+    """One server-sent event; `seq` (the run's event number) is what a browser resumes from."""
+    lines = [f"id: {seq}"] if seq is not None else []
+    lines.append(f"event: {event}")
+    lines.extend(f"data: {line}" for line in data.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode()
