@@ -247,7 +247,8 @@ class _Guarded(asyncio.Protocol):
         self.request = None
         self.answered += 1
         self.received = 0
-        self._arm(self.listener.limits.head_seconds, self._head_due)
+        if not self.closed:
+            self._arm(self.listener.limits.head_seconds, self._head_due)
 
     def _arm(self, seconds: float, due: Callable[[], None]) -> None:
         self._disarm()
