@@ -15,7 +15,7 @@ from bot.runs.ledger import get_run
 from bot.store.tables import FINAL_STATES, RunState
 from bot.web.pages import CSP, Answer
 from bot.web.session import Sealer, Session
-from bot.web.stream import Changed, Hub, Message
+from bot.web.stream import Changed, Hub, Message, sse
 from bot.web.transcript import Fragment
 
 KEEPALIVE_SECONDS = 15.0
@@ -105,19 +105,7 @@ class LiveRoutes:
                 if message is None:
                     return  # the hub closed, or dropped this slow viewer: the browser resumes
                 assert isinstance(message, Changed)
-                run = await get_run(self._engine_now(), run_id)
-                if run is None:
-                    return
-                await response.write(sse(await self._header(run), "run"))
+                await response.write(message.payload)  # rendered once, for every viewer
                 if message.final:
-                    await response.write(sse(await self._final(run), "end"))
                     return
 
-
-
-def sse(data: str, event: str, seq: int | None = None) -> bytes:
-    """One server-sent event; `seq` (the run's event number) is what a browser resumes from."""
-    lines = [f"id: {seq}"] if seq is not None else []
-    lines.append(f"event: {event}")
-    lines.extend(f"data: {line}" for line in data.split("\n"))
-    return ("\n".join(lines) + "\n\n").encode()

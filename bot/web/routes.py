@@ -25,7 +25,7 @@ from bot.web.oauth import Access, GitHubSignIn, GitHubUnavailable, TokenRevoked
 from bot.web.pages import Answer, respond, secure_headers
 from bot.web.session import SESSION_COOKIE, Sealer, Session, clear
 from bot.web.signin import CALLBACK_PATH, SignInRoutes
-from bot.web.stream import Hub
+from bot.web.stream import Hub, sse
 from bot.web.transcript import assemble, plan_html
 
 STATIC = Path(__file__).parent / "static"
@@ -64,7 +64,7 @@ class RunPages(SignInRoutes, LiveRoutes):
                                     settings.github_client_id or "",
                                     settings.github_client_secret or "")
         self.access = Access(self.sign_in.can_read)
-        self.hub = Hub(engine, self.poll_seconds)
+        self.hub = Hub(engine, self.poll_seconds, self._describe)
         yield
         await self.hub.close()
         await self.session.close()
@@ -153,6 +153,14 @@ class RunPages(SignInRoutes, LiveRoutes):
         html = pages.run_page(run, session, await self._header(run), plan, assemble(fragments),
                               final, fragments[-1].seq if fragments else 0, live, note)
         return respond(html, 200)
+
+    async def _describe(self, run_id: int, final: bool) -> bytes:
+        """The live pages' update when a run changed: its header, and its outcome at the end."""
+        run = await get_run(self.engine, run_id)
+        if run is None:
+            return b""
+        text = sse(await self._header(run), "run")
+        return text + sse(await self._final(run), "end") if final else text
 
     async def _header(self, run: Any) -> str:
         usage, _ = await load_gateway_records(self.engine, run.id)

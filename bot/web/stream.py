@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +32,16 @@ RENDERED_MAX = 20_000  # fragments kept rendered, for viewers catching up
 
 @dataclass(frozen=True)
 class Changed:
-    """The run's row or usage changed: the header is out of date (and `final` ends it)."""
+    """The run's row or usage changed: `payload` is the new header (and with `final`, the
+    outcome) as server-sent events, rendered once for every viewer."""
 
     final: bool
+    payload: bytes = b""
 
 
 Message = Fragment | Changed
+# The SSE text of a run's header (and outcome, when it ended), given its id and whether so.
+Describe = Callable[[int, bool], Awaitable[bytes]]
 
 
 @dataclass
@@ -50,8 +54,10 @@ class _Watched:
 class Hub:
     """The runs someone watches, polled together; `subscribe` yields their new events."""
 
-    def __init__(self, engine: AsyncEngine, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, engine: AsyncEngine, poll_seconds: float = POLL_SECONDS,
+                 describe: Describe | None = None) -> None:
         self._engine = engine
+        self._describe = describe
         self._poll = poll_seconds
         self._watched: dict[int, _Watched] = {}
         self._rendered: OrderedDict[tuple[int, int], Fragment] = OrderedDict()
@@ -173,7 +179,8 @@ class Hub:
             if final and not complete:
                 continue  # its last events come first, at the next tick
             if entry.version is not None or final:
-                self._publish(entry, Changed(final))
+                payload = await self._describe(run_id, final) if self._describe else b""
+                self._publish(entry, Changed(final, payload))
             entry.version = version
 
     def _publish(self, entry: _Watched, message: Message) -> None:
@@ -192,3 +199,11 @@ def _offer(queue: asyncio.Queue[Message | None], message: Message | None) -> boo
         queue.put_nowait(None)  # the end of this stream
         return False
     return True
+
+
+def sse(data: str, event: str, seq: int | None = None) -> bytes:
+    """One server-sent event; `seq` (the run's event number) is what a browser resumes from."""
+    lines = [f"id: {seq}"] if seq is not None else []
+    lines.append(f"event: {event}")
+    lines.extend(f"data: {line}" for line in data.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode()

@@ -152,3 +152,25 @@ async def test_a_viewer_too_far_behind_is_ended_not_buffered(engine: AsyncEngine
     finally:
         stream.QUEUE_MAX = saved
         await hub.close()
+
+
+async def test_a_change_of_the_run_is_described_once_for_all_viewers(
+        engine: AsyncEngine) -> None:
+    run_id = await a_run(engine)
+    described: list[tuple[int, bool]] = []
+
+    async def describe(changed: int, final: bool) -> bytes:
+        described.append((changed, final))
+        return b"event: run\ndata: header\n\n"
+
+    hub = Hub(engine, poll_seconds=3600, describe=describe)
+    try:
+        async with contextlib_all(hub, run_id, 30) as queues:
+            await hub.tick()  # the first look: nothing to tell yet
+            await transition(engine, run_id, RunState.SUCCEEDED, "done")
+            await hub.tick()
+            changes = [q.get_nowait() for q in queues]
+        assert described == [(run_id, True)]
+        assert all(c == Changed(True, b"event: run\ndata: header\n\n") for c in changes)
+    finally:
+        await hub.close()
