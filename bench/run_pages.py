@@ -9,9 +9,10 @@ The bot is the real public app (webhook intake, its writer and dispatch worker, 
 and the real internal API the sandboxes post events to, in its own process pinned to one core
 (`bench.run_pages_server`); the sandboxes' scheduler is left out so that the 20 runs stay
 running without sandboxes. This process, pinned to the other core, plays the fake GitHub
-(sign-in and access checks), 20 sandboxes posting 2 events a second each, a webhook sender
-(10 signed deliveries a second, each timed to its 202) and the viewers (each a signed-in
-person with their own token, holding a run's event stream open and reading it).
+(sign-in and access checks), 20 sandboxes posting 2 events a second each and booking a
+model response every 3 s (a new header for its viewers, as the gateway's usage rows make), a
+webhook sender (10 signed deliveries a second, each timed to its 202) and the viewers (each a
+signed-in person with their own token, holding a run's event stream open and reading it).
 
 Two phases, the same load but the viewers: without them, then with them. Reported: the bot's
 CPU (percent of one core) in each, the difference, the events each viewer received, and the
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -45,6 +48,7 @@ SECRET = "run-pages-bench-secret"
 OWNER = "octo-org"
 EVENTS_PER_SECOND = 2.0  # per run: a busy agent's messages, tool calls and output lines
 WEBHOOKS_PER_SECOND = 10.0
+USAGE_EVERY = 6  # events per model response: each changes the run's header for its viewers
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -59,8 +63,10 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
 class Load:
     """The sandboxes, the webhook sender and the viewers, all in this process."""
 
-    def __init__(self, bot: str, internal: str, key: bytes, run_ids: list[int]) -> None:
+    def __init__(self, bot: str, internal: str, key: bytes, run_ids: list[int],
+                 database: Path) -> None:
         self.bot, self.internal, self.key, self.run_ids = bot, internal, key, run_ids
+        self.database = database
         self.seq = dict.fromkeys(run_ids, 0)
         self.latencies: list[float] = []
         self.received: list[int] = []
@@ -82,7 +88,17 @@ class Load:
             async with session.post(f"{self.internal}/internal/runs/{run_id}/events",
                                     json=[event], headers=headers) as response:
                 assert response.status == 200, await response.text()
+            if seq % USAGE_EVERY == 0:  # a model response booked, as the gateway does
+                await asyncio.to_thread(self._book_usage, run_id)
             await asyncio.sleep(1 / EVENTS_PER_SECOND)
+
+    def _book_usage(self, run_id: int) -> None:
+        with sqlite3.connect(self.database, timeout=5) as conn:
+            conn.execute(
+                "INSERT INTO run_usage (run_id, at, provider, model, input_tokens, "
+                "output_tokens, cache_read_tokens, cache_write_tokens, cost) "
+                "VALUES (?, ?, 'anthropic', 'claude-sonnet-4-5', 1200, 300, 5000, 0, 0.012)",
+                (run_id, datetime.datetime.now(datetime.UTC).isoformat(sep=" ")))
 
     async def webhooks(self, session: aiohttp.ClientSession) -> None:
         body = payload.encode(payload.issues_labeled())
@@ -185,7 +201,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         run_ids = json.loads(line)["runs"]
         bot = f"http://127.0.0.1:{bot_port}"
         internal = f"http://127.0.0.1:{internal_port}"
-        load = Load(bot, internal, callbacks.callback_key(fake.private_key_pem), run_ids)
+        load = Load(bot, internal, callbacks.callback_key(fake.private_key_pem), run_ids,
+                    workdir / "bot.db")
         sealer = Sealer(fake.oauth_client_secret)
         viewers = []
         for n in range(args.viewers):

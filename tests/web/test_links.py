@@ -43,3 +43,16 @@ def test_nothing_is_linked_while_sign_in_is_off(make_settings: Callable[..., Set
         assert url(12) is None
         assert "details_url" not in check_run_body(a_run(), Progress(), NOW, url(12))
         assert "Run page" not in comment_body(a_run(), None, NOW, None, url(12))
+
+
+def test_half_an_oauth_client_is_a_start_up_problem_naming_the_missing_half(
+        make_settings: Callable[..., Settings]) -> None:
+    only_id = make_settings(github_client_id="Iv1.x")
+    assert not only_id.sign_in
+    assert any(p.startswith("GITHUB_CLIENT_SECRET is not set") for p in only_id.app_problems())
+    only_secret = make_settings(github_client_secret="client-secret-value-42")
+    assert any(p.startswith("GITHUB_CLIENT_ID is not set")
+               for p in only_secret.app_problems())
+    assert "client-secret-value-42" not in " ".join(only_secret.app_problems())
+    both = make_settings(github_client_id="Iv1.x", github_client_secret="s")
+    assert both.sign_in and not [p for p in both.app_problems() if "CLIENT" in p]
