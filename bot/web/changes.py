@@ -32,9 +32,11 @@ def _text(data: bytes | None) -> list[str] | None:
     if len(data) > MAX_FILE_BYTES or b"\0" in data[:8192]:
         return None
     try:
-        return data.decode("utf-8").splitlines()
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+    # Masked whole, before it is cut into lines: a key spans many.
+    return redact(text).splitlines()
 
 
 def _diff(path: str, old: list[str] | None, new: list[str] | None) -> tuple[str, int, int]:
@@ -47,7 +49,7 @@ def _diff(path: str, old: list[str] | None, new: list[str] | None) -> tuple[str,
     shown = []
     for line in lines[:MAX_DIFF_LINES]:
         css = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "ctx")
-        shown.append(f'<span class="{css}">{html.escape(redact(line))}</span>')
+        shown.append(f'<span class="{css}">{html.escape(line)}</span>')
     if len(lines) > MAX_DIFF_LINES:
         shown.append(f'<span class="hunk">… {len(lines) - MAX_DIFF_LINES:,} more lines</span>')
     if not shown:
