@@ -75,12 +75,10 @@ class LiveRoutes:
             if RunState(run.state) in FINAL_STATES:
                 await response.write(sse(await self._final(run), "end"))
                 return
-            while True:
+            while session.expires_at > time.time():  # then the page offers a sign-in again
                 try:
                     message = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
                 except TimeoutError:
-                    if session.expires_at <= time.time():
-                        return  # signed out by the clock: the page offers a sign-in again
                     await response.write(b": keepalive\n\n")
                     continue
                 if isinstance(message, Fragment):

@@ -196,3 +196,25 @@ async def test_a_finished_run_is_static_with_its_outcome(pages: Pages) -> None:
     stream = await pages.client.get(f"/runs/{run_id}/events?after=1")
     messages = await read_sse(stream, "end")
     assert [m["event"] for m in messages if "event" in m] == ["run", "end"]
+
+
+async def test_a_stream_ends_when_its_session_expires(pages: Pages) -> None:
+    import time
+
+    from bot.web.session import SESSION_COOKIE
+
+    run_id = await pages.add_run(OPEN)
+    token = pages.fake.issue_user_token("octocat")
+    user = pages.fake.state.user("octocat")
+    cookie = pages.run_pages.sealer.seal({"login": "octocat", "id": user.id, "token": token,
+                                          "exp": time.time() + 1.0})
+    assert pages.client is not None
+    stream = await pages.client.get(f"/runs/{run_id}/events",
+                                    cookies={SESSION_COOKIE: cookie})
+    assert stream.status == 200
+    await read_sse(stream, "run")
+    await asyncio.sleep(1.1)
+    await pages.post_events(run_id, [{"seq": 1, "kind": "message", "data": {"text": "late"}}])
+    async with asyncio.timeout(5):  # the server closes the stream: the read ends
+        await stream.content.read()
+    assert stream.content.at_eof()
