@@ -54,7 +54,8 @@ def _diff(path: str, old: list[str] | None, new: list[str] | None) -> tuple[str,
         shown.append(f'<span class="hunk">… {len(lines) - MAX_DIFF_LINES:,} more lines</span>')
     if not shown:
         return '<p class="muted">Only the mode changed.</p>', 0, 0
-    return '<pre class="diff">' + "\n".join(shown) + "</pre>", adds, dels
+    # Each line is a block of its own (run.css), so no newline goes between them.
+    return '<pre class="diff">' + "".join(shown) + "</pre>", adds, dels
 
 
 async def files_html(result: dict[str, Any], read_base: BaseReader | None) -> str:
