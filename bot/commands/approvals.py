@@ -88,7 +88,7 @@ async def request(ctx: Context, gh: Any, source: Source, new: ledger.NewRun, *,
         request=replies.REQUEST_QUOTED.format(
             block=_fenced(clip(instructions, REQUEST_SHOWN_MAX)))
         if instructions else "",
-        and_request=replies.AND_REQUEST if instructions else "",
+        parts=replies.APPROVAL_PARTS[(source.is_pull_request, bool(instructions))],
         digest=(new.inputs_sha256 or "")[:16], ttl=ttl_text(ctx.settings.approval_ttl)))
 
 

@@ -50,7 +50,7 @@ AWAITING_APPROVAL = (
     "@{login} {why}, so agentbot waits for a maintainer (someone with write access) to "
     "approve run #{run_id} before it starts.\n\n"
     "{request}"
-    "Maintainers: read the {kind}'s title and description{and_request} first, then comment "
+    "Maintainers: read the {kind}'s {parts} first, then comment "
     "`/agent approve` here (or press **Approve** on the run's check run) to start it, or "
     "`/agent deny` to refuse it. The approval covers them exactly as they are now "
     "(SHA-256 `{digest}`): if any of them changes before the run starts, agentbot asks again. "
@@ -60,7 +60,13 @@ WHY_SENDER = "you do not have write access to this repository"
 WHY_AUTHOR = "this {kind} was written by @{author}, who does not have write access to this " \
              "repository"
 REQUEST_QUOTED = "The request, as agentbot would pass it to the agent:\n\n{block}\n\n"
-AND_REQUEST = " and the request"
+# What the approval covers, as the reply names it: (on a pull request?, with a request?).
+APPROVAL_PARTS = {
+    (False, False): "title and description",
+    (False, True): "title, description and the request",
+    (True, False): "title, description and head commit",
+    (True, True): "title, description, head commit and the request",
+}
 APPROVAL_CHANGED = (
     "@{login} agentbot did not start run #{run_id}: since it was asked for, the {changed} "
     "changed on GitHub. Read the {kind} again, then comment `/agent approve` to run it as it "

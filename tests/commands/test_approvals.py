@@ -58,6 +58,7 @@ async def test_an_outsiders_command_waits_for_approval_with_the_request_quoted(
     # The request as the agent would get it, in a fence its own backticks cannot close.
     assert "````text\nadd a --verbose flag\n@someone ``` fenced\n````" in reply
     assert "`/agent approve`" in reply and "`/agent deny`" in reply
+    assert "read the issue's title, description and the request first" in reply
     assert f"`{run.inputs_sha256[:16]}`" in reply and "expires in 7 days" in reply
     assert harness.fake.reactions("comment", run.comment_id) == []  # the reply answers
 
@@ -161,6 +162,7 @@ async def test_the_label_on_an_outsiders_issue_waits_for_approval(harness: Harne
     assert reply.startswith("@octocat " + replies.WHY_AUTHOR.format(
         kind="issue", author="stranger"))
     assert "The request, as agentbot" not in reply  # a label asks nothing in words
+    assert "read the issue's title and description first" in reply
 
 
 async def test_writers_only_lets_the_label_run_any_issue(harness: Harness) -> None:
@@ -295,6 +297,8 @@ async def test_a_fork_pull_requests_new_commit_needs_a_new_approval(harness: Har
     [run] = await harness.runs()
     assert (run.state, run.base_sha) == ("awaiting_approval", pull.pull.head_sha)
     assert run.provenance["author_writes"] is False
+    assert ("read the pull request's title, description, head commit and the request first"
+            in harness.comments(pull.number)[0])
     # The outsider pushes to the fork: the files the agent would read are not what was seen.
     assert pull.pull is not None
     fork = harness.fake.state.repos["stranger/hello-world"]
