@@ -126,7 +126,8 @@ def kubeconfig(path: Path, url: str) -> Path:
     return path
 
 
-async def burst(n: int, limit: bool, cpu: str, settle: float, workdir: Path) -> Outcome:
+async def burst(n: int, limit: bool, cpu: str, settle: float, workdir: Path,
+                experiments: tuple[str, ...] = ()) -> Outcome:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     fake = FakeGitHub(key, git_root=workdir / "github")
     fake.allow_violations()  # counted and reported, not raised
@@ -143,7 +144,8 @@ async def burst(n: int, limit: bool, cpu: str, settle: float, workdir: Path) -> 
     github_runner, fake.url = await serve(fake.app)
     kube_runner, kube.url = await serve(kube.app)
     bot = servers.agentbot(workdir, database_url=f"sqlite+aiosqlite:///{workdir / 'bot.db'}",
-                           secret=SECRET, private_key=fake.private_key_pem, cpu=cpu)
+                           secret=SECRET, private_key=fake.private_key_pem, cpu=cpu,
+                           experiments=experiments)
     bot.env.update({
         "GITHUB_APP_ID": str(fake.app_id), "GITHUB_API_URL": fake.url,
         "AGENTBOT_EXECUTOR": "kubernetes", "KUBECONFIG": str(kubeconfig(
@@ -165,6 +167,7 @@ async def burst(n: int, limit: bool, cpu: str, settle: float, workdir: Path) -> 
                                              body="Please."))
             bodies.append((number, body, p.webhook_headers("issues", str(uuid.uuid4()), body,
                                                            SECRET)))
+        cpu_bot, cpu_doubles = servers.cpu_seconds(bot.pid), time.process_time()
         connector = aiohttp.TCPConnector(limit=200)
         async with aiohttp.ClientSession(connector=connector) as session:
             start = time.monotonic()
@@ -184,6 +187,10 @@ async def burst(n: int, limit: bool, cpu: str, settle: float, workdir: Path) -> 
         while time.monotonic() < deadline and len(jobs.created) < n:  # noqa: ASYNC110
             await asyncio.sleep(0.2)  # the Jobs come from another process: poll
         all_jobs = (max(jobs.created.values()) - first) if len(jobs.created) >= n else None
+        busy = time.monotonic() - first
+        print(f"    over the {busy:.1f} s from the first webhook: bot CPU "
+              f"{servers.cpu_seconds(bot.pid) - cpu_bot:.1f} s, doubles and sender CPU "
+              f"{time.process_time() - cpu_doubles:.1f} s", file=sys.stderr)
         rss = rss_mib(bot.pid)
         # Idle CPU with N runs active: their pods never start, so nothing should happen.
         await asyncio.sleep(max(deadline - time.monotonic(), 0))
@@ -220,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="emulate GitHub's secondary limit (80 content writes a minute)")
     parser.add_argument("--both", action="store_true", help="each N without and with it")
     parser.add_argument("--cpu", default="0", help="the core the bot is pinned to")
+    parser.add_argument("--experiment", action="append", default=[],
+                        help="a switch of bench/experiments.py patched into the bot (trace)")
     parser.add_argument("--keep", type=Path, help="keep the bot's log and database here")
     parser.add_argument("--settle", type=float, default=90.0,
                         help="seconds from the first webhook that the run is watched")
@@ -238,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.keep:
                     workdir = args.keep / f"n{n}{'-limit' if limit else ''}"
                     workdir.mkdir(parents=True, exist_ok=True)
-                outcome = asyncio.run(burst(n, limit, args.cpu, args.settle, workdir))
+                outcome = asyncio.run(burst(n, limit, args.cpu, args.settle, workdir,
+                                            tuple(args.experiment)))
             print(outcome.row(), flush=True)
             print(f"    webhook answers p50 {outcome.accepted_p50 * 1000:.0f} ms, p99 "
                   f"{outcome.accepted_p99 * 1000:.0f} ms", file=sys.stderr)

@@ -40,8 +40,70 @@ def no_gc() -> None:
     gc.disable()
 
 
+def trace() -> None:
+    """Measurement only: wall time of each dispatch, each handler and each GitHub request
+    (by method and path template), summed and printed to stderr every 5 s."""
+    import asyncio
+    import time
+    from collections import defaultdict
+
+    from bot.github import client
+
+    totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+
+    def note(name: str, seconds: float) -> None:
+        entry = totals[name]
+        entry[0] += 1
+        entry[1] += seconds
+        entry[2] = max(entry[2], seconds)
+
+    def timed(name_of: Callable[..., str], fn: Any) -> Any:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                note(name_of(*args, **kwargs), time.monotonic() - start)
+        return wrapper
+
+    client.GitHubClient._request = timed(  # type: ignore[method-assign]
+        lambda self, method, url, *_a, **_k: f"github {method} {client.path_template(url)}",
+        client.GitHubClient._request)
+    inbox.Inbox._process = timed(lambda *_a, **_k: "dispatch (claimed -> done)",  # type: ignore[method-assign]
+                                 inbox.Inbox._process)
+    inbox.Inbox.drain_once = timed(lambda *_a, **_k: "inbox batch",  # type: ignore[method-assign]
+                                   inbox.Inbox.drain_once)
+    inbox.Inbox._yield_to_intake = timed(lambda *_a, **_k: "inbox yields to intake",  # type: ignore[method-assign]
+                                         inbox.Inbox._yield_to_intake)
+
+    from bot.commands import triggers, verbs
+    from bot.runs import ledger
+
+    for module, names in ((verbs, ("repo_config", "author_writes", "new_run_for",
+                                   "refused_by_daily_limits", "start_run")),
+                          (ledger, ("create_run",)), (triggers, ("_may_trigger",))):
+        for name in names:
+            setattr(module, name, timed(lambda *_a, _n=name, **_k: f"call {_n}",
+                                        getattr(module, name)))
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(5)
+            lines = [f"{n:6d} {total / n * 1000:8.1f} ms avg {most * 1000:8.1f} ms max  {name}"
+                     for name, (n, total, most) in sorted(totals.items())]
+            print("--- trace\n" + "\n".join(lines), file=sys.stderr, flush=True)
+
+    original = inbox.Inbox.start
+
+    def start(self: Any) -> None:
+        original(self)
+        self._trace_task = asyncio.get_running_loop().create_task(report())
+
+    inbox.Inbox.start = start  # type: ignore[method-assign]
+
+
 EXPERIMENTS: dict[str, Callable[[], None]] = {
-    "no-inbox": no_inbox, "no-parse": no_parse, "no-gc": no_gc,
+    "no-inbox": no_inbox, "no-parse": no_parse, "no-gc": no_gc, "trace": trace,
 }
 
 

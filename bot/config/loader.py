@@ -26,6 +26,7 @@ from bot.config.repo import (
     parse,
 )
 from bot.markdown import code_span
+from bot.tasks import SingleFlight
 
 
 def instructions_path(instructions: str) -> str | None:
@@ -59,6 +60,7 @@ class RepoConfigs:
         self._github = github
         self._per_installation = per_installation
         self._caches: LRUCache[int, MutableMapping[str, Any]] = LRUCache(maxsize=installations)
+        self._loading: SingleFlight[RepoConfig] = SingleFlight()
 
     def _cache(self, installation_id: int) -> MutableMapping[str, Any]:
         cache = self._caches.get(installation_id)
@@ -67,7 +69,12 @@ class RepoConfigs:
         return cache
 
     async def load(self, installation_id: int, repo_full_name: str, ref: str) -> RepoConfig:
-        """The config at `ref` (the default branch); no file gives the defaults."""
+        """The config at `ref` (the default branch); no file gives the defaults. Loads asked
+        for at the same moment (a burst of triggers on one repository) share one."""
+        return await self._loading.run((installation_id, repo_full_name, ref),
+                                       lambda: self._load(installation_id, repo_full_name, ref))
+
+    async def _load(self, installation_id: int, repo_full_name: str, ref: str) -> RepoConfig:
         gh = self._github.installation(installation_id, cache=self._cache(installation_id))
         try:
             data = await _fetch(gh, repo_full_name, CONFIG_PATH, ref, THE_FILE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -13,8 +14,8 @@ import gidgethub
 from sqlalchemy import and_, desc, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.github import effects
 from bot import tasks
+from bot.github import effects
 from bot.github.client import RateLimited
 from bot.github.pacing import Priority
 from bot.loops import Backoff, Ticker
@@ -96,8 +97,10 @@ class Reporter:
                 task = asyncio.create_task(self._report_in_turn(run_id),
                                            name=f"report-{run_id}")
                 self._reporting[run_id] = task
-                task.add_done_callback(lambda _, run_id=run_id: self._reporting.pop(run_id,
-                                                                                     None))
+                task.add_done_callback(functools.partial(self._reported, run_id))
+
+    def _reported(self, run_id: int, _: asyncio.Task[None]) -> None:
+        self._reporting.pop(run_id, None)
 
     async def idle(self) -> None:
         """Wait until no report is under way (tests; shutdown)."""

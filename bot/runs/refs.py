@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store.tables import runs, utcnow
+from bot.tasks import SingleFlight
 
 
 async def resolve_base(db: AsyncEngine, gh: Any, run: Any) -> tuple[str, str]:
@@ -34,6 +35,7 @@ async def resolve_base(db: AsyncEngine, gh: Any, run: Any) -> tuple[str, str]:
         return await _resolve(db, gh, run, found.base_sha)
 
 
+_heads: SingleFlight[Any] = SingleFlight()
 # A lock lives as long as someone waits on it or holds it.
 _resolving: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -43,8 +45,11 @@ async def _resolve(db: AsyncEngine, gh: Any, run: Any, sha: str | None) -> tuple
     where = {"owner": owner, "repo": repo}
     tree = None
     if sha is None:
-        branch = await gh.getitem("/repos/{owner}/{repo}/branches/{branch}",
-                                  {**where, "branch": run.base_ref})
+        # Runs of one repository launched together ask for the same head: one request.
+        branch = await _heads.run(
+            (run.installation_id, run.repo_full_name, run.base_ref),
+            lambda: gh.getitem("/repos/{owner}/{repo}/branches/{branch}",
+                               {**where, "branch": run.base_ref}))
         sha, tree = str(branch["commit"]["sha"]), str(branch["commit"]["commit"]["tree"]["sha"])
         async with db.begin() as conn:
             # Only the first resolution sticks: a concurrent one may have seen a newer head.
