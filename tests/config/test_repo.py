@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import gidgethub
@@ -484,3 +485,18 @@ async def test_other_github_errors_reach_the_caller(world: FakeGitHub,
     with pytest.raises(gidgethub.BadRequest) as caught:
         await RepoConfigs(github_app).load(INSTALLATION, REPO, "main")
     assert caught.value.status_code == 403
+
+
+async def test_loads_asked_for_at_once_share_one_request(world: FakeGitHub,
+                                                         github_app: GitHubApp) -> None:
+    """A burst of triggers on one repository reads its config once, not once each."""
+    add_repo(world, {CONFIG_PATH: b"timeout: 20m\n"})
+    configs = RepoConfigs(github_app)
+    await github_app.tokens.get(INSTALLATION)
+    loaded = await asyncio.gather(*(configs.load(INSTALLATION, REPO, "main") for _ in range(20)))
+    assert {config.timeout for config in loaded} == {1200}
+    assert len(world.calls(CONTENTS)) == 1
+    # Once that load has ended, the next one asks again (a change would be seen).
+    commit(world, {CONFIG_PATH: b"timeout: 25m\n"})
+    assert (await configs.load(INSTALLATION, REPO, "main")).timeout == 1500
+    assert len(world.calls(CONTENTS)) == 2
