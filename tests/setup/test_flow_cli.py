@@ -101,6 +101,8 @@ async def test_serve_in_setup_mode_starts_the_bot_once_the_app_exists(
     process = await start("serve", cwd=tmp_path, env=environment(
         GITHUB_API_URL=fake_github.url, AGENTBOT_HOST="127.0.0.1", AGENTBOT_PORT=str(port),
         AGENTBOT_INTERNAL_PORT=str(internal), AGENTBOT_EXECUTOR="local",
+        # The gateway's ports too: the defaults may be taken on a shared machine.
+        AGENTBOT_GATEWAY_PORT=str(free_port()), AGENTBOT_GATEWAY_PROXY_PORT=str(free_port()),
         AGENTBOT_LOG_FORMAT="text"))
     try:
         async def answers(url: str) -> int | None:
