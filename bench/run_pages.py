@@ -212,9 +212,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             cookie = sealer.seal({"login": login, "id": user.id, "token": token,
                                   "exp": time.time() + 3600})
             viewers.append((cookie, run_ids[n % len(run_ids)]))
+        pinned = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {int(args.load_cpu)})
-        without = await phase(load, process.pid, args.duration, [])
-        with_viewers = await phase(load, process.pid, args.duration, viewers)
+        try:
+            without = await phase(load, process.pid, args.duration, [])
+            with_viewers = await phase(load, process.pid, args.duration, viewers)
+        finally:
+            os.sched_setaffinity(0, pinned)
     finally:
         if process.returncode is None:
             process.terminate()
