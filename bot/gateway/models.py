@@ -344,6 +344,11 @@ class ModelProxy:
                 if not chunk:
                     break
                 usage_meter.feed(chunk)
+                if usage_meter.final and not outcome.booked:
+                    # Booked before the client sees the last usage: Codex sends its next
+                    # request on `response.completed`, before the stream has ended.
+                    outcome.usage = usage_meter.finish()
+                    await self._book_usage(grant, provider, outcome)
                 try:
                     await response.write(chunk)  # waits while the client is slow to read
                 except ConnectionError:

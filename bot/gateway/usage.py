@@ -54,6 +54,11 @@ class UsageMeter(Protocol):
     def finish(self) -> Usage | None:
         """The usage the body reported, as far as it was read; None when it reported none."""
 
+    @property
+    def final(self) -> bool:
+        """True once the event carrying the response's last usage has been read (the client
+        may act on it before the stream ends: Codex sends its next request at once)."""
+
 
 def meter(kind: ProviderKind, content_type: str | None) -> UsageMeter:
     """A meter for one response of a provider of `kind`, by the response's Content-Type."""
@@ -77,6 +82,7 @@ class _Tally:
         self.output_tokens: int | None = None
         self.cache_read_tokens: int | None = None
         self.cache_write_tokens: int | None = None
+        self.final = False  # the response's last usage has been read
 
     def usage(self) -> Usage | None:
         counts = (self.input_tokens, self.output_tokens, self.cache_read_tokens,
@@ -157,6 +163,7 @@ def _anthropic_event(tally: _Tally, event: Mapping[str, Any]) -> None:
             _model(tally, message.get("model"))
             _anthropic_usage(tally, message.get("usage"))
     elif kind == "message_delta":
+        tally.final = True
         _anthropic_usage(tally, event.get("usage"))
 
 
@@ -168,6 +175,7 @@ def _openai_event(tally: _Tally, event: Mapping[str, Any]) -> None:
     kind = event.get("type")
     if isinstance(kind, str):
         if kind in _RESPONSE_ENDS:
+            tally.final = True
             response = event.get("response")
             if isinstance(response, Mapping):
                 _model(tally, response.get("model"))
@@ -176,6 +184,8 @@ def _openai_event(tally: _Tally, event: Mapping[str, Any]) -> None:
     # A Chat Completions chunk: only the last one (with stream_options.include_usage) has a
     # non-null usage; every one names the model.
     _model(tally, event.get("model"))
+    if isinstance(event.get("usage"), Mapping):
+        tally.final = True
     _openai_usage(tally, event.get("usage"))
 
 
@@ -192,6 +202,8 @@ def _openai_body(tally: _Tally, body: Mapping[str, Any]) -> None:
 class _NoMeter:
     """For bodies that carry no usage (files, audio, plain text)."""
 
+    final = False
+
     def feed(self, chunk: bytes) -> None:
         pass
 
@@ -207,6 +219,7 @@ class _JsonMeter:
         self._read = read
         self._body = bytearray()
         self._over = False
+        self.final = False  # a JSON body is whole only at its end
 
     def feed(self, chunk: bytes) -> None:
         if self._over:
@@ -373,3 +386,7 @@ class _SseMeter:
 
     def finish(self) -> Usage | None:
         return self._tally.usage()
+
+    @property
+    def final(self) -> bool:
+        return self._tally.final

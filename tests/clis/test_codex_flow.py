@@ -149,3 +149,38 @@ async def test_a_model_error_fails_the_run_with_codexs_reason_in_the_check_run(
     assert check.conclusion == "failure"
     assert says in check.output["summary"] + check.output.get("text", "")
     assert flow.pulls() == []
+
+
+async def test_the_real_codex_stops_at_its_budget_and_the_work_is_a_partial_draft(
+        fake_github: FakeGitHub, tmp_path: Path, make_settings: Callable[..., Settings],
+        codex_world: CliWorld) -> None:
+    # The first turn writes a file and uses 1,650 tokens; the budget is 1,000, so the gateway
+    # refuses the second request in OpenAI's own words (429 insufficient_quota), which
+    # Codex does not retry.
+    turns = [Turn(tool_calls=[code(("apply_patch", GREET))],
+                  usage=Usage(input_tokens=900, output_tokens=50,
+                              cache_creation_input_tokens=700)),
+             Turn(text="Never sent: the budget is spent.")]
+    async with OpenAIDouble(turns) as model:
+        flow = await Flow.create(fake_github, tmp_path, make_settings,
+                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
+        codex_flow_executor(flow, codex_world, tmp_path, model.base_url)
+        await flow.start()
+        try:
+            await flow.comment("/agent run --budget 1000 add a greeting")
+            run = await flow.settled((await flow.wait_for_run()).id, 90)
+        finally:
+            await flow.close()
+
+    assert run.state == "budget_exceeded", run.error
+    assert run.budget_reached == "1,000 tokens"
+    assert model.turns_played == 1 and len(model.requests) == 1
+    [pull] = flow.pulls()
+    assert pull.title == "[partial] Add a greeting" and pull.pull.draft
+    # Where Codex stopped: its own words for the gateway's 429 insufficient_quota.
+    assert "**Partial work.**" in pull.body
+    assert ("The agent exited with code 1. Codex stopped: Quota exceeded. Check your plan and "
+            "billing details.\n") in pull.body
+    assert flow.files(run.branch)["src/greet.py"] == b"print('hi')\n"
+    [check] = flow.check_runs()
+    assert check.conclusion == "neutral"

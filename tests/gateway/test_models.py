@@ -44,6 +44,7 @@ from tests.gateway.upstream import (
     json_reply,
     openai_error,
     responses_events,
+    sse,
     sse_reply,
 )
 from tests.gateway.upstream import Upstream as UpstreamDouble
@@ -577,6 +578,37 @@ async def test_streaming_is_not_buffered(world: World) -> None:
     rest = [event async for event in stream]
     assert rest[-1].type == "message_stop"
     assert world.upstream.finished.is_set()
+
+
+@pytest.mark.parametrize("kind", ["responses", "anthropic"])
+async def test_usage_is_booked_before_the_client_reads_the_final_usage_event(
+        world: World, kind: str) -> None:
+    """Codex sends its next request as soon as it reads `response.completed`, before the
+    stream has ended: that request's budget check must already count this response."""
+    gate = asyncio.Event()
+    events = (responses_events(ANSWER, input_tokens=40, output_tokens=9) if kind == "responses"
+              else anthropic_events(ANSWER, input_tokens=40, output_tokens=9))
+    chunks = sse(events)
+    # Everything, the final usage event included, then the stream stays open a while.
+    world.upstream.answer(Reply(headers={"Content-Type": "text/event-stream"},
+                                chunks=[*chunks, b": still open\n\n"], gate=gate,
+                                gate_after=len(chunks)))
+    if kind == "responses":
+        stream: Any = await world.openai().responses.create(model="gpt-4.1", input=PROMPT,
+                                                            stream=True)
+        last = "response.completed"
+    else:
+        stream = await world.anthropic().messages.create(
+            model=ANTHROPIC_MODEL, max_tokens=64, stream=True,
+            messages=[{"role": "user", "content": PROMPT}])
+        last = "message_delta"
+    async for event in stream:
+        if event.type == last:
+            break
+    assert not world.upstream.finished.is_set()  # the stream has not ended
+    assert len(world.booked) == 1 and world.booked[0][2].input_tokens == 40
+    gate.set()
+    await stream.close()
 
 
 async def test_a_stream_cut_upstream_is_cut_for_the_client_and_booked(world: World) -> None:
