@@ -21,7 +21,8 @@ BATCH = 5_000  # rows a statement deletes: short transactions, so writers never 
 
 
 class Retention:
-    """Every hour, deletes the events of runs that finished more than `seconds` ago.
+    """Every hour (the first time an hour after start), deletes the events of runs that
+    finished more than `seconds` ago.
 
     The runs themselves stay (their result and outcome); the page then says the transcript
     expired. Deleting twice is harmless, so every replica may run it without a lease.
@@ -35,6 +36,9 @@ class Retention:
         self.ticker = Ticker("event retention pass", self._pass, every,
                              stuck_after=dt.timedelta(seconds=2 * every + 300))
         self.deleted = 0
+        # The first pass comes one period after start, not at once: a process that starts
+        # and stops (a restart, `agentbot receive`) never stops in the middle of one.
+        self._waited = False
 
     def start(self) -> None:
         self.ticker.start()
@@ -46,6 +50,9 @@ class Retention:
         return self.ticker.health()
 
     async def _pass(self) -> None:
+        if not self._waited:
+            self._waited = True
+            return
         await self.delete_expired()
 
     async def delete_expired(self) -> int:

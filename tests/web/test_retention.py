@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import html
 from collections.abc import Callable
@@ -56,3 +57,24 @@ def test_retention_reads_days_hours_and_defaults_to_thirty_days(
     assert make_settings().event_retention == 30 * 86400
     assert make_settings(event_retention="7d").event_retention == 7 * 86400
     assert make_settings(event_retention="12h").event_retention == 12 * 3600
+
+
+async def test_the_pass_waits_one_period_after_start(pages: Pages) -> None:
+    run_id = await pages.add_run(OPEN)
+    await pages.post_events(run_id, [{"seq": 1, "kind": "message", "data": {"text": "x"}}])
+    await pages.finish(run_id, RunState.FAILED)
+    async with pages.engine.begin() as conn:
+        await conn.execute(update(runs).where(runs.c.id == run_id).values(
+            finished_at=utcnow() - dt.timedelta(days=40)))
+    retention = Retention(pages.engine, 30 * 86400, every=0.05)
+    retention.start()
+    try:
+        assert await events_of(pages, run_id) == 1  # nothing at start
+        for _ in range(100):
+            if await events_of(pages, run_id) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await events_of(pages, run_id) == 0  # one period later, deleted
+        assert retention.health() is None
+    finally:
+        await retention.close()
