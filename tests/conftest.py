@@ -98,6 +98,9 @@ def make_settings(app_private_key: str, tmp_path: Path) -> Callable[..., Setting
             # No redelivery pass at start-up (a GitHub call tests do not expect); the tests of
             # the reconciler turn it on.
             "redeliver_interval": 0,
+            # Runs of every agent may start (the gateway's keys are declared, not held); the
+            # tests of the credentials check set their own.
+            "model_providers": "anthropic,openai",
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

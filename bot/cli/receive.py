@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from bot.app import BOT_KEY, Bot, gateway_app, internal_app, start_bot, stop_bot
 from bot.cli.dryrun import RecordingGitHub
+from bot.config import providers
 from bot.config.settings import Settings
 from bot.executors.base import SandboxSecrets
 from bot.executors.manifests import render_dry_run
@@ -54,7 +55,11 @@ async def receive(settings: Settings, event: str, payload: Path, *, dry_run: boo
     recorder = None
     if dry_run:
         # Nothing touches the real database or GitHub: a private in-memory ledger.
-        settings = settings.model_copy(update={"database_url": "sqlite+aiosqlite://"})
+        update: dict[str, object] = {"database_url": "sqlite+aiosqlite://"}
+        if providers.configured(settings) in (None, frozenset()):
+            # Nor does it need a model key: with none given, it assumes the gateway has each.
+            update["model_providers"] = ",".join(providers.PROVIDERS)
+        settings = settings.model_copy(update=update)
         recorder = RecordingGitHub(payload=data)
     bot = Bot(settings=settings, github=recorder)
     await start_bot(bot)

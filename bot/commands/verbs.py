@@ -12,6 +12,7 @@ from bot.commands.context import Context
 from bot.commands.grammar import Command, help_text
 from bot.commands.sources import Source, is_bot, reply, run_link, writes
 from bot.config.budget import Budget, Spend
+from bot.config.providers import missing_credentials
 from bot.config.repo import ConfigError, Effective, effective
 from bot.config.settings import format_duration
 from bot.runs import ledger
@@ -32,6 +33,17 @@ async def repo_config(ctx: Context, source: Source) -> Effective | ConfigError:
         return effective(config, ctx.settings)
     except ConfigError as exc:
         return exc
+
+
+async def credentials_ready(ctx: Context, gh: Any, source: Source, agent: str,
+                            model: str | None) -> bool:
+    """Whether the gateway can reach the agent's model; if not, say which variable the
+    operator must set, now rather than when the agent fails in its sandbox minutes later."""
+    missing = missing_credentials(ctx.settings, agent, model)
+    if missing is not None:
+        await reply(ctx, gh, source, replies.CREDENTIALS_MISSING.format(
+            login=source.login, reason=missing))
+    return missing is None
 
 
 async def author_writes(ctx: Context, gh: Any, source: Source, config: Effective) -> bool:
@@ -64,6 +76,8 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
     instructions = command.text.strip() if command else ""
     if agent == "command" and not settings.agent_command:
         await reply(ctx, gh, source, replies.COMMAND_AGENT_MISSING.format(login=source.login))
+        return None
+    if not await credentials_ready(ctx, gh, source, agent, model):
         return None
     if command and command.budget:
         budget, budget_from = command.budget.capped(settings.run_budget_cap), "command"
@@ -248,6 +262,8 @@ async def retry(ctx: Context, gh: Any, source: Source, *, trigger: str,
             login=source.login, error=config))
         return
     fork = bool((run.context or {}).get("fork"))
+    if not await credentials_ready(ctx, gh, source, run.agent, run.model):
+        return
     if await refused_by_daily_limits(ctx, gh, source):
         return
     # A budget the command gave stays the run's (capped as the operator's limit is now);

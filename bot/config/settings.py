@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.config.budget import Budget, PriceTable, PriceTableError, parse_budget
@@ -158,15 +158,33 @@ class Settings(BaseSettings):
     anthropic_api_key: str | None = Field(
         None, alias="ANTHROPIC_API_KEY", repr=False,
         description="The operator's Anthropic key; only the gateway holds it.")
+    claude_code_oauth_token: str | None = Field(
+        None, alias="CLAUDE_CODE_OAUTH_TOKEN", repr=False,
+        description="A Claude subscription's token (`claude setup-token`), used for Anthropic "
+                    "requests when `ANTHROPIC_API_KEY` is unset; only the gateway holds it.")
     openai_api_key: str | None = Field(
-        None, alias="OPENAI_API_KEY", repr=False,
-        description="The operator's OpenAI key; only the gateway holds it.")
+        None, alias="OPENAI_API_KEY", validation_alias=AliasChoices("OPENAI_API_KEY",
+                                                                    "CODEX_API_KEY"),
+        repr=False,
+        description="The operator's OpenAI key (`CODEX_API_KEY` is read when this is unset); "
+                    "only the gateway holds it.")
     anthropic_url: str = Field(
         "https://api.anthropic.com", alias="AGENTBOT_ANTHROPIC_URL",
-        description="Where the gateway sends Anthropic requests.")
+        validation_alias=AliasChoices("AGENTBOT_ANTHROPIC_URL", "ANTHROPIC_BASE_URL"),
+        description="Where the gateway sends Anthropic requests (`ANTHROPIC_BASE_URL` is read "
+                    "when this is unset).")
     openai_url: str = Field(
         "https://api.openai.com", alias="AGENTBOT_OPENAI_URL",
-        description="Where the gateway sends OpenAI requests.")
+        validation_alias=AliasChoices("AGENTBOT_OPENAI_URL", "OPENAI_BASE_URL"),
+        description="Where the gateway sends OpenAI requests (`OPENAI_BASE_URL` is read when "
+                    "this is unset; a trailing `/v1` is dropped, as request paths carry it).")
+    model_providers: str | None = Field(
+        None, alias="AGENTBOT_MODEL_PROVIDERS",
+        description="With a gateway of its own (the chart's), the providers it has a key for, "
+                    "comma-separated (`anthropic`, `openai`): runs of an agent whose provider "
+                    "is missing are refused when asked for. Unset: the keys in this "
+                    "process's environment decide, and with none the check is left to the "
+                    "gateway.")
 
     # executor and sandbox
     executor: Literal["local", "kubernetes"] | None = Field(
@@ -334,6 +352,23 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("openai_url")
+    @classmethod
+    def _without_version(cls, value: str) -> str:
+        # OPENAI_BASE_URL is written with /v1 by convention; the agents' paths bring their own.
+        return value.rstrip("/").removesuffix("/v1")
+
+    @field_validator("model_providers")
+    @classmethod
+    def _known_providers(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        unknown = {name.strip() for name in value.lower().split(",")} - {"anthropic", "openai", ""}
+        if unknown:
+            raise ValueError(f"unknown provider {sorted(unknown)[0]!r}; the providers are "
+                             "anthropic, openai")
+        return value.lower()
+
     @field_validator("default_agent")
     @classmethod
     def _known_agent(cls, value: str) -> str:
@@ -343,8 +378,8 @@ class Settings(BaseSettings):
 
     @field_validator("executor", "runtime_class", "public_url", "internal_url", "gateway_url",
                      "gateway_proxy_url", "anthropic_api_key", "openai_api_key",
-                     "agent_command", "price_table", "github_client_id",
-                     "github_client_secret", mode="before")
+                     "claude_code_oauth_token", "model_providers", "agent_command",
+                     "price_table", "github_client_id", "github_client_secret", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

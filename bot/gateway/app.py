@@ -54,7 +54,8 @@ class Gateway:
                  session: ClientSession | None = None,
                  egress: EgressProxy | None = None) -> None:
         self.settings = settings
-        for secret in (settings.anthropic_api_key, settings.openai_api_key):
+        for secret in (settings.anthropic_api_key, settings.claude_code_oauth_token,
+                       settings.openai_api_key):
             if secret:
                 register_secret(secret)
         key = gateway_key(settings.private_key_pem() or "")
@@ -71,8 +72,11 @@ class Gateway:
         self.session = session or ClientSession(timeout=ClientTimeout(total=None),
                                                 auto_decompress=False)
         upstreams = {
-            "anthropic": models.Upstream(settings.anthropic_url, settings.anthropic_api_key,
-                                         "anthropic"),
+            # An API key wins over a subscription's token, as it does in Claude Code itself.
+            "anthropic": models.Upstream(
+                settings.anthropic_url,
+                settings.anthropic_api_key or settings.claude_code_oauth_token, "anthropic",
+                oauth=not settings.anthropic_api_key and bool(settings.claude_code_oauth_token)),
             "openai": models.Upstream(settings.openai_url, settings.openai_api_key, "openai"),
         }
         prices = settings.prices()

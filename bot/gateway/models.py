@@ -60,6 +60,8 @@ _HOP_BY_HOP = frozenset({
     "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host",
     "content-length", "expect",
 })
+# What Anthropic's API asks of a request made with an OAuth token (Claude Code sends it).
+ANTHROPIC_OAUTH_BETA = "oauth-2025-04-20"
 # The sandbox's credential must never reach a provider; the gateway sets the real key.
 _AUTH_HEADERS = frozenset({"authorization", "x-api-key"})
 # The body is passed on decoded (usage is read from it), so its encoding and length change.
@@ -73,6 +75,9 @@ class Upstream:
     base_url: str  # `https://api.anthropic.com`, `https://api.openai.com`: paths come whole
     api_key: str | None = field(repr=False)
     kind: ProviderKind
+    # A Claude subscription's OAuth token (CLAUDE_CODE_OAUTH_TOKEN) rather than an API key:
+    # Anthropic takes it as a bearer token, with the beta that admits OAuth.
+    oauth: bool = False
 
 
 class BudgetKeeper(Protocol):
@@ -160,7 +165,8 @@ def _credential(request: web.Request) -> str | None:
     return None
 
 
-def _request_headers(request: web.Request, kind: ProviderKind, key: str) -> CIMultiDict[str]:
+def _request_headers(request: web.Request, kind: ProviderKind, key: str,
+                     oauth: bool = False) -> CIMultiDict[str]:
     """The request's headers as the provider gets them: the operator's key, nothing of ours."""
     named = {token.strip().lower() for token in request.headers.get("Connection", "").split(",")}
     headers: CIMultiDict[str] = CIMultiDict()
@@ -170,7 +176,12 @@ def _request_headers(request: web.Request, kind: ProviderKind, key: str) -> CIMu
                 or lower.startswith("proxy-") or lower == "accept-encoding":
             continue
         headers.add(name, value)
-    if kind == "anthropic":
+    if kind == "anthropic" and oauth:
+        headers["Authorization"] = f"Bearer {key}"
+        betas = [beta.strip() for beta in headers.getall("anthropic-beta", [])
+                 for beta in beta.split(",") if beta.strip()]
+        headers["anthropic-beta"] = ",".join(dict.fromkeys([*betas, ANTHROPIC_OAUTH_BETA]))
+    elif kind == "anthropic":
         headers["x-api-key"] = key
     else:
         headers["Authorization"] = f"Bearer {key}"
@@ -314,7 +325,7 @@ class ModelProxy:
         try:
             upstream_response = await self.session.request(
                 request.method, URL(target, encoded=True),
-                headers=_request_headers(request, upstream.kind, key),
+                headers=_request_headers(request, upstream.kind, key, upstream.oauth),
                 data=body if body or request.method != "GET" else None,
                 allow_redirects=False, timeout=UPSTREAM_TIMEOUT, auto_decompress=True)
         except (aiohttp.ClientError, TimeoutError) as exc:

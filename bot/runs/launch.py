@@ -6,6 +6,7 @@ import re
 import shlex
 from typing import Any, Protocol
 
+from bot.config.providers import missing_credentials
 from bot.config.settings import Settings
 from bot.executors.base import Executor, RunSpec, SandboxLimits
 from bot.runs.prompt import prompt_for
@@ -48,8 +49,18 @@ def gateway_clone_url(settings: Settings, repo_full_name: str) -> str:
     return f"{settings.sandbox_gateway_url}/git/{repo_full_name}.git"
 
 
+class CredentialsMissing(Exception):
+    """The gateway has no key for the run's model provider: the run fails before its sandbox
+    starts, with the variable to set (the trigger checked too, but the operator's settings
+    may have changed while the run was queued, or it came from a retry button)."""
+
+
 def run_spec(run: Any, settings: Settings, base_sha: str) -> RunSpec:
-    """The RunSpec of a run row whose base SHA is known."""
+    """The RunSpec of a run row whose base SHA is known; CredentialsMissing when the agent
+    could not reach its model."""
+    missing = missing_credentials(settings, run.agent, run.model)
+    if missing is not None:
+        raise CredentialsMissing(missing)
     timeout = int(run.timeout_seconds)
     return RunSpec(
         run_id=int(run.id),
