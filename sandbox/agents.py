@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ class Adapter:
         """A fresh parser for this CLI's output."""
         raise NotImplementedError
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, spec: Spec) -> dict[str, str]:
         """Variables this CLI needs on top of the run's environment."""
         return {}
 
@@ -83,7 +84,7 @@ class ClaudeAdapter(Adapter):
     def parser(self) -> StreamParser:
         return ClaudeParser()
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, spec: Spec) -> dict[str, str]:
         # The Task tools (the plan the check run shows) exist only for some models unless
         # this is set.
         return {"CLAUDE_CODE_ENABLE_TODO_TOOLS": "1"}
@@ -136,17 +137,57 @@ class CodexAdapter(Adapter):
         return CodexParser()
 
 
+# A bare model name's provider, as the bot tells which key a run needs (bot/config/providers).
+_OPENCODE_PROVIDERS = (("anthropic", re.compile(r"claude|sonnet|opus|haiku", re.I)),
+                       ("openai", re.compile(r"gpt-|o[1-9](?:$|-)|codex|chatgpt", re.I)))
+
+
+def opencode_model(model: str) -> str:
+    """OpenCode's `provider/model` for a model name: as given when it names a provider (or
+    belongs to no family we know, for OpenCode to say so), else with its family's provider."""
+    if "/" in model:
+        return model
+    for provider, family in _OPENCODE_PROVIDERS:
+        if family.match(model):
+            return f"{provider}/{model}"
+    return model
+
+
+# OpenCode (1.18.x) reaches Anthropic through the AI SDK, whose base URL ends in /v1 (it reads
+# ANTHROPIC_BASE_URL without one appended, so the gateway's /anthropic alone is a 404), and
+# OpenAI's Responses API at OPENAI_BASE_URL. Its configuration comes in OPENCODE_CONFIG_CONTENT
+# (it merges over the user's and the project's own): both providers name the gateway, no
+# update checks, no sharing. Its bundled model list stands in for models.dev, so a run does
+# not wait on the network for it.
+def opencode_config(gateway_url: str | None) -> dict[str, object]:
+    """OpenCode's settings for a run (OPENCODE_CONFIG_CONTENT)."""
+    config: dict[str, object] = {"autoupdate": False, "share": "disabled"}
+    if gateway_url:
+        urls = provider_env(gateway_url, "")
+        config["provider"] = {
+            "anthropic": {"options": {"baseURL": urls["ANTHROPIC_BASE_URL"] + "/v1"}},
+            "openai": {"options": {"baseURL": urls["OPENAI_BASE_URL"]}}}
+    return config
+
+
 class OpenCodeAdapter(Adapter):
-    """`opencode run --format json`; it appends a non-TTY stdin to the message."""
+    """`opencode run --format json --auto`; it appends a non-TTY stdin to the message."""
 
     name = "opencode"
 
     def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
-        argv = ["opencode", "run", "--format", "json", *_model("--model", spec)]
-        return Invocation(argv, prompt_file)
+        # --auto: headless, nobody answers a permission prompt (a command outside the
+        # workspace, say); the run's sandbox is the boundary, as for the other CLIs.
+        model = ["--model", opencode_model(spec.model)] if spec.model else []
+        return Invocation(["opencode", "run", "--format", "json", "--auto", *model],
+                          prompt_file)
 
     def parser(self) -> StreamParser:
         return OpenCodeParser()
+
+    def environment(self, spec: Spec) -> dict[str, str]:
+        return {"OPENCODE_CONFIG_CONTENT": json.dumps(opencode_config(spec.gateway_url)),
+                "OPENCODE_DISABLE_MODELS_FETCH": "1"}
 
 
 class AiderAdapter(Adapter):

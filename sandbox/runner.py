@@ -196,7 +196,7 @@ class Runner:
         parser = adapter.parser()
         budget = LogBudget(self.sink, "agent")
         self.sink.emit(phase("agent", "started", agent=self.spec.agent, model=self.spec.model))
-        env = {**self.env, **adapter.environment()}
+        env = {**self.env, **adapter.environment(self.spec)}
         refusal = adapter.refusal(os.geteuid(), env)
         if refusal:
             raise Failure(exitcodes.AGENT, "agent", refusal)

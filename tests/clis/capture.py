@@ -2,10 +2,11 @@
 the scenarios against the model doubles: `scripts/capture-transcripts [cli[:scenario]...]`.
 
 Claude Code plays tests/clis/scenarios.py against the Messages double, Codex plays
-tests/clis/codex_scenarios.py against the Responses double. Each CLI runs as the sandbox runs
-it (the adapter's argv and environment), as an unprivileged account; what varies from run to
-run (ids, times, paths, the double's port) is replaced by fixed values, so a capture with the
-same CLI version changes nothing else.
+tests/clis/codex_scenarios.py against the Responses double, OpenCode plays
+tests/clis/opencode_scenarios.py against the Messages double (an Anthropic model). Each
+CLI runs as the sandbox runs it (the adapter's argv and environment), as an unprivileged
+account; what varies from run to run (ids, times, paths, the double's port) is replaced by
+fixed values, so a capture with the same CLI version changes nothing else.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from sandbox.agents import adapter_for
 from sandbox.gateway import provider_env
 from sandbox.spec import parse_spec
-from tests.clis import codex_scenarios, scenarios
+from tests.clis import codex_scenarios, opencode_scenarios, scenarios
 from tests.clis.support import Account, expose, installed_cli, unprivileged_account
 from tests.fakes.model_anthropic import AnthropicDouble, Failure, Turn
 from tests.fakes.model_openai import OpenAIDouble, openai_failure, quota_failure
@@ -54,7 +55,21 @@ CODEX_SCENARIOS: dict[str, Callable[[], list[Turn]]] = {
     "quota": lambda: codex_scenarios.a_model_error(quota_failure()),
     "stream-cut": lambda: codex_scenarios.a_model_error(Failure.stream_cut()),
 }
-CAPTURES = {"claude": list(SCENARIOS), "codex": list(CODEX_SCENARIOS)}
+# OpenCode's errors come after its own retries (5, which cannot be turned off): the
+# overloaded double says `retry-after: 0`.
+OPENCODE_SCENARIOS: dict[str, Callable[[], list[Turn]]] = {
+    "edits": opencode_scenarios.the_edits,
+    "plan": opencode_scenarios.the_plan,
+    "overloaded": lambda: opencode_scenarios.a_model_error(opencode_scenarios.overloaded()),
+    "unauthorized": lambda: opencode_scenarios.a_model_error(Failure.unauthorized()),
+}
+CAPTURES = {"claude": list(SCENARIOS), "codex": list(CODEX_SCENARIOS),
+            "opencode": list(OPENCODE_SCENARIOS)}
+# OpenCode's ids (ses_, msg_, prt_ and a time-ordered tail), epoch-millisecond times and the
+# Date header of an error's response.
+_OPENCODE_ID = re.compile(r"\b(ses|msg|prt)_[0-9A-Za-z]{20,}")
+_OPENCODE_TIME = re.compile(r'"(timestamp|start|end|created|completed)":\d{12,}')
+_HTTP_DATE = re.compile(r'"date":"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} [\d:]{8} GMT"')
 
 
 def normalise(lines: list[str], workspace: str, home: str, gateway: str) -> list[str]:
@@ -98,7 +113,7 @@ async def capture_claude(name: str, bin_dir: Path, account: Account, scratch: Pa
         env = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home),
                "LANG": "C.UTF-8", "ANTHROPIC_BASE_URL": model.url,
                "ANTHROPIC_API_KEY": "sk-capture", "CLAUDE_CODE_MAX_RETRIES": "0",
-               "DISABLE_AUTOUPDATER": "1", **adapter.environment(), **extra}
+               "DISABLE_AUTOUPDATER": "1", **adapter.environment(spec), **extra}
         with prompt.open("rb") as stdin:
             process = await asyncio.create_subprocess_exec(
                 *invocation.argv, cwd=workspace, env=env, stdin=stdin,
@@ -133,13 +148,59 @@ async def capture_codex(name: str, bin_dir: Path, account: Account, scratch: Pat
         invocation = adapter.invocation(replace(spec, gateway_url=model.base_url), prompt)
         env = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home),
                "LANG": "C.UTF-8", **provider_env(model.base_url, "agw_capture"),
-               **adapter.environment()}
+               **adapter.environment(spec)}
         out, err, code = await _run(invocation.argv, workspace, env, prompt, account)
         gateway = model.base_url.removeprefix("http://")
     if not out.strip():
         raise RuntimeError(f"codex {name}: no output (exit {code}): "
                            f"{err.decode(errors='replace')[-500:]}")
     return normalise(out.decode().splitlines(), str(workspace), str(home), gateway)
+
+
+def normalise_opencode(lines: list[str]) -> list[str]:
+    """OpenCode's own ids and times made fixed (after `normalise`)."""
+    ids: dict[str, str] = {}
+
+    def same_id(found: re.Match[str]) -> str:
+        return ids.setdefault(found.group(0), f"{found.group(1)}_{len(ids) + 1:026d}")
+
+    out = []
+    for line in lines:
+        line = _OPENCODE_ID.sub(same_id, line)
+        line = _OPENCODE_TIME.sub(lambda found: f'"{found.group(1)}":1767225600000', line)
+        out.append(_HTTP_DATE.sub('"date":"Thu, 01 Jan 2026 00:00:00 GMT"', line))
+    return out
+
+
+async def capture_opencode(name: str, bin_dir: Path, account: Account, scratch: Path
+                           ) -> list[str]:
+    """Play one scenario on OpenCode, its Anthropic provider the double where the gateway
+    would be; its stdout lines, normalised."""
+    root = Path(tempfile.mkdtemp(prefix=f"opencode-{name}-", dir=scratch))
+    make_repository(root / "git")
+    workspace, home = root / "git" / "work", root / "home"
+    home.mkdir()
+    prompt = root / "prompt.md"
+    prompt.write_text(opencode_scenarios.PROMPT, encoding="utf-8")
+    account.own(root)
+    adapter = adapter_for("opencode")
+    spec = parse_spec({**make_spec(clone_url="https://github.com/octo/demo.git",
+                                   callback_url="http://bot/internal/runs/12",
+                                   base_sha="a" * 40, agent="opencode").to_json_dict(),
+                       "agent_command": None})
+    async with AnthropicDouble(OPENCODE_SCENARIOS[name](), prefix="/anthropic") as model:
+        spec = replace(spec, gateway_url=model.base_url)
+        invocation = adapter.invocation(spec, prompt)
+        env = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home),
+               "LANG": "C.UTF-8", **provider_env(model.base_url, "agw_capture"),
+               **adapter.environment(spec)}
+        out, err, code = await _run(invocation.argv, workspace, env, prompt, account)
+        gateway = model.base_url.removeprefix("http://")
+    if not out.strip():
+        raise RuntimeError(f"opencode {name}: no output (exit {code}): "
+                           f"{err.decode(errors='replace')[-500:]}")
+    return normalise_opencode(normalise(out.decode().splitlines(), str(workspace), str(home),
+                                        gateway))
 
 
 async def _run(argv: list[str], cwd: Path, env: dict[str, str], stdin_path: Path,
@@ -152,7 +213,7 @@ async def _run(argv: list[str], cwd: Path, env: dict[str, str], stdin_path: Path
     return out, err, process.returncode
 
 
-CAPTURE = {"claude": capture_claude, "codex": capture_codex}
+CAPTURE = {"claude": capture_claude, "codex": capture_codex, "opencode": capture_opencode}
 
 
 def main(names: list[str]) -> int:

@@ -46,3 +46,9 @@ def claude_world(cli_scratch: Path) -> CliWorld:
 def codex_world(cli_scratch: Path) -> CliWorld:
     """The pinned Codex, run as an unprivileged account as the image runs it."""
     return cli_world("codex", cli_scratch)
+
+
+@pytest.fixture(scope="session")
+def opencode_world(cli_scratch: Path) -> CliWorld:
+    """The pinned OpenCode, run as an unprivileged account as the image runs it."""
+    return cli_world("opencode", cli_scratch)

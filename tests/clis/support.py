@@ -26,7 +26,8 @@ CACHE = Path(os.environ.get("AGENTBOT_CLI_CACHE") or Path(
     os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agentbot" / "clis")
 # name -> (the Dockerfile's ARG with its version, its executable inside the install)
 CLIS = {"claude": ("CLAUDE_CODE_VERSION", "node_modules/.bin/claude"),
-        "codex": ("CODEX_VERSION", "node_modules/.bin/codex")}
+        "codex": ("CODEX_VERSION", "node_modules/.bin/codex"),
+        "opencode": ("OPENCODE_VERSION", "node_modules/.bin/opencode")}
 
 
 def pinned_version(arg: str) -> str:

@@ -154,7 +154,7 @@ class AnthropicDouble:
                 await turn.hold.wait()
         if turn.failure and turn.failure.status:
             return self._error(turn.failure.status, turn.failure.error_type,
-                               turn.failure.message)
+                               turn.failure.message, retry_after=turn.failure.retry_after)
         cwd = recorded.working_directory or ""
         model = self.model or str(body.get("model") or DEFAULT_MODEL)
         message = self._message(turn, model, cwd)
@@ -180,11 +180,13 @@ class AnthropicDouble:
         self.turns_played += 1
         return turn
 
-    def _error(self, status: int, kind: str, text: str) -> web.Response:
+    def _error(self, status: int, kind: str, text: str, *, retry_after: int | None = None
+               ) -> web.Response:
         body = {"type": "error", "error": {"type": kind, "message": text},
                 "request_id": f"req_double{next(self._ids):06d}"}
         self.sent.append({"kind": "error", "body": body})
-        return web.json_response(body, status=status)
+        headers = {"retry-after": str(retry_after)} if retry_after is not None else None
+        return web.json_response(body, status=status, headers=headers)
 
     def _message(self, turn: Turn, model: str, cwd: str) -> dict[str, Any]:
         content: list[dict[str, Any]] = []

@@ -47,6 +47,9 @@ class Failure:
     status: int  # 0: the stream starts and the connection drops half-way
     error_type: str = ""
     message: str = ""
+    # Seconds in a `retry-after` header (providers send one with 429 and 529): a client that
+    # honours it retries at once with 0 (OpenCode, whose retries cannot be turned off).
+    retry_after: int | None = None
 
     @classmethod
     def overloaded(cls) -> Failure:
