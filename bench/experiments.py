@@ -102,8 +102,18 @@ def trace() -> None:
     inbox.Inbox.start = start  # type: ignore[method-assign]
 
 
+def wide_inbox() -> None:
+    """Measurement only: dispatch claims 64 deliveries at a time and runs 32 at once."""
+    inbox.InboxOptions.batch_size = 64  # type: ignore[misc]
+    inbox.InboxOptions.concurrency = 32  # type: ignore[misc]
+    inbox.InboxOptions.__init__.__defaults__ = tuple(  # type: ignore[misc]
+        64 if d == 20 else 32 if d == 8 else d
+        for d in inbox.InboxOptions.__init__.__defaults__ or ())
+
+
 EXPERIMENTS: dict[str, Callable[[], None]] = {
     "no-inbox": no_inbox, "no-parse": no_parse, "no-gc": no_gc, "trace": trace,
+    "wide-inbox": wide_inbox,
 }
 
 

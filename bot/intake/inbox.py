@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -91,6 +92,8 @@ class Inbox:
         self._limit = asyncio.Semaphore(self.options.concurrency)
         self.alive_at: dt.datetime | None = None
         self._stored_at = -float("inf")  # time.monotonic() of the intake's last commit
+        self._finishing: list[tuple[int, dict[str, Any], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
         """A delivery was stored: look now instead of at the next poll."""
@@ -104,6 +107,9 @@ class Inbox:
     async def close(self) -> None:
         await tasks.stop(self._task)
         self._task = None
+        if self._flusher is not None:  # what was finished is written before it stops
+            with contextlib.suppress(Exception):
+                await self._flusher
 
     async def release_abandoned(self) -> int:
         """Return every in-flight delivery to pending (one process owns an SQLite file)."""
@@ -278,14 +284,36 @@ class Inbox:
             values.update(status=DeliveryStatus.PENDING,
                           next_attempt_at=now + dt.timedelta(seconds=delay),
                           last_error=orjson.dumps(errors).decode())
-        async with self._engine.begin() as conn:
-            # Only the lease holder may finish: a delivery whose lease ran out meanwhile
-            # belongs to whoever claimed it next.
-            await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == row.id, deliveries.c.lease_owner == self.owner)
-                .values(**values)
-            )
+        # Finishes that come together are committed together (one transaction for all that
+        # queued while the previous one was written): under a burst the database, not the
+        # handlers, would otherwise set the pace. Each waits until its own is committed.
+        done_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._finishing.append((row.id, values, done_future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_finished(), name="inbox-finish")
+        await asyncio.shield(done_future)
+
+    async def _flush_finished(self) -> None:
+        while self._finishing:
+            batch, self._finishing = self._finishing, []
+            try:
+                async with self._engine.begin() as conn:
+                    for row_id, values, _ in batch:
+                        # Only the lease holder may finish: a delivery whose lease ran out
+                        # meanwhile belongs to whoever claimed it next.
+                        await conn.execute(
+                            update(deliveries)
+                            .where(deliveries.c.id == row_id,
+                                   deliveries.c.lease_owner == self.owner)
+                            .values(**values))
+            except Exception as exc:  # noqa: BLE001 - each waiter gets it (the next pass retries)
+                for _, _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for _, _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def forget_old(self) -> int:
         """Delete processed deliveries past the retention (GitHub keeps 3 days anyway)."""

@@ -58,8 +58,11 @@ async def _resolve(db: AsyncEngine, gh: Any, run: Any, sha: str | None) -> tuple
                                .values(base_sha=sha, updated_at=utcnow()))
             stored = (await conn.execute(select(runs.c.base_sha)
                                          .where(runs.c.id == run.id))).scalar_one()
-        if stored != sha:
-            sha, tree = stored, None
+            if stored == sha:  # the usual case: the tree goes in the same transaction
+                await conn.execute(update(runs).where(runs.c.id == run.id)
+                                   .values(base_tree=tree))
+                return str(sha), tree
+        sha, tree = stored, None
     if tree is None:
         commit = await gh.getitem("/repos/{owner}/{repo}/git/commits/{commit_sha}",
                                   {**where, "commit_sha": sha})

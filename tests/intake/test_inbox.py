@@ -205,3 +205,29 @@ async def test_a_rate_limited_handler_waits_for_the_reset_without_spending_attem
     limited[0] = False
     await inbox.drain_once()
     assert (await status_of(engine, "rl")).status == "done"
+
+
+async def test_finishes_that_come_together_are_committed_together(engine: AsyncEngine) -> None:
+    """A burst: the deliveries of a batch are marked done in a few transactions, not one
+    each (the database, not the handlers, set the pace under a burst)."""
+    from sqlalchemy import event as sa_event
+
+    ids = [f"burst-{n}" for n in range(12)]
+    await store(engine, *(row(i, issue={"number": n}) for n, i in enumerate(ids)))
+    calls = Calls()
+    inbox = Inbox(engine, calls.router, context=None,
+                  options=InboxOptions(batch_size=12, concurrency=12))
+    finishing: list[int] = []
+
+    def on_execute(conn: Any, clauseelement: Any, *args: Any) -> None:
+        if str(clauseelement).startswith("UPDATE deliveries") and \
+                clauseelement.compile().params.get("status") == "done":
+            finishing.append(id(conn.get_transaction()))
+
+    sa_event.listen(engine.sync_engine, "before_execute", on_execute)
+    try:
+        assert await inbox.drain_once() == 12
+    finally:
+        sa_event.remove(engine.sync_engine, "before_execute", on_execute)
+    assert [(await status_of(engine, i)).status for i in ids] == ["done"] * 12
+    assert len(finishing) == 12 and len(set(finishing)) < 12  # shared transactions
