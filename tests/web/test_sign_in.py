@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -23,7 +25,9 @@ def cookie(response: object, name: str) -> object:
     return jar.get(name)
 
 
-async def test_sign_in_sets_a_sealed_session_and_goes_back(pages: Pages) -> None:
+async def test_sign_in_sets_a_sealed_session_and_goes_back(
+        pages: Pages, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     run_id = await pages.add_run(OPEN)
     done = await pages.sign_in("octocat", f"/runs/{run_id}")
     assert done.status == 303
@@ -46,6 +50,9 @@ async def test_sign_in_sets_a_sealed_session_and_goes_back(pages: Pages) -> None
     # The token exchange sent the code and the registered callback, never in our logs.
     exchange = pages.fake.oauth_exchanges[-1]
     assert exchange["redirect_uri"] == f"{pages.base}/login/callback"
+    # Neither the person's token nor the client secret reaches a log line.
+    assert token not in caplog.text and pages.fake.oauth_client_secret not in caplog.text
+    assert "signed in" in caplog.text
 
 
 async def test_a_denied_authorization_signs_nobody_in(pages: Pages) -> None:
