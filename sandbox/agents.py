@@ -79,6 +79,10 @@ class ClaudeAdapter(Adapter):
         argv = ["claude", "-p", "--output-format", "stream-json", "--verbose",
                 "--dangerously-skip-permissions", "--tools", ",".join(CLAUDE_TOOLS),
                 *_model("--model", spec)]
+        if spec.system_prompt:
+            # Appended: Claude Code's own system prompt (its tools, the repository's CLAUDE.md)
+            # stays as it is; --system-prompt would replace it.
+            argv += ["--append-system-prompt", spec.system_prompt]
         return Invocation(argv, prompt_file)
 
     def parser(self) -> StreamParser:
@@ -113,6 +117,16 @@ def _codex_provider(gateway_url: str) -> list[str]:
     return [arg for setting in settings for arg in ("-c", setting)]
 
 
+def _codex_instructions(spec: Spec) -> list[str]:
+    """A profile's system prompt as Codex's developer_instructions, which it sends as a
+    developer message beside its own instructions (model_instructions_file would replace
+    them). The value is a TOML string: JSON's escapes, less the surrogate pairs TOML lacks."""
+    if not spec.system_prompt:
+        return []
+    text = json.dumps(spec.system_prompt, ensure_ascii=False).replace("\x7f", "\\u007f")
+    return ["-c", f"developer_instructions={text}"]
+
+
 class CodexAdapter(Adapter):
     """`codex exec --json`, reading the prompt from stdin (`-`)."""
 
@@ -130,7 +144,7 @@ class CodexAdapter(Adapter):
                 "--disable", "unbounded_connection_retries", "-c", "analytics.enabled=false",
                 "-c", "tools.update_plan.enabled=true",
                 *(_codex_provider(spec.gateway_url) if spec.gateway_url else []),
-                *_model("--model", spec), "-"]
+                *_codex_instructions(spec), *_model("--model", spec), "-"]
         return Invocation(argv, prompt_file)
 
     def parser(self) -> StreamParser:

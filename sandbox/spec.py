@@ -54,6 +54,7 @@ class Spec:
     # agent gets no provider configuration and no proxy (a `command` agent in tests).
     gateway_url: str | None = None
     proxy_url: str | None = None
+    system_prompt: str | None = None  # added to the CLI's own system prompt (a profile's)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,9 @@ def parse_spec(data: Any) -> Spec:
     model = data.get("model")
     if model is not None and not isinstance(model, str):
         raise SpecError("spec.json: field 'model' must be a string or null")
+    system_prompt = data.get("system_prompt")
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise SpecError("spec.json: field 'system_prompt' must be a string or null")
     spec = Spec(
         run_id=_require(data, "run_id", int),
         repository=_require(data, "repository", str),
@@ -130,6 +134,7 @@ def parse_spec(data: Any) -> Spec:
         installation_id=int(data.get("installation_id") or 0),
         gateway_url=_optional_url(data, "gateway_url"),
         proxy_url=_optional_url(data, "proxy_url"),
+        system_prompt=system_prompt or None,
     )
     _check_urls(spec)
     sha = spec.base_sha

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from bot.config.budget import Budget, parse_budget
+from bot.config.repo import PROFILE_NAME
 from bot.config.settings import AGENTS, MODEL_NAME, parse_duration
 from bot.markdown import SUGGESTION_CUTOFF, closest, code_span
 
@@ -53,6 +54,9 @@ class CommandInfo:
 OPTIONS: tuple[OptionInfo, ...] = (
     OptionInfo("agent", "NAME", "the coding agent to run: " + ", ".join(AGENTS)),
     OptionInfo("model", "NAME", "the model the agent uses, passed to it as given"),
+    OptionInfo("profile", "NAME",
+               "a profile of the repository's `.github/agentbot.yml` (its agent, model, setup, "
+               "instructions, system prompt and timeout; the options above still win)"),
     OptionInfo("timeout", "DURATION",
                "how long the run may take, like 20m or 1h30m (the operator's limit caps it)"),
     OptionInfo("budget", "LIMIT",
@@ -97,6 +101,7 @@ REPEATED_OPTION = "option {option} is given more than once"
 BAD_DURATION = "{value} is not a duration for {option}; write it like `20m` or `1h30m`"
 UNKNOWN_AGENT = "unknown agent {value}; the agents are {agents}"
 BAD_MODEL = "{value} is not a model name"
+BAD_PROFILE = "{value} is not a profile name (letters, digits, `-` and `_`)"
 NO_OPTIONS = "{command} takes no options"
 NO_TEXT = "{command} takes no instructions; for instructions that begin with {word}, write {hint}"
 USAGE_TITLE = "**Usage**"
@@ -126,6 +131,7 @@ class Command:
     timeout: int | None = None
     budget: Budget | None = None
     line: int = 1
+    profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,7 @@ def _parse_line(rest: str, following: list[str], line: int) -> Command:
         timeout=values.get("timeout"),  # type: ignore[arg-type]
         budget=values.get("budget"),  # type: ignore[arg-type]
         line=line,
+        profile=values.get("profile"),  # type: ignore[arg-type]
     )
 
 
@@ -309,6 +316,10 @@ def _option_value(option: OptionInfo, value: str) -> str | int | Budget:
         agents = ", ".join(code_span(agent) for agent in AGENTS)
         raise _Invalid(UNKNOWN_AGENT.format(value=code_span(value, 40), agents=agents)
                        + _suggest(value.lower(), list(AGENTS)))
+    if option.name == "profile":
+        if PROFILE_NAME.fullmatch(value):
+            return value.lower()
+        raise _Invalid(BAD_PROFILE.format(value=code_span(value, 40)))
     if not MODEL_NAME.fullmatch(value):
         raise _Invalid(BAD_MODEL.format(value=code_span(value, 40)))
     return value

@@ -23,6 +23,7 @@ FORK_REFUSED = (
     "says `allow_forks: true` (it then opens a new pull request with the changes)."
 )
 CONFIG_INVALID = "@{login} agentbot did not start a run: {error}"
+UNKNOWN_PROFILE = "@{login} agentbot did not start a run: {error}."
 CREDENTIALS_MISSING = "@{login} agentbot did not start a run: {reason}."
 COMMAND_AGENT_MISSING = (
     "@{login} the `command` agent is not set up here: the operator sets its argv in "

@@ -18,7 +18,13 @@ from bot.commands.sources import (
     issue_source,
     reply,
 )
-from bot.config.repo import APPROVAL_REQUIRED, ConfigError, Effective
+from bot.config.repo import (
+    APPROVAL_REQUIRED,
+    PROFILE_LABEL_PREFIX,
+    PROFILE_NAME,
+    ConfigError,
+    Effective,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +41,26 @@ async def on_issue_labeled(event: sansio.Event, ctx: Context) -> None:
     source = issue_source(event, None)
     gh = ctx.github.installation(source.installation_id)
     config = await verbs.repo_config(ctx, source)
+    profile = _profile_of(label)
     if isinstance(config, ConfigError):
-        # Only the trigger label is worth a reply; other labels come and go all day.
-        if label == ctx.settings.trigger_label and await authorised(ctx, gh, source,
-                                                                     quiet=True):
+        # Only a trigger label is worth a reply; other labels come and go all day.
+        if (label == ctx.settings.trigger_label or profile) and await authorised(
+                ctx, gh, source, quiet=True):
             await reply(ctx, gh, source, replies.CONFIG_INVALID.format(
                 login=source.login, error=config))
         return
-    if label != config.trigger_label:
+    if label == config.trigger_label:
+        profile = None
+    elif profile is None:
         return
     if not await _may_trigger(ctx, gh, source, config, quiet=True):
         return
+    if profile is not None:
+        # `agent:backend` is the trigger label with the profile `backend`.
+        chosen = await verbs.profiled(ctx, gh, source, config, profile)
+        if chosen is None:
+            return
+        config = chosen
     if (config.approval == APPROVAL_REQUIRED
             and not await verbs.author_writes(ctx, gh, source, config)):
         # The label says "run this issue", but an outsider wrote it (and may edit it until
@@ -58,6 +73,14 @@ async def on_issue_labeled(event: sansio.Event, ctx: Context) -> None:
                 kind=source.kind, author=author))
         return
     await verbs.start_run(ctx, gh, source, trigger="label", command=None, config=config)
+
+
+def _profile_of(label: str) -> str | None:
+    """The profile an `agent:NAME` label names, or None for any other label."""
+    if not label.lower().startswith(PROFILE_LABEL_PREFIX):
+        return None
+    name = label[len(PROFILE_LABEL_PREFIX):].strip()
+    return name.lower() if PROFILE_NAME.fullmatch(name) else None
 
 
 @router.register("issue_comment", action="created")

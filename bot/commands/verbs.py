@@ -13,7 +13,7 @@ from bot.commands.grammar import Command, help_text
 from bot.commands.sources import Source, is_bot, reply, run_link, writes
 from bot.config.budget import Budget, Spend
 from bot.config.providers import missing_credentials
-from bot.config.repo import ConfigError, Effective, effective
+from bot.config.repo import ConfigError, Effective, UnknownProfile, effective, with_profile
 from bot.config.settings import format_duration
 from bot.runs import ledger
 from bot.runs.prompt import inputs_digest, inputs_of
@@ -56,10 +56,27 @@ async def author_writes(ctx: Context, gh: Any, source: Source, config: Effective
     return await writes(ctx, gh, source, login)
 
 
+async def profiled(ctx: Context, gh: Any, source: Source, config: Effective,
+                   name: str | None) -> Effective | None:
+    """The config with the profile `name` applied (as is without one), or None after replying
+    that the repository has no such profile."""
+    if name is None:
+        return config
+    try:
+        return with_profile(config, name, ctx.settings)
+    except (UnknownProfile, ConfigError) as exc:
+        template = replies.CONFIG_INVALID if isinstance(exc, ConfigError) \
+            else replies.UNKNOWN_PROFILE
+        await reply(ctx, gh, source, template.format(login=source.login, error=exc))
+        return None
+
+
 async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
                       command: Command | None, config: Effective | None = None,
-                      sender_writes: bool = True) -> ledger.NewRun | None:
-    """The run a trigger asks for, or None after replying why there is none."""
+                      sender_writes: bool = True,
+                      profile: str | None = None) -> ledger.NewRun | None:
+    """The run a trigger asks for, or None after replying why there is none. A profile
+    (`--profile`, or `profile` from an `agent:NAME` label) changes the config first."""
     settings = ctx.settings
     if config is None:
         loaded = await repo_config(ctx, source)
@@ -68,6 +85,12 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
                 login=source.login, error=loaded))
             return None
         config = loaded
+    if config.profile is None:
+        chosen = await profiled(ctx, gh, source, config,
+                                (command.profile if command else None) or profile)
+        if chosen is None:
+            return None
+        config = chosen
     agent = (command.agent if command else None) or config.agent
     model = (command.model if command else None) or config.model
     timeout = config.timeout_seconds
@@ -153,6 +176,7 @@ def config_snapshot(config: Effective, budget: Budget | None = None,
         "protected_paths": list(config.protected_paths), "allow_forks": config.allow_forks,
         "network": {"allow": list(config.network_allow)},
         "budget": budget.to_json(), "budget_from": budget_from,
+        "profile": config.profile, "system_prompt": config.system_prompt,
     }
 
 
@@ -207,9 +231,11 @@ async def refused_by_daily_limits(ctx: Context, gh: Any, source: Source) -> bool
 
 
 async def start_run(ctx: Context, gh: Any, source: Source, *, trigger: str,
-                    command: Command | None, config: Effective | None = None) -> None:
+                    command: Command | None, config: Effective | None = None,
+                    profile: str | None = None) -> None:
     """Write a queued run for the source, or reply why not."""
-    new = await new_run_for(ctx, gh, source, trigger=trigger, command=command, config=config)
+    new = await new_run_for(ctx, gh, source, trigger=trigger, command=command, config=config,
+                            profile=profile)
     if new is not None:
         await _create(ctx, gh, source, new)
 
@@ -256,10 +282,14 @@ async def retry(ctx: Context, gh: Any, source: Source, *, trigger: str,
         run = latest[0]
     # The same inputs, under the repository's config as it is now: a retry is how a
     # maintainer picks up a fixed `setup` or `protected_paths`.
-    config = await repo_config(ctx, source)
-    if isinstance(config, ConfigError):
+    loaded = await repo_config(ctx, source)
+    if isinstance(loaded, ConfigError):
         await reply(ctx, gh, source, replies.CONFIG_INVALID.format(
-            login=source.login, error=config))
+            login=source.login, error=loaded))
+        return
+    # The earlier run's profile, as the config has it now.
+    config = await profiled(ctx, gh, source, loaded, (run.config or {}).get("profile"))
+    if config is None:
         return
     fork = bool((run.context or {}).get("fork"))
     if not await credentials_ready(ctx, gh, source, run.agent, run.model):

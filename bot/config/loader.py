@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -16,9 +17,11 @@ from bot.config.repo import (
     INSTRUCTIONS_LIMIT,
     INSTRUCTIONS_MISSING,
     LONG_INSTRUCTIONS,
+    LONG_SYSTEM_PROMPT,
     NOT_A_FILE,
     NOT_UTF8_FILE,
     OUTSIDE,
+    SYSTEM_PROMPT_MISSING,
     THE_FILE,
     TOO_LARGE,
     ConfigError,
@@ -84,25 +87,50 @@ class RepoConfigs:
             return RepoConfig()
         config = parse(data)
         path = instructions_path(config.instructions)
-        if path is None:
+        if path is not None:
+            text = await _file_text(gh, repo_full_name, path, ref, INSTRUCTIONS_MISSING, {
+                "line": config.line_of("instructions"), "key": "instructions"})
+            config = config.model_copy(update={"instructions": text})
+        if not config.profiles:
             return config
-        where: dict[str, Any] = {"line": config.line_of("instructions"), "key": "instructions"}
-        shown = code_span(path, 100)
-        if any(part in ("", ".", "..") for part in path.split("/")):
-            raise ConfigError(OUTSIDE.format(what=shown), **where)
-        try:
-            data = await _fetch(gh, repo_full_name, path, ref, shown)
-            text = None if data is None else data.decode("utf-8-sig").strip()
-        except _Unreadable as exc:
-            raise ConfigError(str(exc), **where) from None
-        except UnicodeDecodeError:
-            raise ConfigError(NOT_UTF8_FILE.format(what=shown), **where) from None
-        if text is None:
-            raise ConfigError(INSTRUCTIONS_MISSING.format(what=shown, ref=code_span(ref, 100)),
-                              **where)
-        if len(text) > INSTRUCTIONS_LIMIT:
-            raise ConfigError(LONG_INSTRUCTIONS, **where)
-        return config.model_copy(update={"instructions": text})
+        # Each profile's files are read with the config, so a broken one is reported when
+        # the file changes, not when someone first picks the profile.
+        profiles = []
+        for profile in config.profiles:
+            changes: dict[str, Any] = {}
+            path = instructions_path(profile.instructions)
+            if path is not None:
+                changes["instructions"] = await _file_text(
+                    gh, repo_full_name, path, ref, INSTRUCTIONS_MISSING,
+                    {"line": profile.line_of("instructions"),
+                     "key": f"profiles.{profile.name}.instructions"})
+            if profile.system_prompt is not None:
+                changes["system_prompt"] = await _file_text(
+                    gh, repo_full_name, profile.system_prompt, ref, SYSTEM_PROMPT_MISSING,
+                    {"line": profile.line_of("system_prompt"),
+                     "key": f"profiles.{profile.name}.system_prompt"}, LONG_SYSTEM_PROMPT)
+            profiles.append(dataclasses.replace(profile, **changes))
+        return config.model_copy(update={"profiles": tuple(profiles)})
+
+
+async def _file_text(gh: Any, repo_full_name: str, path: str, ref: str, missing: str,
+                     where: dict[str, Any], long: str = LONG_INSTRUCTIONS) -> str:
+    """The text of a file the config names; ConfigError at the naming key when unusable."""
+    shown = code_span(path, 100)
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise ConfigError(OUTSIDE.format(what=shown), **where)
+    try:
+        data = await _fetch(gh, repo_full_name, path, ref, shown)
+        text = None if data is None else data.decode("utf-8-sig").strip()
+    except _Unreadable as exc:
+        raise ConfigError(str(exc), **where) from None
+    except UnicodeDecodeError:
+        raise ConfigError(NOT_UTF8_FILE.format(what=shown), **where) from None
+    if text is None:
+        raise ConfigError(missing.format(what=shown, ref=code_span(ref, 100)), **where)
+    if len(text) > INSTRUCTIONS_LIMIT:
+        raise ConfigError(long, **where)
+    return text
 
 
 async def _fetch(gh: Any, repo_full_name: str, path: str, ref: str, shown: str) -> bytes | None:

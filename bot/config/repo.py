@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +18,13 @@ from bot.markdown import closest, code_span
 CONFIG_PATH = ".github/agentbot.yml"
 KEYS = ("trigger_label", "agent", "model", "timeout", "setup", "instructions", "draft",
         "max_changed_files", "protected_paths", "allowed_bots", "allow_forks", "budget",
-        "network", "approval")
+        "network", "approval", "profiles")
 NETWORK_KEYS = ("allow",)
+# What a profile sets; the keys of the same name at the top level say it for every run.
+PROFILE_KEYS = ("agent", "model", "setup", "instructions", "system_prompt", "timeout")
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+# The label that picks a profile: `agent:backend`.
+PROFILE_LABEL_PREFIX = "agent:"
 CONTENTS_URL = "/repos/{owner}/{repo}/contents/{+path}{?ref}"
 LABEL_LIMIT = 50  # GitHub's limit for a label's name
 # Instructions longer than this are a whole document pasted into every prompt, not guidance.
@@ -63,6 +69,19 @@ APPROVAL_REQUIRED = "required_for_outsiders"  # a run that waits for a writer's 
 APPROVAL_WRITERS_ONLY = "writers_only"  # a refusal, as before approvals existed
 APPROVAL_MODES = (APPROVAL_REQUIRED, APPROVAL_WRITERS_ONLY)
 BAD_APPROVAL = "unknown value {value}; `approval` is one of {modes}"
+EXPECTED_PROFILES = "expected a mapping of profile names to their settings, like " \
+                    "`backend: {agent: claude, system_prompt: docs/agent-backend.md}`"
+EXPECTED_PROFILE = "expected a mapping of a profile's settings, like `agent: codex`"
+BAD_PROFILE_NAME = "{value} is not a profile name: letters, digits, `-` and `_`, at most 40"
+UNKNOWN_PROFILE_KEY = "unknown key {key} in profile {profile}{suggestion}; a profile's keys " \
+                      "are {keys}"
+REPEATED_PROFILE = "profile {profile} is given twice (first on line {line})"
+UNKNOWN_PROFILE = "there is no profile {name} in {path}; {which}"
+PROFILES_ARE = "its profiles are {names}"
+NO_PROFILES = "it has no `profiles`"
+SYSTEM_PROMPT_PATH = "expected the path of a file in the repository, like `docs/agent.md`"
+LONG_SYSTEM_PROMPT = f"the system prompt is longer than {INSTRUCTIONS_LIMIT // 1024} KiB"
+SYSTEM_PROMPT_MISSING = "{what} is not a file at {ref}; commit it, or fix the path"
 INSTRUCTIONS_MISSING = ("{what} reads as a file path (one word with a `/`, or ending in .md or "
                         ".txt), but {ref} has no such file; commit it, or write the "
                         "instructions as text")
@@ -80,6 +99,26 @@ class ConfigError(Exception):
         line = f", line {self.line}" if self.line is not None else ""
         key = f", key {code_span(self.key, 40)}" if self.key is not None else ""
         return f"{code_span(self.path, 100)}{line}{key}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of run settings in `profiles:`; unset values fall back to the top level.
+    `system_prompt` is a path until RepoConfigs.load reads the file; `lines` holds where
+    each key's value was written, for errors about the file it names."""
+
+    name: str
+    agent: str | None = None
+    model: str | None = None
+    setup: tuple[str, ...] | None = None
+    instructions: str = ""
+    system_prompt: str | None = None
+    timeout: int | None = None
+    lines: tuple[tuple[str, int], ...] = ()
+
+    def line_of(self, key: str) -> int | None:
+        """The line of `key`'s value in the config file, if it was written."""
+        return dict(self.lines).get(key)
 
 
 @dataclass(frozen=True)
@@ -108,6 +147,7 @@ class RepoConfig(BaseModel):
     budget: Budget | None = None
     network: Network = Network()
     approval: str = APPROVAL_REQUIRED
+    profiles: tuple[Profile, ...] = ()
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
     def line_of(self, key: str) -> int | None:
@@ -128,6 +168,7 @@ class _Bad(Exception):
     def __init__(self, message: str, node: yaml.Node) -> None:
         super().__init__(message)
         self.message, self.line = message, node.start_mark.line + 1
+        self.key: str | None = None  # where inside the key's value, when it is nested
 
 
 def _kind(node: yaml.Node) -> str:
@@ -244,6 +285,72 @@ _CHECKS: dict[str, Callable[[yaml.Node], Any]] = {
 }
 
 
+def _profiles(node: yaml.Node) -> tuple[Profile, ...] | None:
+    """`profiles: {name: {agent, model, setup, instructions, system_prompt, timeout}}`."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+        return None
+    if not isinstance(node, yaml.MappingNode):
+        raise _Bad(EXPECTED_PROFILES, node)
+    profiles: dict[str, Profile] = {}
+    first: dict[str, int] = {}
+    for name_node, body in node.value:
+        name = str(name_node.value) if isinstance(name_node, yaml.ScalarNode) else ""
+        if not PROFILE_NAME.fullmatch(name):
+            raise _Bad(BAD_PROFILE_NAME.format(value=code_span(name or _kind(name_node), 50)),
+                       name_node)
+        if name.lower() in first:
+            raise _Bad(REPEATED_PROFILE.format(profile=code_span(name),
+                                               line=first[name.lower()]), name_node)
+        first[name.lower()] = name_node.start_mark.line + 1
+        profiles[name.lower()] = _profile(name.lower(), body)
+    return tuple(profiles.values())
+
+
+def _profile(name: str, node: yaml.Node) -> Profile:
+    if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+        return Profile(name)  # `backend:` alone: the top level's settings under a name
+    if not isinstance(node, yaml.MappingNode):
+        raise _Bad(EXPECTED_PROFILE, node)
+    values: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else ""
+        problem = None
+        if key not in PROFILE_KEYS:
+            problem = _Bad(UNKNOWN_PROFILE_KEY.format(
+                key=code_span(key or _kind(key_node), 40), profile=code_span(name),
+                suggestion=_suggest(key.lower(), PROFILE_KEYS),
+                keys=", ".join(code_span(k) for k in PROFILE_KEYS)), key_node)
+        elif key in lines:
+            problem = _Bad(REPEATED_KEY.format(line=lines[key]), key_node)
+        if problem is not None:
+            problem.key = f"profiles.{name}.{key}"[:60]
+            raise problem
+        lines[key] = value_node.start_mark.line + 1
+        check = _system_prompt if key == "system_prompt" else _CHECKS[key]
+        try:
+            value = check(value_node)
+        except _Bad as bad:
+            bad.key = f"profiles.{name}.{key}"
+            raise
+        if value is not None:
+            values[key] = value
+    return Profile(name, lines=tuple(lines.items()), **values)
+
+
+def _system_prompt(node: yaml.Node) -> str | None:
+    text = _text(node)
+    if text is None:
+        return None
+    path = text.removeprefix("./").strip("/")
+    if not path or any(c.isspace() for c in path) or "://" in path:
+        raise _Bad(SYSTEM_PROMPT_PATH, node)
+    return path
+
+
+_CHECKS["profiles"] = _profiles
+
+
 def _budget(node: yaml.Node) -> Budget | None:
     text = _text(node)
     if text is None:
@@ -327,7 +434,8 @@ def parse(text: str | bytes, path: str = CONFIG_PATH) -> RepoConfig:
         try:
             value = _CHECKS[key](value_node)
         except _Bad as bad:
-            raise ConfigError(bad.message, path=path, line=bad.line, key=key) from None
+            raise ConfigError(bad.message, path=path, line=bad.line, key=bad.key or key) \
+                from None
         if value is not None:
             values[key] = value
     config = RepoConfig(**values)
@@ -354,6 +462,9 @@ class Effective:
     network_allow: tuple[str, ...] = ()
     approval: str = APPROVAL_REQUIRED
     capped: tuple[str, ...] = ()  # keys whose value the operator's limit lowered
+    profiles: tuple[Profile, ...] = ()
+    profile: str | None = None  # the profile applied (with_profile), if any
+    system_prompt: str = ""  # the profile's system prompt file's text
 
     def allows_bot(self, login: str) -> bool:
         """Whether `allowed_bots` lists this bot; `name` and `name[bot]` are the same bot."""
@@ -384,4 +495,37 @@ def effective(config: RepoConfig, settings: Settings) -> Effective:
         draft=config.draft, max_changed_files=max_files, protected_paths=config.protected_paths,
         allowed_bots=config.allowed_bots, allow_forks=config.allow_forks,
         budget=(config.budget or Budget()).capped(cap), network_allow=config.network.allow,
-        approval=config.approval, capped=capped)
+        approval=config.approval, capped=capped, profiles=config.profiles)
+
+
+class UnknownProfile(Exception):
+    """A profile the config does not have; `str()` names the ones it has."""
+
+
+def with_profile(config: Effective, name: str, settings: Settings) -> Effective:
+    """`config` as the profile `name` changes it: its agent, model, setup and timeout replace
+    the top level's, its instructions follow the top level's, its system prompt is its own."""
+    profile = next((p for p in config.profiles if p.name == name.lower()), None)
+    if profile is None:
+        names = ", ".join(code_span(p.name) for p in config.profiles)
+        raise UnknownProfile(UNKNOWN_PROFILE.format(
+            name=code_span(name, 40), path=code_span(CONFIG_PATH),
+            which=PROFILES_ARE.format(names=names) if names else NO_PROFILES))
+    if profile.agent == "command" and not settings.agent_command:
+        raise ConfigError(NO_AGENT_COMMAND, line=profile.line_of("agent"),
+                          key=f"profiles.{profile.name}.agent")
+    agent = profile.agent or config.agent
+    # The top level's model is for the top level's agent: another agent does not inherit it.
+    model = profile.model or (config.model if agent == config.agent else None)
+    timeout, capped = config.timeout_seconds, config.capped
+    if profile.timeout is not None:
+        timeout = min(profile.timeout, settings.run_timeout)
+        capped = tuple(key for key in capped if key != "timeout") + (
+            ("timeout",) if profile.timeout > timeout else ())
+    instructions = "\n\n".join(part for part in (config.instructions, profile.instructions)
+                               if part)
+    return dataclasses.replace(
+        config, agent=agent, model=model, timeout_seconds=timeout, capped=capped,
+        setup=config.setup if profile.setup is None else profile.setup,
+        instructions=instructions, system_prompt=profile.system_prompt or "",
+        profile=profile.name)

@@ -40,6 +40,9 @@ class RunSpec:
     # proxy. The clone URL points at the gateway too; the sandbox reaches nothing else.
     gateway_url: str | None = None
     proxy_url: str | None = None
+    # A profile's system prompt, for an agent CLI that takes one (see SYSTEM_PROMPT_AGENTS in
+    # bot/runs/launch.py); for the others it is part of `prompt`.
+    system_prompt: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)

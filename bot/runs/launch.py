@@ -9,12 +9,16 @@ from typing import Any, Protocol
 from bot.config.providers import missing_credentials
 from bot.config.settings import Settings
 from bot.executors.base import Executor, RunSpec, SandboxLimits
-from bot.runs.prompt import prompt_for
+from bot.runs.prompt import prompt_for, system_prompt_of
 
 BRANCH_PREFIX = "agentbot/"
 SLUG_MAX = 40
 # Setup commands get at most this long, and never longer than the whole run.
 SETUP_TIMEOUT_SECONDS = 600
+# The agents whose CLI takes text for its system prompt (sandbox/agents.py passes it: Claude
+# Code's --append-system-prompt, Codex's developer_instructions); the others get a profile's
+# system prompt at the end of the prompt.
+SYSTEM_PROMPT_AGENTS = ("claude", "codex")
 
 def slugify(text: str, limit: int = SLUG_MAX) -> str:
     """A branch-safe slug: lower-case ASCII letters, digits and single dashes."""
@@ -69,7 +73,7 @@ def run_spec(run: Any, settings: Settings, base_sha: str) -> RunSpec:
         base_ref=run.base_ref,
         base_sha=base_sha,
         branch=branch_for(run),
-        prompt=prompt_for(run),
+        prompt=prompt_for(run, with_system_prompt=run.agent not in SYSTEM_PROMPT_AGENTS),
         agent=run.agent,
         model=run.model,
         setup=list((run.config or {}).get("setup") or []),
@@ -84,6 +88,8 @@ def run_spec(run: Any, settings: Settings, base_sha: str) -> RunSpec:
         installation_id=int(run.installation_id),
         gateway_url=settings.sandbox_gateway_url,
         proxy_url=settings.sandbox_proxy_url,
+        system_prompt=(system_prompt_of(run) or None) if run.agent in SYSTEM_PROMPT_AGENTS
+        else None,
     )
 
 

@@ -18,6 +18,8 @@ PROMPT_PULL = (
     "working tree; do not commit or push: agentbot adds your changes to the pull request.\n"
 )
 PROMPT_REPO_INSTRUCTIONS = "\n## The repository's instructions for agents\n{text}\n"
+# A profile's system prompt, for an agent CLI without a flag for one.
+PROMPT_SYSTEM = "\n## Standing instructions for this kind of work (the repository's)\n{text}\n"
 PROMPT_FORK = (
     "\nThe checkout is the head of the pull request's branch `{ref}` from the fork {repo}; "
     "agentbot opens your changes as a new pull request.\n"
@@ -71,8 +73,14 @@ def _provenance(run: Any) -> dict[str, Any]:
     return getattr(run, "provenance", None) or {}
 
 
-def prompt_for(run: Any) -> str:
-    """The agent's prompt: what to do, the issue or PR, the instructions, review context."""
+def system_prompt_of(run: Any) -> str:
+    """The text of the run's profile's system prompt file, or ""."""
+    return str((run.config or {}).get("system_prompt") or "").strip()
+
+
+def prompt_for(run: Any, *, with_system_prompt: bool = False) -> str:
+    """The agent's prompt: what to do, the issue or PR, the instructions, review context,
+    and (`with_system_prompt`, for a CLI that takes none) the profile's system prompt."""
     if run.is_pull_request:
         text = PROMPT_PULL.format(repo=run.repo_full_name, number=run.number,
                                   branch=run.head_ref or run.base_ref)
@@ -123,6 +131,9 @@ def prompt_for(run: Any) -> str:
             text += PROMPT_REVIEW_QUOTED.format(
                 path=context["path"], where=where, quoted=quoted(hunk),
                 author=_provenance(run).get("author") or "someone")
+    system_prompt = system_prompt_of(run) if with_system_prompt else ""
+    if system_prompt:
+        text += PROMPT_SYSTEM.format(text=system_prompt)
     return text
 
 

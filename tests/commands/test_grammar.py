@@ -387,7 +387,8 @@ def test_registry_names() -> None:
     assert [info.name for info in COMMANDS] == ["run", "cancel", "retry", "status", "help",
                                                "approve", "deny"]
     assert [info.aliases for info in COMMANDS] == [(), ("stop",), (), (), (), (), ()]
-    assert [option.name for option in OPTIONS] == ["agent", "model", "timeout", "budget"]
+    assert [option.name for option in OPTIONS] == ["agent", "model", "profile", "timeout",
+                                                   "budget"]
     assert [info.name for info in COMMANDS if info.takes_input] == ["run"]
 
 
@@ -424,3 +425,10 @@ def test_commands_table() -> None:
     assert table[3] == ("| `/agent cancel` | `/agent stop` | Cancel the active run of this "
                         "issue or pull request. |")
     assert all(row.count(" | ") == 2 for row in table)
+
+
+def test_profile_option_names_a_profile() -> None:
+    result = one("/agent run --profile Backend --agent codex add it")
+    assert result == Command(verb="run", text="add it", agent="codex", profile="backend")
+    assert error("/agent --profile back/end go") == (
+        "`back/end` is not a profile name (letters, digits, `-` and `_`)")

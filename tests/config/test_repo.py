@@ -93,7 +93,7 @@ def test_an_unknown_key_names_its_line_and_the_closest_key() -> None:
         "`.github/agentbot.yml`, line 3, key `timout`: unknown key (did you mean `timeout`?); "
         "the keys are `trigger_label`, `agent`, `model`, `timeout`, `setup`, `instructions`, "
         "`draft`, `max_changed_files`, `protected_paths`, `allowed_bots`, `allow_forks`, "
-        "`budget`, `network`, `approval`")
+        "`budget`, `network`, `approval`, `profiles`")
 
 
 def test_an_unknown_key_far_from_every_key_gets_no_suggestion() -> None:
@@ -203,6 +203,9 @@ INVALID = [
                                           "`allow`"),
     ("network", "network:\n  allow:\n    - pypi.org\n    - http://evil.example/",
      "`http://evil.example/` is not a host name"),
+    ("profiles", "profiles: [backend]", "expected a mapping of profile names to their settings"),
+    ("profiles", "profiles:\n  back end: {agent: codex}", "`back end` is not a profile name"),
+    ("profiles", "profiles:\n  backend: codex", "expected a mapping of a profile's settings"),
 ]
 
 

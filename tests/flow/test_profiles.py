@@ -1,0 +1,74 @@
+"""A repository's profile picked by a label reaches the real Claude Code and its model: the
+system prompt file in the model request's system prompt, the profile's instructions in the
+prompt, the repository's CLAUDE.md left to Claude Code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.config.settings import Settings
+from tests.clis.conftest import claude_world, cli_scratch  # noqa: F401 (fixtures)
+from tests.clis.support import CliWorld
+from tests.clis.test_claude_flow import claude_flow_executor
+from tests.fakes import payloads as p
+from tests.fakes.github import FakeGitHub
+from tests.fakes.model_anthropic import AnthropicDouble, ToolCall, Turn, Usage
+from tests.flow.harness import REPO, Flow
+
+pytestmark = pytest.mark.slow
+
+SYSTEM_PROMPT = "You serve the backend team. Every new module starts with a docstring."
+CLAUDE_MD = "# Memory\nThe repository's own note for Claude Code: indent with four spaces.\n"
+CONFIG = b"""\
+profiles:
+  backend:
+    system_prompt: docs/agents/backend.md
+    instructions: Run the backend checks before you finish.
+    timeout: 15m
+"""
+
+
+async def test_a_profile_label_gives_claude_code_the_repositorys_system_prompt(
+        fake_github: FakeGitHub, tmp_path: Path, make_settings: Callable[..., Settings],
+        claude_world: CliWorld) -> None:  # noqa: F811 (the imported fixture)
+    script = [Turn(tool_calls=[ToolCall("Write", {"file_path": "{cwd}/src/api.py",
+                                                  "content": '"""The API."""\n'})],
+                   usage=Usage(input_tokens=100, output_tokens=20)),
+              Turn(text="Added src/api.py.", usage=Usage(input_tokens=50, output_tokens=10))]
+    async with AnthropicDouble(script) as model:
+        flow = await Flow.create(fake_github, tmp_path, make_settings,
+                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
+        flow.fake.push(REPO, {".github/agentbot.yml": CONFIG,
+                              "docs/agents/backend.md": SYSTEM_PROMPT.encode() + b"\n",
+                              "CLAUDE.md": CLAUDE_MD.encode()})
+        claude_flow_executor(flow, claude_world, tmp_path, model.url,
+                             CLAUDE_CODE_MAX_RETRIES="0")
+        await flow.start()
+        try:
+            await flow.deliver("issues", p.issues_labeled(label="agent:backend"))
+            run = await flow.settled((await flow.wait_for_run()).id, 90)
+        finally:
+            await flow.close()
+        requests = [r for r in model.requests if r.path == "/v1/messages"
+                    and any(m.get("role") == "user" for m in r.body.get("messages", []))]
+
+    assert (run.state, run.error) == ("succeeded", None), run.error
+    assert (run.config["profile"], run.timeout_seconds) == ("backend", 900)
+    assert requests
+    for request in requests:
+        # The profile's file, in the system prompt after Claude Code's own (appended, not
+        # replacing it), and nowhere in the conversation.
+        system = json.dumps(request.body["system"])
+        assert SYSTEM_PROMPT in system
+        assert system.index("Claude Code") < system.index(SYSTEM_PROMPT)
+        assert SYSTEM_PROMPT not in json.dumps(request.body["messages"])
+    conversation = json.dumps(requests[0].body["messages"])
+    assert "Run the backend checks before you finish." in conversation
+    # CLAUDE.md is Claude Code's to read (it sends it as its own context), and stays as it was.
+    assert "indent with four spaces" in conversation
+    files = flow.files(run.branch)
+    assert files["CLAUDE.md"] == CLAUDE_MD.encode() and files["src/api.py"] == b'"""The API."""\n'
