@@ -63,9 +63,11 @@ def child_env(base: Mapping[str, str], spec: Spec, prompt_file: Path, secrets: S
         env["PYTHONPATH"] = os.pathsep.join(paths)
     else:
         env.pop("PYTHONPATH", None)
+    # PWD as a shell that changed into the workspace would leave it: OpenCode takes its
+    # project directory from $PWD before its own working directory.
     env.update({"AGENTBOT_PROMPT_FILE": str(prompt_file), "AGENTBOT_RUN_ID": str(spec.run_id),
                 "AGENTBOT_REPOSITORY": spec.repository, "GIT_TERMINAL_PROMPT": "0",
-                **trust_env(workspace)})
+                "PWD": str(workspace), **trust_env(workspace)})
     if spec.model:
         env["AGENTBOT_MODEL"] = spec.model
     if spec.gateway_url:

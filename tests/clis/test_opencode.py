@@ -45,7 +45,8 @@ async def run_opencode(world: CliWorld, site: Site, script: list[Turn], *,
     async with AnthropicDouble(script, prefix="/anthropic") as double:
         spec = replace(site.spec(agent="opencode", prompt=PROMPT, timeout=120),
                        gateway_url=double.base_url, model=model)
-        outcome = await world.run_sandbox(site.tmp, spec)
+        # PWD as a shell that started the runner leaves it (OpenCode prefers it to its cwd).
+        outcome = await world.run_sandbox(site.tmp, spec, env={"PWD": str(site.tmp)})
     return outcome, double
 
 

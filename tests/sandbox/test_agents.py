@@ -397,6 +397,8 @@ async def test_each_adapter_runs_its_cli_through_the_runner(site: Site, agent: s
 
     assert outcome.returncode == 0, outcome.stderr
     assert outcome.report is not None and outcome.report["prompt"] == "Fix the bug, please."
+    # As a shell that changed into it would say (OpenCode takes its directory from $PWD).
+    assert outcome.report["env"]["PWD"] == str(site.tmp / "workspace")
     [result] = site.bot.results
     assert result["summary"] == summary
     # Only the agent's edit: aider's history file is kept out by .git/info/exclude.
