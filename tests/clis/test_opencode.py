@@ -188,3 +188,24 @@ async def test_a_tool_call_outside_the_workspace_is_not_refused(opencode_world: 
     assert outcome.returncode == exitcodes.OK, outcome.stderr
     [read] = [t for t in site.bot.kinds("tool") if t["name"] == "read"]
     assert read["status"] == "completed" and "root:" in read["output"]
+
+
+async def test_past_its_step_limit_opencode_asks_for_a_summary_and_ends(
+        opencode_world: CliWorld, site: Site) -> None:
+    """OpenCode's turn limit (an agent's `steps`, here in the operator's own config, which the
+    adapter's settings merge over) is no error: the last step tells the model the maximum is
+    reached and to answer in text, and that answer ends the run."""
+    config = site.tmp / "home" / ".config" / "opencode" / "opencode.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"agent": {"build": {"steps": 2}}}))
+    said = "The maximum number of steps is reached; notes.md is written, the rest is not done."
+    script = [Turn(tool_calls=[write("notes.md", "first step\n")]), Turn(text=said)]
+    outcome, model = await run_opencode(opencode_world, site, script)
+
+    assert outcome.returncode == exitcodes.OK, outcome.stderr
+    assert "maximum steps for this agent have been reached" not in model.main_requests[0].text
+    assert "maximum steps for this agent have been reached" in model.main_requests[1].text
+    [result] = site.bot.results
+    assert result["summary"] == said
+    assert [c["path"] for c in result["changes"]] == ["notes.md"]
+    assert result["stats"]["agent_turns"] == 2
