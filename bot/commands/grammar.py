@@ -116,7 +116,8 @@ HELP_INTRO = (
 HELP_OPTIONS = ("**Options** go between the command and the instructions "
                 "({example} works too, and {end} ends them):")
 HELP_LABEL = ("**Label**: adding the {label} label to an issue starts a run for it, as "
-              "{prefix} with no instructions would.")
+              "{prefix} with no instructions would; a label `agent:NAME` does the same with "
+              "the profile NAME.")
 HELP_ALIASES = " (also {aliases})"
 
 

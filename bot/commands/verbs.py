@@ -73,10 +73,9 @@ async def profiled(ctx: Context, gh: Any, source: Source, config: Effective,
 
 async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
                       command: Command | None, config: Effective | None = None,
-                      sender_writes: bool = True,
-                      profile: str | None = None) -> ledger.NewRun | None:
-    """The run a trigger asks for, or None after replying why there is none. A profile
-    (`--profile`, or `profile` from an `agent:NAME` label) changes the config first."""
+                      sender_writes: bool = True) -> ledger.NewRun | None:
+    """The run a trigger asks for, or None after replying why there is none. The command's
+    `--profile` changes the config first (a label's profile comes applied with `config`)."""
     settings = ctx.settings
     if config is None:
         loaded = await repo_config(ctx, source)
@@ -86,8 +85,7 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
             return None
         config = loaded
     if config.profile is None:
-        chosen = await profiled(ctx, gh, source, config,
-                                (command.profile if command else None) or profile)
+        chosen = await profiled(ctx, gh, source, config, command.profile if command else None)
         if chosen is None:
             return None
         config = chosen
@@ -231,11 +229,9 @@ async def refused_by_daily_limits(ctx: Context, gh: Any, source: Source) -> bool
 
 
 async def start_run(ctx: Context, gh: Any, source: Source, *, trigger: str,
-                    command: Command | None, config: Effective | None = None,
-                    profile: str | None = None) -> None:
+                    command: Command | None, config: Effective | None = None) -> None:
     """Write a queued run for the source, or reply why not."""
-    new = await new_run_for(ctx, gh, source, trigger=trigger, command=command, config=config,
-                            profile=profile)
+    new = await new_run_for(ctx, gh, source, trigger=trigger, command=command, config=config)
     if new is not None:
         await _create(ctx, gh, source, new)
 
