@@ -27,7 +27,11 @@ NO_CREDENTIAL = (
     "The agentbot gateway refused this request: the gateway credential is missing, unknown, "
     "or its run has ended."
 )
-NOT_CONFIGURED = "The operator has not configured {provider} on this agentbot gateway."
+NOT_CONFIGURED = ("The operator has not configured {provider} on this agentbot gateway: "
+                  "set {variables} in the gateway's environment.")
+# The variables each provider's key is read from (bot/config/settings.py).
+KEY_VARIABLES = {"anthropic": "ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN",
+                 "openai": "OPENAI_API_KEY or CODEX_API_KEY"}
 TOO_LARGE = "The request body is larger than the {limit} bytes the agentbot gateway forwards."
 UNREACHABLE = "The agentbot gateway could not reach {provider}."
 NOT_FORWARDED = ("The agentbot gateway does not forward {method} {path} to {provider}; "
@@ -292,7 +296,8 @@ class ModelProxy:
                     allowed=allowed))
             if upstream.api_key is None:
                 outcome.status = 503
-                return _error(upstream.kind, 503, NOT_CONFIGURED.format(provider=provider))
+                return _error(upstream.kind, 503, NOT_CONFIGURED.format(
+                    provider=provider, variables=KEY_VARIABLES[upstream.kind]))
             try:
                 body = await _read_body(request)
             except _TooLarge:

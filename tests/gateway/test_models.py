@@ -22,7 +22,6 @@ from bot.gateway import models
 from bot.gateway.grants import Grant
 from bot.gateway.models import (
     NO_CREDENTIAL,
-    NOT_CONFIGURED,
     TOO_LARGE,
     UNREACHABLE,
     ModelProxy,
@@ -430,8 +429,9 @@ async def test_a_provider_without_an_operator_key_answers_503(make_world: MakeWo
     with pytest.raises(openai.InternalServerError) as caught:
         await world.openai().responses.create(model="gpt-4.1", input="x")
     assert caught.value.status_code == 503
-    assert caught.value.response.json()["error"]["message"] == NOT_CONFIGURED.format(
-        provider="openai")
+    assert caught.value.response.json()["error"]["message"] == (
+        "The operator has not configured openai on this agentbot gateway: set OPENAI_API_KEY "
+        "or CODEX_API_KEY in the gateway's environment.")
     assert world.upstream.seen == []
     assert world.models_audit()[0]["status"] == 503
 
