@@ -219,6 +219,10 @@ class AiderAdapter(Adapter):
     def parser(self) -> StreamParser:
         return AiderParser()
 
+    def environment(self, spec: Spec) -> dict[str, str]:
+        # litellm's model prices as the pinned version ships them, not fetched at start-up.
+        return {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
 
 class CommandAdapter(Adapter):
     """Any program from `agent_command`; `{prompt_file}` in an argument becomes the path."""

@@ -14,40 +14,97 @@ _AIDER_STATUS = re.compile(
     r"^(Aider v|Main model:|Weak model:|Editor model:|Git repo:|Repo-map:|Tokens:|Cost:|"
     r"Added .* to the chat|Applied edit to |Commit |Warning:|https://aider\.chat|"
     r"Use /help|Only \d+ reflections|Can't edit|Model:|Scraping|Initial repo scan|"
-    r"Scanning repo|Creating empty file |Did you mean|Please answer|Add .* to the chat\?)"
+    r"Scanning repo|Creating empty file |Did you mean|Please answer|Add .* to the chat\?|"
+    r"Retrying in )"
 )
+# A model error as aider prints it (0.86): litellm's exception, its body over some lines, then
+# aider's own explanation; "Retrying in N seconds..." when it tries again.
+_AIDER_ERROR = re.compile(r"litellm\.(?P<kind>\w+): ")
+# "Tokens: 2.1k sent, 1.5k cache write, 3.2k cache hit, 96 received. Cost: $0.0077 message,
+# $0.0077 session." (rounded by aider: 2.1k is 2,100).
+_AIDER_TOKENS = re.compile(r"(?P<n>\d+(?:\.\d+)?)(?P<unit>[kM]?) (?P<what>sent|received|"
+                           r"cache write|cache hit)\b")
+_AIDER_SESSION_COST = re.compile(r"\$(?P<usd>\d+(?:\.\d+)?) session")
+_AIDER_USAGE = {"sent": "input_tokens", "received": "output_tokens",
+                "cache write": "cache_write_input_tokens", "cache hit": "cached_input_tokens"}
 _MAX_EVENT_LINE = 16_000
 _PATH_LIKE = re.compile(r"^[\w./-]+\.\w+$|^[\w.-]+/[\w./-]+$")
 _APPLIED = re.compile(r"^Applied edit to (?P<path>.+)$")
 
 
 class AiderParser(StreamParser):
-    """Every line is a log; "Applied edit to X" is an edit tool call; the prose is the message."""
+    """Every line is a log. The prose of each answer (up to its "Tokens:" line, without edit
+    blocks and the file names above them) is a message; "Applied edit to X" an edit; a model
+    error that aider gave up on fails the agent (aider itself exits 0)."""
 
     def __init__(self) -> None:
         super().__init__()
+        self._started = False  # past aider's banner; what comes before is set-up chatter
         self._prose: list[str] = []
         self._in_fence = False
+        self._error_kind: str | None = None  # litellm's exception, until an answer comes
+        self._error_lines: list[str] = []
+        self._error_open = False  # still reading the error's lines
 
     def stdout_line(self, line: str) -> list[Event]:
         events = [log_line("agent", "stdout", line)]
-        applied = _APPLIED.match(line.strip())
+        text = line.strip()
+        if text.startswith("Aider v"):
+            self._started = True
+        failed = _AIDER_ERROR.search(line)
+        if failed:
+            # A cut answer ends where the error begins: what came of it is no answer.
+            self._error_kind, self._error_lines, self._error_open = failed["kind"], [], True
+            self._prose, self._in_fence = [], False
+            return events
+        if self._error_open:
+            if text.startswith(("Retrying in ", "Tokens:")):
+                self._error_open = False
+            elif text:
+                self._error_lines.append(text)
+                return events
+        applied = _APPLIED.match(text)
         if applied:
             events.append(tool("edit", "completed", input=applied["path"]))
-        if line.strip().startswith("```"):
+        if text.startswith("Tokens:"):
+            self._error_kind = None  # an answer came after all
+            events.extend(self._answer())
+            self._usage(text)
+        elif text.startswith("```"):
             self._in_fence = not self._in_fence  # edit blocks are not prose
             if self._in_fence and self._prose and _PATH_LIKE.match(self._prose[-1].strip()):
                 self._prose.pop()  # the file name aider prints above an edit block
-        elif not self._in_fence and not _AIDER_STATUS.match(line.strip()):
+        elif self._started and not self._in_fence and not _AIDER_STATUS.match(text):
             self._prose.append(line)
         return events
 
-    def finish(self) -> list[Event]:
-        text = "\n".join(self._prose).strip()
+    def _answer(self) -> list[Event]:
+        lines = [line for line in self._prose if not _PATH_LIKE.match(line.strip())]
+        self._prose = []
+        text = "\n".join(lines).strip()
         if not text:
             return []
         self.summary = text
         return [message(text)]
+
+    def _usage(self, text: str) -> None:
+        self.stats["turns"] = self.stats.get("turns", 0) + 1
+        scale = {"": 1, "k": 1_000, "M": 1_000_000}
+        for found in _AIDER_TOKENS.finditer(text):
+            name = _AIDER_USAGE[found["what"]]
+            count = round(float(found["n"]) * scale[found["unit"]])
+            self.stats[name] = self.stats.get(name, 0) + count
+        cost = _AIDER_SESSION_COST.search(text)
+        if cost:
+            self.stats["cost_usd"] = float(cost["usd"])
+
+    def finish(self) -> list[Event]:
+        if self._error_kind is not None:
+            said = (self._error_lines[-1] if self._error_lines else self._error_kind).rstrip(".")
+            # Without its last full stop, as the other parsers' (the runner ends the sentence
+            # it puts this in when aider exits non-zero).
+            self.error = f"aider stopped ({self._error_kind}): {said}"
+        return []
 
 
 class CommandParser(StreamParser):

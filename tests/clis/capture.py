@@ -1,12 +1,14 @@
-"""Capture tests/data/transcripts/<cli>-captured-*.jsonl from the real, pinned CLIs playing
-the scenarios against the model doubles: `scripts/capture-transcripts [cli[:scenario]...]`.
+"""Capture tests/data/transcripts/<cli>-captured-*.jsonl (aider's: .txt) from the real, pinned
+CLIs playing the scenarios against the model doubles:
+`scripts/capture-transcripts [cli[:scenario]...]`.
 
 Claude Code plays tests/clis/scenarios.py against the Messages double, Codex plays
 tests/clis/codex_scenarios.py against the Responses double, OpenCode plays
-tests/clis/opencode_scenarios.py against the Messages double (an Anthropic model). Each
-CLI runs as the sandbox runs it (the adapter's argv and environment), as an unprivileged
-account; what varies from run to run (ids, times, paths, the double's port) is replaced by
-fixed values, so a capture with the same CLI version changes nothing else.
+tests/clis/opencode_scenarios.py and aider tests/clis/aider_scenarios.py against the Messages
+double (an Anthropic model). Each CLI runs as the sandbox runs it (the adapter's argv and
+environment), as an unprivileged account; what varies from run to run (ids, times, paths,
+the double's port) is replaced by fixed values, so a capture with the same CLI version
+changes nothing else.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from sandbox.agents import adapter_for
 from sandbox.gateway import provider_env
 from sandbox.spec import parse_spec
-from tests.clis import codex_scenarios, opencode_scenarios, scenarios
+from tests.clis import aider_scenarios, codex_scenarios, opencode_scenarios, scenarios
 from tests.clis.support import Account, expose, installed_cli, unprivileged_account
 from tests.fakes.model_anthropic import AnthropicDouble, Failure, Turn
 from tests.fakes.model_openai import OpenAIDouble, openai_failure, quota_failure
@@ -63,8 +65,13 @@ OPENCODE_SCENARIOS: dict[str, Callable[[], list[Turn]]] = {
     "overloaded": lambda: opencode_scenarios.a_model_error(opencode_scenarios.overloaded()),
     "unauthorized": lambda: opencode_scenarios.a_model_error(Failure.unauthorized()),
 }
+# aider prints text, not JSON: its captures are .txt.
+AIDER_SCENARIOS: dict[str, Callable[[], list[Turn]]] = {
+    "edits": aider_scenarios.the_edits,
+    "unauthorized": lambda: [Turn(failure=Failure.unauthorized())],
+}
 CAPTURES = {"claude": list(SCENARIOS), "codex": list(CODEX_SCENARIOS),
-            "opencode": list(OPENCODE_SCENARIOS)}
+            "opencode": list(OPENCODE_SCENARIOS), "aider": list(AIDER_SCENARIOS)}
 # OpenCode's ids (ses_, msg_, prt_ and a time-ordered tail), epoch-millisecond times and the
 # Date header of an error's response.
 _OPENCODE_ID = re.compile(r"\b(ses|msg|prt)_[0-9A-Za-z]{20,}")
@@ -203,6 +210,37 @@ async def capture_opencode(name: str, bin_dir: Path, account: Account, scratch: 
                                         gateway))
 
 
+async def capture_aider(name: str, bin_dir: Path, account: Account, scratch: Path
+                        ) -> list[str]:
+    """Play one scenario on aider, its Anthropic provider the double where the gateway would
+    be; its stdout lines, with the workspace's path made fixed."""
+    root = Path(tempfile.mkdtemp(prefix=f"aider-{name}-", dir=scratch))
+    make_repository(root / "git")
+    workspace, home = root / "git" / "work", root / "home"
+    aider_scenarios.offline_model_info(home)
+    prompt = root / "prompt.md"
+    prompt.write_text(aider_scenarios.PROMPT, encoding="utf-8")
+    account.own(root)
+    adapter = adapter_for("aider")
+    spec = parse_spec({**make_spec(clone_url="https://github.com/octo/demo.git",
+                                   callback_url="http://bot/internal/runs/12",
+                                   base_sha="a" * 40, agent="aider").to_json_dict(),
+                       "agent_command": None})
+    async with AnthropicDouble(AIDER_SCENARIOS[name](), prefix="/anthropic",
+                               toolless=True) as model:
+        spec = replace(spec, gateway_url=model.base_url)
+        invocation = adapter.invocation(spec, prompt)
+        env = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home),
+               "LANG": "C.UTF-8", "PWD": str(workspace),
+               **provider_env(model.base_url, "agw_capture"), **adapter.environment(spec)}
+        out, err, code = await _run(invocation.argv, workspace, env, prompt, account)
+        gateway = model.base_url.removeprefix("http://")
+    if not out.strip():
+        raise RuntimeError(f"aider {name}: no output (exit {code}): "
+                           f"{err.decode(errors='replace')[-500:]}")
+    return normalise(out.decode().splitlines(), str(workspace), str(home), gateway)
+
+
 async def _run(argv: list[str], cwd: Path, env: dict[str, str], stdin_path: Path,
                account: Account) -> tuple[bytes, bytes, int | None]:
     with stdin_path.open("rb") as stdin:
@@ -213,7 +251,8 @@ async def _run(argv: list[str], cwd: Path, env: dict[str, str], stdin_path: Path
     return out, err, process.returncode
 
 
-CAPTURE = {"claude": capture_claude, "codex": capture_codex, "opencode": capture_opencode}
+CAPTURE = {"claude": capture_claude, "codex": capture_codex, "opencode": capture_opencode,
+           "aider": capture_aider}
 
 
 def main(names: list[str]) -> int:
@@ -243,7 +282,8 @@ def main(names: list[str]) -> int:
             bin_dir = expose(executable, account, scratch)
             for name in scenario_names:
                 lines = asyncio.run(CAPTURE[cli](name, bin_dir, account, scratch))
-                target = TRANSCRIPTS / f"{cli}-captured-{name}.jsonl"
+                suffix = "txt" if cli == "aider" else "jsonl"
+                target = TRANSCRIPTS / f"{cli}-captured-{name}.{suffix}"
                 target.write_text("\n".join(lines) + "\n", encoding="utf-8")
                 print(f"{target.relative_to(DATA.parent.parent)}: {len(lines)} lines")
     finally:

@@ -52,3 +52,9 @@ def codex_world(cli_scratch: Path) -> CliWorld:
 def opencode_world(cli_scratch: Path) -> CliWorld:
     """The pinned OpenCode, run as an unprivileged account as the image runs it."""
     return cli_world("opencode", cli_scratch)
+
+
+@pytest.fixture(scope="session")
+def aider_world(cli_scratch: Path) -> CliWorld:
+    """The pinned aider, run as an unprivileged account as the image runs it."""
+    return cli_world("aider", cli_scratch)

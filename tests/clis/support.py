@@ -27,7 +27,8 @@ CACHE = Path(os.environ.get("AGENTBOT_CLI_CACHE") or Path(
 # name -> (the Dockerfile's ARG with its version, its executable inside the install)
 CLIS = {"claude": ("CLAUDE_CODE_VERSION", "node_modules/.bin/claude"),
         "codex": ("CODEX_VERSION", "node_modules/.bin/codex"),
-        "opencode": ("OPENCODE_VERSION", "node_modules/.bin/opencode")}
+        "opencode": ("OPENCODE_VERSION", "node_modules/.bin/opencode"),
+        "aider": ("AIDER_VERSION", "bin/aider")}
 
 
 def pinned_version(arg: str) -> str:

@@ -53,8 +53,11 @@ class AnthropicDouble:
     """The server: `start()`/`close()` or `async with`; `url`, `requests`, `turns_played`."""
 
     def __init__(self, script: list[Turn] | None = None, *, model: str | None = None,
-                 prefix: str = "") -> None:
+                 prefix: str = "", toolless: bool = False) -> None:
         self.script: list[Turn] = list(script or [])
+        # Every request takes a turn, tools or not: a client whose edits are blocks in its
+        # text (aider) offers none.
+        self.toolless = toolless
         self.model = model
         self.prefix = prefix.rstrip("/")  # "/anthropic": where the gateway serves the API
         self.requests: list[RecordedRequest] = []
@@ -104,7 +107,7 @@ class AnthropicDouble:
     def main_requests(self) -> list[RecordedRequest]:
         """The Messages requests that offered tools: the agent loop's turns."""
         return [r for r in self.requests
-                if r.path == f"{self.prefix}/v1/messages" and r.tool_names]
+                if r.path == f"{self.prefix}/v1/messages" and (self.toolless or r.tool_names)]
 
     # --- handlers
 
@@ -146,7 +149,7 @@ class AnthropicDouble:
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         recorded = await self._record(request)
         body = recorded.body if isinstance(recorded.body, dict) else {}
-        if not recorded.tool_names:
+        if not (self.toolless or recorded.tool_names):
             turn = Turn(text=SIDE_TEXT, usage=Usage(input_tokens=1, output_tokens=1))
         else:
             turn = self._next_turn()

@@ -113,8 +113,11 @@ class OpenAIDouble:
     """The server: `start()`/`close()` or `async with`; `url`, `requests`, `turns_played`."""
 
     def __init__(self, script: list[Turn] | None = None, *, model: str | None = None,
-                 prefix: str = "") -> None:
+                 prefix: str = "", toolless: bool = False) -> None:
         self.script: list[Turn] = list(script or [])
+        # Every request takes a turn, tools or not: a client whose edits are blocks in its
+        # text (aider) offers none.
+        self.toolless = toolless
         self.model = model
         self.prefix = prefix.rstrip("/")  # "/openai": where the gateway serves the API
         self.requests: list[RecordedRequest] = []
@@ -163,7 +166,8 @@ class OpenAIDouble:
     def main_requests(self) -> list[RecordedRequest]:
         """The Responses and Chat requests that offered tools: the agent loop's turns."""
         paths = {f"{self.prefix}/v1/responses", f"{self.prefix}/v1/chat/completions"}
-        return [r for r in self.requests if r.path in paths and r.tool_names]
+        return [r for r in self.requests
+                if r.path in paths and (self.toolless or r.tool_names)]
 
     # --- handlers shared by both APIs
 
@@ -195,7 +199,7 @@ class OpenAIDouble:
         return web.json_response(body)
 
     async def _turn_for(self, request: web.Request, recorded: RecordedRequest) -> Turn:
-        if not recorded.tool_names:
+        if not (self.toolless or recorded.tool_names):
             return Turn(text=SIDE_TEXT, usage=Usage(input_tokens=1, output_tokens=1))
         turn = self._next_turn()
         if turn.hold is not None:

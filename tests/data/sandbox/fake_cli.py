@@ -9,7 +9,7 @@ from pathlib import Path
 
 TRANSCRIPTS = Path(__file__).resolve().parent.parent / "transcripts"
 REPLAYS = {"claude": "claude-stream.jsonl", "codex": "codex-captured-edits.jsonl",
-           "opencode": "opencode-captured-edits.jsonl", "aider": "aider-output.txt"}
+           "opencode": "opencode-captured-edits.jsonl", "aider": "aider-captured-edits.txt"}
 
 
 def main() -> int:
