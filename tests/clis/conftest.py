@@ -33,7 +33,14 @@ def cli_world(name: str, scratch: Path) -> CliWorld:
     python = python_for(account)
     if python is None:
         pytest.skip(f"no Python 3.11 that the user {account.name} can run")
-    return CliWorld(account, python, expose(executable, account, scratch), scratch)
+    bin_dir = expose(executable, account, scratch)
+    # aider's virtualenv names the Python it was made from, which may be out of reach.
+    venv_python = bin_dir.parent / "venv" / "bin" / "python"
+    if name == "aider" and not account.can_run([str(venv_python), "-c", ""]):
+        pytest.skip(f"aider's virtualenv in {executable.parent.parent} names a Python the user "
+                    f"{account.name} cannot run: reinstall it with AIDER_PYTHON set to one "
+                    "it can")
+    return CliWorld(account, python, bin_dir, scratch)
 
 
 @pytest.fixture(scope="session")
