@@ -15,6 +15,7 @@ from sandbox import exitcodes
 from tests.clis.aider_scenarios import EDITS, FINAL, PROMPT, offline_model_info, the_edits
 from tests.clis.support import CliWorld, RunnerOutcome
 from tests.fakes.model_anthropic import AnthropicDouble, Failure, Turn
+from tests.fakes.model_openai import OpenAIDouble
 from tests.sandbox.support import GATEWAY_TOKEN, Site, b64, make_site
 
 pytestmark = pytest.mark.slow
@@ -98,3 +99,22 @@ async def test_an_error_aider_retries_costs_a_request_not_the_run(
     assert result["status"] == "succeeded" and result["summary"] == FINAL
     assert [c["path"] for c in result["changes"]] == ["README.md", "src/new_module.py"]
     assert result["stats"]["agent_turns"] == 2
+
+
+async def test_a_gpt_model_goes_to_chat_completions_at_the_gateway(aider_world: CliWorld,
+                                                                   site: Site) -> None:
+    """Through litellm, at OPENAI_API_BASE (the gateway's /openai/v1), streaming."""
+    offline_model_info(site.tmp / "home")
+    async with OpenAIDouble(the_edits(), prefix="/openai", toolless=True) as model:
+        spec = replace(site.spec(agent="aider", prompt=PROMPT, timeout=120),
+                       gateway_url=model.base_url, model="gpt-4.1")
+        outcome = await aider_world.run_sandbox(site.tmp, spec, env={"PWD": str(site.tmp)})
+
+    assert outcome.returncode == exitcodes.OK, outcome.stderr
+    assert {r.path for r in model.requests} == {"/openai/v1/chat/completions"}
+    assert {r.body["model"] for r in model.requests} == {"gpt-4.1"}
+    assert all(r.body["stream"] is True for r in model.requests)
+    assert {r.credential for r in model.requests} == {GATEWAY_TOKEN}
+    [result] = site.bot.results
+    assert [c["path"] for c in result["changes"]] == ["README.md", "src/new_module.py"]
+    assert result["summary"] == FINAL and result["stats"]["agent_turns"] == 2
