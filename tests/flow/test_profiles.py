@@ -1,6 +1,7 @@
-"""A repository's profile picked by a label reaches the real Claude Code and its model: the
-system prompt file in the model request's system prompt, the profile's instructions in the
-prompt, the repository's CLAUDE.md left to Claude Code."""
+"""What a repository and an operator choose reaches the real Claude Code's model: a profile
+picked by a label (its system prompt file in the request's system prompt, its instructions in
+the prompt, the repository's CLAUDE.md left to Claude Code), and an OAuth token as the
+operator's Anthropic credential."""
 
 from __future__ import annotations
 
@@ -72,3 +73,39 @@ async def test_a_profile_label_gives_claude_code_the_repositorys_system_prompt(
     assert "indent with four spaces" in conversation
     files = flow.files(run.branch)
     assert files["CLAUDE.md"] == CLAUDE_MD.encode() and files["src/api.py"] == b'"""The API."""\n'
+
+
+OAUTH_TOKEN = "sk-ant-oat01-" + "t" * 95 + "AA"
+
+
+async def test_claude_code_runs_on_the_operators_oauth_token(
+        fake_github: FakeGitHub, tmp_path: Path, make_settings: Callable[..., Settings],
+        claude_world: CliWorld) -> None:  # noqa: F811 (the imported fixture)
+    """A Claude subscription's token instead of an API key: the gateway sends it upstream as
+    Anthropic expects an OAuth token, and the sandbox still holds only its gateway credential."""
+    script = [Turn(tool_calls=[ToolCall("Write", {"file_path": "{cwd}/NOTE.md",
+                                                  "content": "noted\n"})]),
+              Turn(text="Wrote NOTE.md.")]
+    async with AnthropicDouble(script) as model:
+        flow = await Flow.create(fake_github, tmp_path, make_settings,
+                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
+        claude_flow_executor(flow, claude_world, tmp_path, model.url,
+                             CLAUDE_CODE_MAX_RETRIES="0")
+        flow.settings = flow.settings.model_copy(update={
+            "anthropic_api_key": None, "claude_code_oauth_token": OAUTH_TOKEN,
+            "model_providers": None})
+        await flow.start()
+        try:
+            await flow.deliver("issues", p.issues_labeled())
+            run = await flow.settled((await flow.wait_for_run()).id, 90)
+        finally:
+            await flow.close()
+
+    assert (run.state, run.error) == ("succeeded", None), run.error
+    assert flow.files(run.branch)["NOTE.md"] == b"noted\n"
+    messages = [r for r in model.requests if r.path == "/v1/messages"]
+    assert messages
+    for request in messages:
+        assert request.headers["authorization"] == f"Bearer {OAUTH_TOKEN}"
+        assert "x-api-key" not in request.headers
+        assert "oauth-2025-04-20" in request.headers["anthropic-beta"].split(",")
