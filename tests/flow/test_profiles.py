@@ -10,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from bot.config.settings import Settings
+from bot.store.tables import run_events
 from tests.clis.conftest import claude_world, cli_scratch  # noqa: F401 (fixtures)
 from tests.clis.support import CliWorld
 from tests.clis.test_claude_flow import claude_flow_executor
@@ -25,8 +27,11 @@ pytestmark = pytest.mark.slow
 SYSTEM_PROMPT = "You serve the backend team. Every new module starts with a docstring."
 CLAUDE_MD = "# Memory\nThe repository's own note for Claude Code: indent with four spaces.\n"
 CONFIG = b"""\
+setup: [echo set-up-for-every-run]
 profiles:
   backend:
+    model: claude-haiku-4-5
+    setup: [echo set-up-by-the-profile]
     system_prompt: docs/agents/backend.md
     instructions: Run the backend checks before you finish.
     timeout: 15m
@@ -52,6 +57,10 @@ async def test_a_profile_label_gives_claude_code_the_repositorys_system_prompt(
         try:
             await flow.deliver("issues", p.issues_labeled(label="agent:backend"))
             run = await flow.settled((await flow.wait_for_run()).id, 90)
+            async with flow.bot.engine.connect() as conn:  # type: ignore[union-attr]
+                logs = json.dumps([row.data for row in await conn.execute(
+                    select(run_events.c.data).where(run_events.c.run_id == run.id,
+                                                    run_events.c.kind == "log"))])
         finally:
             await flow.close()
         requests = [r for r in model.requests if r.path == "/v1/messages"
@@ -59,7 +68,9 @@ async def test_a_profile_label_gives_claude_code_the_repositorys_system_prompt(
 
     assert (run.state, run.error) == ("succeeded", None), run.error
     assert (run.config["profile"], run.timeout_seconds) == ("backend", 900)
-    assert requests
+    # The profile's setup ran instead of the top level's, and its model is the one asked for.
+    assert "set-up-by-the-profile" in logs and "set-up-for-every-run" not in logs
+    assert requests and {r.body["model"] for r in requests} == {"claude-haiku-4-5"}
     for request in requests:
         # The profile's file, in the system prompt after Claude Code's own (appended, not
         # replacing it), and nowhere in the conversation.
