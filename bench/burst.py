@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import sys
@@ -109,7 +110,7 @@ class Jobs:
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     port = servers.free_port()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=2048).start()
@@ -207,6 +208,11 @@ async def burst(n: int, limit: bool, cpu: str, settle: float, workdir: Path,
                  if run_id in jobs.created and number in accepted]
     answers = [accepted[k] - sent[k] for k in accepted]
     writes = [at for times in fake._content_sent.values() for at in times]  # noqa: SLF001
+    made = collections.Counter(r.operation for r in fake.requests
+                               if r.method != "GET" and r.path.split("/")[1] != "app"
+                               and r.path != "/installation/token")
+    print("    content-creating requests: " + ", ".join(
+        f"{count} {operation}" for operation, count in made.most_common()), file=sys.stderr)
     return Outcome(n, limit, percentile(answers, 0.5), percentile(answers, 0.99),
                    percentile(latencies, 0.5), percentile(latencies, 0.99), all_jobs,
                    len(jobs.created), peak_in_window(writes), fake.content_refusals, rss, idle,

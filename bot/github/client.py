@@ -117,9 +117,14 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         if own:
             headers["authorization"] = await self._authorization()
         _OWN_CREDENTIAL.set(own)
-        if self.writes is not None and creates_content(method, self._path(url)):
-            await self.writes.before_write()
-        status, response_headers, data = await super()._request(method, url, headers, body)
+        writes = self.writes if creates_content(method, self._path(url)) else None
+        if writes is not None:
+            await writes.before_write()
+        try:
+            status, response_headers, data = await super()._request(method, url, headers, body)
+        finally:
+            if writes is not None:
+                writes.answered()  # counted from its answer: GitHub saw it by then, or never
         if self._on_response is not None:
             remaining = response_headers.get("x-ratelimit-remaining")
             try:

@@ -78,15 +78,15 @@ class WriteLimits:
 class _Waiter:
     level: Priority
     writes: int
-    future: asyncio.Future[list[float]]
+    future: asyncio.Future[None]
 
 
 class _Prepaid:
-    """Writes a turn took in advance, spent by the requests made inside it."""
+    """Writes a turn reserved in advance, spent by the requests made inside it."""
 
-    def __init__(self, window: WriteWindow, times: list[float]) -> None:
+    def __init__(self, window: WriteWindow, count: int) -> None:
         self.window = window
-        self.times = times
+        self.count = count
 
 
 _PREPAID: ContextVar[_Prepaid | None] = ContextVar("agentbot_prepaid_writes", default=None)
@@ -96,8 +96,11 @@ class WriteWindow:
     """One installation's content-creating requests: when each went, who waits for the next.
 
     A write goes at once while the last minute and the last hour leave room for it; else it
-    waits, and waiters are served by priority, then in arrival order. A secondary-limit
-    answer from GitHub blocks the whole window until GitHub's `retry-after` has passed.
+    waits, and waiters are served by priority, then in arrival order. A granted write counts
+    as arriving at GitHub now until its answer is back, and from then on at the time of the
+    answer: GitHub counts it when it arrives, which is somewhere in between, so no 60 s at
+    GitHub's end sees more than the limit, however late a request goes or slowly it travels.
+    A secondary-limit answer from GitHub blocks the whole window until its `retry-after`.
     """
 
     def __init__(self, limits: WriteLimits, clock: Callable[[], float] = time.monotonic,
@@ -106,6 +109,7 @@ class WriteWindow:
         self._clock = clock
         self._sleep = sleep
         self._sent: deque[float] = deque()  # times of the writes within the last hour
+        self._reserved = 0  # granted, and not answered yet (a turn's, or on their way)
         self._blocked_until = 0.0
         self._queue: list[tuple[int, int, _Waiter]] = []
         self._order = itertools.count()
@@ -117,16 +121,18 @@ class WriteWindow:
         return sum(1 for *_, w in self._queue if not w.future.done())
 
     def sent_within(self, seconds: float) -> int:
+        """Writes answered in the last `seconds`, and those granted and not answered yet."""
         now = self._clock()
-        return len(self._sent) - bisect.bisect_right(self._sent, now - seconds)
+        return len(self._sent) - bisect.bisect_right(self._sent, now - seconds) + self._reserved
 
     def block(self, seconds: float) -> None:
         """GitHub refused a write for its limits: nothing more goes for `seconds`."""
         self._blocked_until = max(self._blocked_until, self._clock() + seconds)
         self._pump()
 
-    async def acquire(self, writes: int = 1, level: Priority | None = None) -> list[float]:
-        """Wait until `writes` requests may go, and count them as sent now."""
+    async def acquire(self, writes: int = 1, level: Priority | None = None) -> int:
+        """Wait until `writes` requests may go; each counts from then on, until `answered`
+        (or `give_back` for one that will not be sent). Returns how many were granted."""
         writes = max(1, min(writes, self.limits.per_minute, self.limits.per_hour))
         loop = asyncio.get_running_loop()
         waiter = _Waiter(current_priority() if level is None else level, writes,
@@ -137,24 +143,29 @@ class WriteWindow:
             await waiter.future
         except BaseException:
             if waiter.future.done() and not waiter.future.cancelled():
-                self.refund(waiter.future.result())  # granted just as it was cancelled
+                self.give_back(writes)  # granted just as it was cancelled
             self._pump()
             raise
-        return waiter.future.result()
+        return writes
 
-    def refund(self, times: list[float]) -> None:
-        """Give back writes taken but not sent."""
-        for at in times:
-            with contextlib.suppress(ValueError):
-                self._sent.remove(at)
+    def answered(self) -> None:
+        """A granted write's answer is back (or it failed on the way): it counts from now."""
+        self._reserved -= 1
+        self._sent.append(self._clock())
+        self._pump()  # a waiter held back by writes on their way may now learn when to go
+
+    def give_back(self, count: int) -> None:
+        """Granted writes that will not be sent."""
+        self._reserved -= count
         self._pump()
 
     async def before_write(self) -> None:
-        """Called by the client before each content-creating request it sends."""
+        """Called by the client before each content-creating request it sends (and
+        `answered` after it): a write its turn took goes at once, any other waits."""
         prepaid = _PREPAID.get()
-        if (prepaid is not None and prepaid.window is self and prepaid.times
+        if (prepaid is not None and prepaid.window is self and prepaid.count
                 and self._blocked_until <= self._clock()):
-            prepaid.times.pop()
+            prepaid.count -= 1
             return
         await self.acquire()
 
@@ -163,33 +174,40 @@ class WriteWindow:
         """Wait for room for `writes` requests at `level`, then hold it for the block: its
         requests go without waiting again (what the block does not send is given back).
         Reading what to write only once the turn came keeps a waiting update current."""
-        times = await self.acquire(writes, level)
-        prepaid = _Prepaid(self, list(times))
+        granted = await self.acquire(writes, level)
+        prepaid = _Prepaid(self, granted)
         token = _PREPAID.set(prepaid)
         try:
             with priority(level):
                 yield
         finally:
             _PREPAID.reset(token)
-            if prepaid.times:
-                self.refund(prepaid.times)
+            if prepaid.count:
+                self.give_back(prepaid.count)
 
     # --- the queue -------------------------------------------------------------------------
 
-    def _delay(self, now: float, writes: int) -> float:
-        """Seconds until `writes` more requests fit in both windows (0: now)."""
+    def _delay(self, now: float, writes: int) -> float | None:
+        """Seconds until `writes` more requests fit in both windows (0: now; None: not
+        before writes on their way are answered or given back)."""
         limits = self.limits
         horizon = now - limits.hour
         while self._sent and self._sent[0] <= horizon:
             self._sent.popleft()
         delay = max(self._blocked_until - now, 0.0)
         sent = len(self._sent)
-        if sent + writes > limits.per_hour:
-            delay = max(delay, self._sent[sent + writes - limits.per_hour - 1] + limits.hour - now)
+        # The oldest sent writes must leave a window for `writes` (and the reserved) to fit.
+        leave_hour = sent + self._reserved + writes - limits.per_hour
+        if leave_hour > sent:
+            return None
+        if leave_hour > 0:
+            delay = max(delay, self._sent[leave_hour - 1] + limits.hour - now)
         in_minute = sent - bisect.bisect_right(self._sent, now - limits.minute)
-        if in_minute + writes > limits.per_minute:
-            delay = max(delay, self._sent[sent - in_minute + (in_minute + writes
-                                                               - limits.per_minute) - 1]
+        leave_minute = in_minute + self._reserved + writes - limits.per_minute
+        if leave_minute > in_minute:
+            return None
+        if leave_minute > 0:
+            delay = max(delay, self._sent[sent - in_minute + leave_minute - 1]
                         + limits.minute - now)
         return delay
 
@@ -205,15 +223,15 @@ class WriteWindow:
                 continue
             now = self._clock()
             delay = self._delay(now, waiter.writes)
+            if delay is None:
+                return  # a reserved write sent or given back pumps again
             if delay > 0:
                 self._timer = asyncio.get_running_loop().create_task(
                     self._later(now + delay), name="github-write-window")
                 return
             heapq.heappop(self._queue)
-            times = [now] * waiter.writes
-            self._sent.extend(times)
-            waiter.future.set_result(times)
-
+            self._reserved += waiter.writes
+            waiter.future.set_result(None)
 
     async def _later(self, at: float) -> None:
         await self._sleep(max(at - self._clock(), 0.0))

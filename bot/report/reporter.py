@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 PROGRESS_PER_MINUTE = 30
 PROGRESS_MIN_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 600.0
-REPORTS_AT_ONCE = 16  # reports talking to GitHub at the same time (others wait their turn)
 _PROGRESS_KINDS = ("phase", "todo", "tool", "message")
 
 
@@ -60,7 +59,6 @@ class Reporter:
         self._failures = Backoff(5.0, 2.0, BACKOFF_MAX_SECONDS, monotonic)
         self.ticker = Ticker("reporter", self.start_due, tick_seconds)  # its loop
         self._reporting: dict[int, asyncio.Task[None]] = {}
-        self._working = asyncio.Semaphore(REPORTS_AT_ONCE)
         self._closing = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -119,8 +117,9 @@ class Reporter:
                 await self.report(run_id)
                 return
             level, count = write_turn(run)
-            # Its turn first, then one of the few places to talk to GitHub at once.
-            async with writes.turn(count, level), self._working:
+            # No other gate after the turn: its reserved writes count as going out until
+            # they are sent, so nothing may keep it waiting (the budget bounds the work).
+            async with writes.turn(count, level):
                 await self.report(run_id)
         except Exception as exc:  # a database blip: try again later
             self._failed(run_id, exc)

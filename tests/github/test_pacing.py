@@ -4,13 +4,18 @@ in priority order, coalescing what waits, backing off for the requests a refusal
 from __future__ import annotations
 
 import asyncio
-import pytest
 
 from bot.github.client import GitHubApp
-from bot.github.pacing import Priority, WriteBudget, WriteLimits, WriteWindow, creates_content
+from bot.github.pacing import (
+    Priority,
+    WriteBudget,
+    WriteLimits,
+    WriteWindow,
+    creates_content,
+    priority,
+)
 from tests.fakes.github import FakeGitHub
 from tests.fakes.github_clock import FakeClock
-
 
 
 class HeldClock:
@@ -47,16 +52,26 @@ def test_what_counts_as_creating_content() -> None:
     assert not creates_content("DELETE", "/installation/token")
 
 
+async def write(window: WriteWindow, level: Priority | None = None) -> None:
+    """One content-creating request as the client makes it, answered at once."""
+    if level is None:
+        await window.before_write()
+    else:
+        with priority(level):
+            await window.before_write()
+    window.answered()
+
+
 async def test_writes_go_at_once_until_the_minute_is_full_then_as_it_empties() -> None:
     clock = HeldClock()
     window = WriteWindow(WriteLimits(per_minute=3, per_hour=100), clock, clock.sleep)
     for _ in range(3):
-        await asyncio.wait_for(window.acquire(), 1)
-    fourth = asyncio.ensure_future(window.acquire())
+        await asyncio.wait_for(write(window), 1)
+    fourth = asyncio.ensure_future(write(window))
     await clock.advance(59)
     assert not fourth.done()
     await clock.advance(1)
-    assert fourth.done() and fourth.result() == [1060.0]
+    assert fourth.done()
     assert window.sent_within(60) == 1
 
 
@@ -64,10 +79,10 @@ async def test_the_hour_limit_holds_when_minutes_would_allow_more() -> None:
     clock = HeldClock()
     window = WriteWindow(WriteLimits(per_minute=5, per_hour=6), clock, clock.sleep)
     for _ in range(5):
-        await window.acquire()
+        await write(window)
     await clock.advance(60)
-    await window.acquire()
-    seventh = asyncio.ensure_future(window.acquire())
+    await write(window)
+    seventh = asyncio.ensure_future(write(window))
     await clock.advance(120)
     assert not seventh.done()  # a minute has room, the hour has not
     await clock.advance(3600 - 180)
@@ -77,14 +92,14 @@ async def test_the_hour_limit_holds_when_minutes_would_allow_more() -> None:
 async def test_waiters_go_by_priority_then_in_order_of_arrival() -> None:
     clock = HeldClock()
     window = WriteWindow(WriteLimits(per_minute=1, per_hour=100), clock, clock.sleep)
-    await window.acquire()
+    await write(window)
     served: list[str] = []
 
-    async def write(name: str, level: Priority) -> None:
-        await window.acquire(level=level)
+    async def named(name: str, level: Priority) -> None:
+        await write(window, level)
         served.append(name)
 
-    tasks = [asyncio.ensure_future(write(name, level)) for name, level in (
+    tasks = [asyncio.ensure_future(named(name, level)) for name, level in (
         ("progress", Priority.PROGRESS), ("pr", Priority.RESULT), ("reply", Priority.ACK),
         ("report", Priority.RESULT), ("progress-2", Priority.PROGRESS))]
     await asyncio.sleep(0)
@@ -98,9 +113,9 @@ async def test_waiters_go_by_priority_then_in_order_of_arrival() -> None:
 async def test_a_cancelled_waiter_gives_its_turn_to_the_next() -> None:
     clock = HeldClock()
     window = WriteWindow(WriteLimits(per_minute=1, per_hour=100), clock, clock.sleep)
-    await window.acquire()
-    first = asyncio.ensure_future(window.acquire(level=Priority.ACK))
-    second = asyncio.ensure_future(window.acquire(level=Priority.PROGRESS))
+    await write(window)
+    first = asyncio.ensure_future(write(window, Priority.ACK))
+    second = asyncio.ensure_future(write(window, Priority.PROGRESS))
     await asyncio.sleep(0)
     first.cancel()
     await clock.advance(60)
@@ -112,10 +127,10 @@ async def test_a_turn_holds_its_writes_and_gives_back_what_it_did_not_send() -> 
     clock = HeldClock()
     window = WriteWindow(WriteLimits(per_minute=3, per_hour=100), clock, clock.sleep)
     async with window.turn(2, Priority.RESULT):
+        assert window.sent_within(60) == 2  # both held from the start of the turn
+        await asyncio.wait_for(write(window), 0.5)  # one of them: no second count
         assert window.sent_within(60) == 2
-        await asyncio.wait_for(window.before_write(), 0.5)  # prepaid: no second count
-        assert window.sent_within(60) == 2
-    assert window.sent_within(60) == 1  # one was not sent: refunded
+    assert window.sent_within(60) == 1  # the other was not sent: given back
     # A turn for more writes than there is room for waits for all of them together.
     entered = asyncio.Event()
     inside: list[int] = []
@@ -133,13 +148,49 @@ async def test_a_turn_holds_its_writes_and_gives_back_what_it_did_not_send() -> 
     assert inside == [3] and window.sent_within(60) == 0  # all three unused: given back
 
 
+async def test_a_write_counts_from_its_answer_and_holds_its_place_until_then() -> None:
+    """GitHub counts a write when it arrives, somewhere between its grant and its answer: a
+    turn's writes sent late, or answered slowly, hold their places until answered and free
+    them 60 s after."""
+    clock = HeldClock()
+    window = WriteWindow(WriteLimits(per_minute=2, per_hour=100), clock, clock.sleep)
+    entered = asyncio.Event()
+    send = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def slow_report() -> None:
+        async with window.turn(2, Priority.RESULT):
+            entered.set()
+            await send.wait()  # reading the run, taking its lease...
+            for _ in range(2):
+                await window.before_write()
+            await answer.wait()  # ...and a slow GitHub
+            window.answered()
+            window.answered()
+
+    report = asyncio.ensure_future(slow_report())
+    await entered.wait()
+    other = asyncio.ensure_future(write(window, Priority.ACK))
+    await clock.advance(50)
+    assert not other.done()  # both places are taken, though nothing was sent yet
+    send.set()
+    await clock.advance(20)
+    assert not other.done()  # sent, not answered: still taken
+    answer.set()
+    await report  # answered at 1070
+    await clock.advance(59)
+    assert not other.done()
+    await clock.advance(1)
+    assert other.done()  # 60 s after the answers
+
+
 async def test_a_refusal_blocks_the_window_and_a_prepaid_retry_waits_too() -> None:
     clock = HeldClock()
     window = WriteWindow(WriteLimits(per_minute=10, per_hour=100), clock, clock.sleep)
     async with window.turn(2, Priority.ACK):
-        await window.before_write()
+        await write(window)
         window.block(60)
-        retry = asyncio.ensure_future(window.before_write())
+        retry = asyncio.ensure_future(write(window))
         await clock.advance(30)
         assert not retry.done()
         await clock.advance(30)
@@ -149,9 +200,9 @@ async def test_a_refusal_blocks_the_window_and_a_prepaid_retry_waits_too() -> No
 async def test_installations_have_windows_of_their_own() -> None:
     clock = HeldClock()
     budget = WriteBudget(WriteLimits(per_minute=1, per_hour=10), clock, clock.sleep)
-    await budget.window(1).acquire()
-    waiting = asyncio.ensure_future(budget.window(1).acquire())
-    await asyncio.wait_for(budget.window(2).acquire(), 0.5)
+    await write(budget.window(1))
+    waiting = asyncio.ensure_future(write(budget.window(1)))
+    await asyncio.wait_for(write(budget.window(2)), 0.5)
     await asyncio.sleep(0)
     assert not waiting.done() and budget.waiting() == {1: 1}
     waiting.cancel()
