@@ -117,8 +117,8 @@ class Reporter:
                 await self.report(run_id)
                 return
             level, count = write_turn(run)
-            # No other gate after the turn: its reserved writes count as going out until
-            # they are sent, so nothing may keep it waiting (the budget bounds the work).
+            # No other gate after the turn: the writes it holds count against the budget
+            # until answered, so nothing may keep it waiting (the budget bounds the work).
             async with writes.turn(count, level):
                 await self.report(run_id)
         except Exception as exc:  # a database blip: try again later
