@@ -111,9 +111,19 @@ def wide_inbox() -> None:
         for d in inbox.InboxOptions.__init__.__defaults__ or ())
 
 
+def short_yield() -> None:
+    """Measurement only: dispatch yields to a busy intake for at most 0.1 s at a time."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(inbox.InboxOptions)]
+    defaults = list(inbox.InboxOptions.__init__.__defaults__ or ())
+    defaults[names.index("max_yield_seconds")] = 0.1
+    inbox.InboxOptions.__init__.__defaults__ = tuple(defaults)  # type: ignore[misc]
+
+
 EXPERIMENTS: dict[str, Callable[[], None]] = {
     "no-inbox": no_inbox, "no-parse": no_parse, "no-gc": no_gc, "trace": trace,
-    "wide-inbox": wide_inbox,
+    "wide-inbox": wide_inbox, "short-yield": short_yield,
 }
 
 

@@ -65,7 +65,9 @@ class InboxOptions:
     # the intake; nobody waits on dispatch to the millisecond), but never longer than
     # max_yield_seconds at a time, so that it keeps moving under load that never pauses.
     intake_quiet_seconds: float = 0.05
-    max_yield_seconds: float = 1.0
+    # 0.1 s: a burst's first triggers wait that long, not a second (burst bench: N=100,
+    # 202 -> Job p50/p99 1.95/2.42 s with 1 s, 1.18/1.68 s with 0.1 s).
+    max_yield_seconds: float = 0.1
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
     retention: dt.timedelta = dt.timedelta(days=7)
