@@ -32,7 +32,7 @@ async def _authorised_run(event: sansio.Event, ctx: Context
     if ignored_sender(ctx, data["sender"]):
         return None
     external_id = check_run.get("external_id") or ""
-    if not external_id.isdigit():
+    if not (external_id.isascii() and external_id.isdigit()):
         return None  # not one of ours
     run = await ledger.get_run(ctx.db, int(external_id))
     if run is None or run.repo_id != data["repository"]["id"]:

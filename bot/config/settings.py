@@ -41,7 +41,7 @@ def parse_long_duration(value: str | int | float) -> int:
     """Seconds from what parse_duration takes, or whole days like `7d`."""
     if isinstance(value, str) and value.strip().endswith("d"):
         days = value.strip()[:-1]
-        if not days.isdigit() or int(days) <= 0:
+        if not (days.isascii() and days.isdigit()) or int(days) <= 0:
             raise ValueError(f"{value!r} is not a duration like 7d, 12h or 30m")
         return int(days) * 86400
     return parse_duration(value)
@@ -305,19 +305,7 @@ class Settings(BaseSettings):
             return parse_duration(value)
         raise ValueError("expected a duration like 30m")
 
-    @field_validator("event_retention", mode="before")
-    @classmethod
-    def _days(cls, value: object) -> int:
-        if isinstance(value, str) and value.strip().endswith("d") and value.strip()[:-1].isdigit():
-            days = int(value.strip()[:-1])
-            if days <= 0:
-                raise ValueError("a duration must be positive")
-            return days * 86400
-        if isinstance(value, str | int | float):
-            return parse_duration(value)
-        raise ValueError("expected a duration like 30d or 12h")
-
-    @field_validator("approval_ttl", mode="before")
+    @field_validator("event_retention", "approval_ttl", mode="before")
     @classmethod
     def _long_duration(cls, value: object) -> int:
         if isinstance(value, str | int | float):

@@ -45,7 +45,8 @@ class LiveRoutes:
             return web.Response(status=found.status, text="not found")
         _, run = found
         after_text = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
-        if not after_text.isdigit() or len(after_text) > 10:
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        if not (after_text.isascii() and after_text.isdigit()) or len(after_text) > 10:
             return web.Response(status=400, text="Last-Event-ID must be an event number")
         after = int(after_text)
         assert self.hub is not None

@@ -215,7 +215,8 @@ class RunPages(SignInRoutes, LiveRoutes):
         if state is not None and state != "active" and state not in set(RunState):
             return respond(pages.message_page("Bad filter", "There is no such state.",
                                                  session), 400)
-        if before_text and (not before_text.isdigit() or len(before_text) > 18):
+        if before_text and (not (before_text.isascii() and before_text.isdigit())
+                            or len(before_text) > 18):
             return respond(pages.message_page("Bad filter", "`before` is a run number.",
                                                  session), 400)
         async with self.engine.connect() as conn:

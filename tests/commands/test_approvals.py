@@ -275,10 +275,13 @@ def test_the_ttl_is_read_like_other_durations_or_in_days(
     assert make_settings(approval_ttl=value).approval_ttl == seconds
 
 
-@pytest.mark.parametrize("value", ["0d", "-1d", "soon", "d", "0"])
-def test_a_bad_ttl_is_named_at_start(value: str) -> None:
-    _, problems = load_settings(AGENTBOT_APPROVAL_TTL=value)
-    assert any(p.startswith("AGENTBOT_APPROVAL_TTL:") for p in problems), problems
+@pytest.mark.parametrize("value", ["0d", "-1d", "soon", "d", "0", "\u00b2d", "\u0663d"])
+@pytest.mark.parametrize("name", ["AGENTBOT_APPROVAL_TTL", "AGENTBOT_EVENT_RETENTION"])
+def test_a_bad_ttl_is_named_at_start(value: str, name: str) -> None:
+    """Both day-long durations are read by one parser; a non-ASCII digit is refused by name,
+    not a traceback."""
+    _, problems = load_settings(**{name: value})
+    assert any(p.startswith(f"{name}:") for p in problems), problems
 
 
 def test_the_repo_config_reads_the_approval_mode() -> None:

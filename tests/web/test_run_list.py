@@ -66,3 +66,4 @@ async def test_bad_filters_are_a_400_and_signed_out_is_the_sign_in_page(pages: P
     await pages.sign_in("octocat")
     assert (await pages.client.get("/runs", params={"state": "exploded"})).status == 400
     assert (await pages.client.get("/runs", params={"before": "-1"})).status == 400
+    assert (await pages.client.get("/runs", params={"before": "\u00b2"})).status == 400

@@ -176,8 +176,11 @@ async def test_a_bad_last_event_id_is_a_400(pages: Pages) -> None:
     run_id = await pages.add_run(OPEN)
     await pages.sign_in("octocat")
     assert pages.client is not None
-    response = await pages.client.get(f"/runs/{run_id}/events",
-                                      headers={"Last-Event-ID": "x; DROP"})
+    for value in ("x; DROP", "\u00b2", "9" * 11, "-1"):
+        response = await pages.client.get(f"/runs/{run_id}/events",
+                                          headers={"Last-Event-ID": value})
+        assert response.status == 400, value
+    response = await pages.client.get(f"/runs/{run_id}/events", params={"after": "\u00b3"})
     assert response.status == 400
 
 
