@@ -18,19 +18,18 @@ in its request (Claude Code's environment section says "Primary working director
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.model_script import (
     CWD_PLACEHOLDER,
+    SIDE_TEXT,
     Failure,
     RecordedRequest,
+    ScriptedServer,
     ToolCall,
     Turn,
     Usage,
@@ -41,34 +40,16 @@ __all__ = ["CWD_PLACEHOLDER", "AnthropicDouble", "Failure", "RecordedRequest", "
            "Turn", "Usage"]
 
 DEFAULT_MODEL = "claude-sonnet-4-5"
-EXHAUSTED_TEXT = "(the scripted model has no more turns)"
-SIDE_TEXT = "ok"
 
 
 def _sse(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
-class AnthropicDouble:
-    """The server: `start()`/`close()` or `async with`; `url`, `requests`, `turns_played`."""
+class AnthropicDouble(ScriptedServer):
+    """The Anthropic Messages API, scripted: `url` is what ANTHROPIC_BASE_URL names."""
 
-    def __init__(self, script: list[Turn] | None = None, *, model: str | None = None,
-                 prefix: str = "", toolless: bool = False) -> None:
-        self.script: list[Turn] = list(script or [])
-        # Every request takes a turn, tools or not: a client whose edits are blocks in its
-        # text (aider) offers none.
-        self.toolless = toolless
-        self.model = model
-        self.prefix = prefix.rstrip("/")  # "/anthropic": where the gateway serves the API
-        self.requests: list[RecordedRequest] = []
-        self.turns_played = 0  # main-loop requests answered from the script
-        self.exhausted = 0  # main-loop requests that came after the script's end
-        self.unknown: list[str] = []  # paths the double has no answer for
-        self.sent: list[dict[str, Any]] = []  # every event and body sent, for shape checks
-        self._failures_left: int | None = None
-        self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.base_url = self.url = ""
+    url_path = ""
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -78,28 +59,6 @@ class AnthropicDouble:
         app.router.add_route("*", f"{self.prefix}/api/hello", self._hello)
         app.router.add_route("*", "/{path:.*}", self._unknown)
         return app
-
-    async def start(self) -> AnthropicDouble:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.url = self.base_url + self.prefix  # what ANTHROPIC_BASE_URL names
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> AnthropicDouble:
-        return await self.start()
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
 
     # --- what the agent's main loop saw
 
@@ -111,17 +70,6 @@ class AnthropicDouble:
 
     # --- handlers
 
-    async def _record(self, request: web.Request) -> RecordedRequest:
-        raw = await request.read()
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode("utf-8", errors="replace")
-        headers = {name.lower(): value for name, value in request.headers.items()}
-        recorded = RecordedRequest(request.method, request.path, dict(request.query),
-                                   headers, body)
-        self.requests.append(recorded)
-        return recorded
 
     async def _hello(self, request: web.Request) -> web.Response:
         await self._record(request)  # Claude Code's connectivity probe at start-up
@@ -168,20 +116,6 @@ class AnthropicDouble:
             return web.json_response(message)
         return await self._stream(request, message, cut=turn.failure is not None)
 
-    def _next_turn(self) -> Turn:
-        if self.turns_played >= len(self.script):
-            self.exhausted += 1
-            return Turn(text=EXHAUSTED_TEXT)
-        turn = self.script[self.turns_played]
-        if turn.failure is not None:
-            if self._failures_left is None:
-                self._failures_left = turn.times
-            self._failures_left -= 1
-            if self._failures_left > 0:
-                return turn
-            self._failures_left = None
-        self.turns_played += 1
-        return turn
 
     def _error(self, status: int, kind: str, text: str, *, retry_after: int | None = None
                ) -> web.Response:
@@ -216,12 +150,6 @@ class AnthropicDouble:
             self._drop(request)
         await response.write_eof()
         return response
-
-    @staticmethod
-    def _drop(request: web.Request) -> NoReturn:
-        if request.transport is not None:
-            request.transport.abort()
-        raise asyncio.CancelledError  # aiohttp ends a handler cancelled this way quietly
 
     async def _events(self, message: dict[str, Any], *, cut: bool
                       ) -> AsyncIterator[dict[str, Any]]:

@@ -32,15 +32,16 @@ import asyncio
 import itertools
 import json
 from collections.abc import Iterator
-from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.model_script import (
     CWD_PLACEHOLDER,
+    SIDE_TEXT,
     Failure,
     RecordedRequest,
+    ScriptedServer,
     ToolCall,
     Turn,
     Usage,
@@ -53,8 +54,6 @@ __all__ = ["CWD_PLACEHOLDER", "Failure", "OpenAIDouble", "RecordedRequest", "Too
            "Usage", "openai_failure", "quota_failure"]
 
 DEFAULT_MODEL = "gpt-5-codex"
-EXHAUSTED_TEXT = "(the scripted model has no more turns)"
-SIDE_TEXT = "ok"
 CREATED_AT = 1_767_225_600  # 2026-01-01T00:00:00Z: fixed, so captures compare
 QUOTA = "insufficient_quota"
 
@@ -109,26 +108,11 @@ def _tools_by_name(body: Any) -> dict[str, dict[str, Any]]:
     return {tool_name(tool): tool for tool in offered_tools(body)}
 
 
-class OpenAIDouble:
-    """The server: `start()`/`close()` or `async with`; `url`, `requests`, `turns_played`."""
+class OpenAIDouble(ScriptedServer):
+    """OpenAI's Responses and Chat Completions APIs, scripted: `url` is what OPENAI_BASE_URL
+    names."""
 
-    def __init__(self, script: list[Turn] | None = None, *, model: str | None = None,
-                 prefix: str = "", toolless: bool = False) -> None:
-        self.script: list[Turn] = list(script or [])
-        # Every request takes a turn, tools or not: a client whose edits are blocks in its
-        # text (aider) offers none.
-        self.toolless = toolless
-        self.model = model
-        self.prefix = prefix.rstrip("/")  # "/openai": where the gateway serves the API
-        self.requests: list[RecordedRequest] = []
-        self.turns_played = 0  # main-loop requests answered from the script
-        self.exhausted = 0  # main-loop requests that came after the script's end
-        self.unknown: list[str] = []  # paths the double has no answer for
-        self.sent: list[dict[str, Any]] = []  # every event and body sent, for shape checks
-        self._failures_left: int | None = None
-        self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.base_url = self.url = ""
+    url_path = "/v1"
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -137,28 +121,6 @@ class OpenAIDouble:
         app.router.add_get(f"{self.prefix}/v1/models", self._models)
         app.router.add_route("*", "/{path:.*}", self._unknown)
         return app
-
-    async def start(self) -> OpenAIDouble:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.url = f"{self.base_url}{self.prefix}/v1"  # what OPENAI_BASE_URL names
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> OpenAIDouble:
-        return await self.start()
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
 
     # --- what the agent's main loop saw
 
@@ -171,17 +133,6 @@ class OpenAIDouble:
 
     # --- handlers shared by both APIs
 
-    async def _record(self, request: web.Request) -> RecordedRequest:
-        raw = await request.read()
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode("utf-8", errors="replace")
-        headers = {name.lower(): value for name, value in request.headers.items()}
-        recorded = RecordedRequest(request.method, request.path, dict(request.query),
-                                   headers, body)
-        self.requests.append(recorded)
-        return recorded
 
     async def _unknown(self, request: web.Request) -> web.Response:
         recorded = await self._record(request)
@@ -208,20 +159,6 @@ class OpenAIDouble:
                 raise asyncio.CancelledError  # the client left while the turn was held
         return turn
 
-    def _next_turn(self) -> Turn:
-        if self.turns_played >= len(self.script):
-            self.exhausted += 1
-            return Turn(text=EXHAUSTED_TEXT)
-        turn = self.script[self.turns_played]
-        if turn.failure is not None:
-            if self._failures_left is None:
-                self._failures_left = turn.times
-            self._failures_left -= 1
-            if self._failures_left > 0:
-                return turn
-            self._failures_left = None
-        self.turns_played += 1
-        return turn
 
     def _failure(self, failure: Failure) -> web.Response:
         _, code, _ = _OPENAI_ERRORS.get(failure.status, ("", None, ""))
@@ -235,12 +172,6 @@ class OpenAIDouble:
         self.sent.append({"kind": "error", "body": body})
         return web.json_response(body, status=status,
                                  headers={"x-request-id": f"req_double{next(self._ids):06d}"})
-
-    @staticmethod
-    def _drop(request: web.Request) -> NoReturn:
-        if request.transport is not None:
-            request.transport.abort()
-        raise asyncio.CancelledError  # aiohttp ends a handler cancelled this way quietly
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_double{next(self._ids):06d}"

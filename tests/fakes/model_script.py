@@ -7,11 +7,18 @@ working directory the client states in its request), a stop reason, `Usage`; or 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, NoReturn, Self
+
+from aiohttp import web
 
 CWD_PLACEHOLDER = "{cwd}"
+EXHAUSTED_TEXT = "(the scripted model has no more turns)"
+SIDE_TEXT = "ok"  # the answer to a request outside the agent's loop (titles, summaries)
 _CWD_PATTERNS = (re.compile(r"Primary working directory: *(\S+)"),
                  re.compile(r"Working directory: *(\S+)"),
                  re.compile(r"<cwd>([^<]+)</cwd>"))  # Codex's environment context
@@ -171,3 +178,89 @@ def substitute(value: Any, cwd: str) -> Any:
     if isinstance(value, dict):
         return {key: substitute(item, cwd) for key, item in value.items()}
     return value
+
+
+class ScriptedServer:
+    """What the model API doubles share: the script played turn by turn, every request
+    recorded, and the server's life (`start()`/`close()` or `async with`; `url`, `base_url`).
+    A subclass gives its routes (`app`) and what the provider's base-URL variable names
+    (`url_path`)."""
+
+    url_path = ""  # after the prefix: what the client's base-URL variable names
+
+    def __init__(self, script: list[Turn] | None = None, *, model: str | None = None,
+                 prefix: str = "", toolless: bool = False) -> None:
+        self.script: list[Turn] = list(script or [])
+        # Every request takes a turn, tools or not: a client whose edits are blocks in its
+        # text (aider) offers none.
+        self.toolless = toolless
+        self.model = model
+        self.prefix = prefix.rstrip("/")  # where the gateway serves the API ("/openai")
+        self.requests: list[RecordedRequest] = []
+        self.turns_played = 0  # main-loop requests answered from the script
+        self.exhausted = 0  # main-loop requests that came after the script's end
+        self.unknown: list[str] = []  # paths the double has no answer for
+        self.sent: list[dict[str, Any]] = []  # every event and body sent, for shape checks
+        self._failures_left: int | None = None
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.base_url = self.url = ""
+
+    def app(self) -> web.Application:
+        raise NotImplementedError
+
+    async def start(self) -> Self:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.url = f"{self.base_url}{self.prefix}{self.url_path}"
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def _record(self, request: web.Request) -> RecordedRequest:
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", errors="replace")
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        recorded = RecordedRequest(request.method, request.path, dict(request.query),
+                                   headers, body)
+        self.requests.append(recorded)
+        return recorded
+
+    def _next_turn(self) -> Turn:
+        """The script's next turn; a failing one is played `times` times before the next."""
+        if self.turns_played >= len(self.script):
+            self.exhausted += 1
+            return Turn(text=EXHAUSTED_TEXT)
+        turn = self.script[self.turns_played]
+        if turn.failure is not None:
+            if self._failures_left is None:
+                self._failures_left = turn.times
+            self._failures_left -= 1
+            if self._failures_left > 0:
+                return turn
+            self._failures_left = None
+        self.turns_played += 1
+        return turn
+
+    @staticmethod
+    def _drop(request: web.Request) -> NoReturn:
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError  # aiohttp ends a handler cancelled this way quietly
