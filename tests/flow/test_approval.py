@@ -190,9 +190,11 @@ async def test_an_edit_after_the_approval_before_the_start_sends_it_back(
     await flow.deliver("issues", edited)
 
     async def sent_back() -> bool:
-        return (await flow.run(request.id)).state == "awaiting_approval"
+        # The state changes before the reply is posted: wait for both.
+        return ((await flow.run(request.id)).state == "awaiting_approval"
+                and any("did not start" in r for r in flow.replies(7)))
 
-    await until(sent_back, what="the approval withdrawn")
+    await until(sent_back, what="the approval withdrawn and said so")
     [refusal] = [r for r in flow.replies(7) if "did not start" in r]
     assert refusal.startswith(f"@octocat agentbot did not start run #{request.id}: since it "
                               "was asked for, the description changed on GitHub.")
