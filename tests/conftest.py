@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import unused_port
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
@@ -19,6 +18,7 @@ from bot.config.settings import Settings
 from bot.logs import ContextLogRecord
 from bot.store import migrate
 from bot.store.tables import create_engine
+from tests.ports import stable_port
 
 # The suite's doubles of GitHub and of the Kubernetes API, as fixtures for every test.
 pytest_plugins = ["tests.fakes.github", "tests.fakes.kubeapi", "tests.flow.fixtures"]
@@ -93,8 +93,8 @@ def make_settings(app_private_key: str, tmp_path: Path) -> Callable[..., Setting
             "executor": "local",
             "log_format": "text",
             # Free ports: tests that start a gateway run side by side with others that do.
-            "gateway_port": unused_port(),
-            "gateway_proxy_port": unused_port(),
+            "gateway_port": stable_port(),
+            "gateway_proxy_port": stable_port(),
             # No redelivery pass at start-up (a GitHub call tests do not expect); the tests of
             # the reconciler turn it on.
             "redeliver_interval": 0,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer, unused_port
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from bot.app import BOT_KEY, Bot, create_app, gateway_app, internal_app
@@ -23,6 +23,7 @@ from bot.store.tables import FINAL_STATES, RunState, run_transitions, runs
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakes import payloads as p
 from tests.fakes.github import FakeGitHub
+from tests.ports import stable_port
 from tests.runs.test_scheduler import GitHubGit
 
 REPO = f"{p.OWNER}/{p.REPO}"
@@ -57,7 +58,7 @@ class Flow:
         # Builds each process's executor; the local one unless a test swaps it.
         self.make_executor: Callable[[], Any] = self._local_executor
         # The public port; a fixed one lets the fake GitHub reach the bot across restarts.
-        self.public_port: int | None = None
+        self.public_port: int = stable_port()  # the same after a restart
         self.plan()
 
     @classmethod
@@ -73,7 +74,7 @@ class Flow:
         settings = make_settings(
             database_url=database_url, github_api_url=fake.url,
             github_app_id=fake.app_id, github_private_key=fake.private_key_pem,
-            internal_port=unused_port(), default_agent="command",
+            internal_port=stable_port(), default_agent="command",
             agent_command=f"{sys.executable} {AGENT} {{prompt_file}} {plan} {logs}",
             **overrides)
         flow = cls(fake, tmp, settings, git_server)
