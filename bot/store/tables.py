@@ -94,6 +94,9 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 
 # The partial unique index's condition: one active run per issue or PR.
 ACTIVE_WHERE = "state IN ({})".format(", ".join(f"'{state.value}'" for state in ACTIVE_STATES))
+# Variants of a group are left out of the index: a group's N runs are active together, and the
+# ledger keeps a group and a single run of one issue from overlapping (runs.ledger).
+ACTIVE_SINGLE_WHERE = ACTIVE_WHERE + " AND group_id IS NULL"
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -205,6 +208,10 @@ runs = Table(
     Column("inputs_sha256", String(64)),
     Column("approved_by", String(100)),
     Column("approved_at", DateTime(timezone=True)),
+    # A variant of a group (run_groups): its group and its number there, 1..N. No foreign
+    # key: adding one on SQLite rebuilds `runs` (see migration 0008).
+    Column("group_id", BigInteger, index=True),
+    Column("variant", Integer),
     # One active run per issue or PR, enforced by the database so that two replicas
     # racing on two deliveries cannot both start one.
     Index(
@@ -212,12 +219,43 @@ runs = Table(
         "repo_id",
         "number",
         unique=True,
-        sqlite_where=text(ACTIVE_WHERE),
-        postgresql_where=text(ACTIVE_WHERE),
+        sqlite_where=text(ACTIVE_SINGLE_WHERE),
+        postgresql_where=text(ACTIVE_SINGLE_WHERE),
     ),
     Index("ix_runs_state_created", "state", "created_at"),
     Index("ix_runs_repo_number", "repo_id", "number"),
     Index("ix_runs_sender_created", "sender_id", "created_at"),
+)
+
+# N runs of one request (`--variants N`): one status comment for all of them, and the pick of
+# the one a writer keeps, recorded before and after its GitHub writes so that a crash in the
+# middle neither loses it nor opens a second PR.
+run_groups = Table(
+    "run_groups",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("installation_id", BigInteger, nullable=False),
+    Column("repo_id", BigInteger, nullable=False),
+    Column("repo_full_name", String(200), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("delivery_id", String(64), nullable=False, unique=True),
+    Column("sender_login", String(100), nullable=False),
+    Column("retry_of", ForeignKey("run_groups.id")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("status_comment_id", BigInteger),
+    # Each change the status comment shows (a variant ending, the pick) adds one to
+    # `version`; the reporter writes the comment until `reported_version` catches up.
+    Column("version", Integer, nullable=False, default=1),
+    Column("reported_version", Integer, nullable=False, default=0),
+    Column("picked_variant", Integer),
+    Column("picked_by", String(100)),
+    Column("picked_at", DateTime(timezone=True)),
+    Column("pick_state", String(16)),  # pending | done | failed
+    Column("pick_error", Text),
+    Column("pick_delivery_id", String(64)),  # the `/agent pick` that asked for it
+    Index("ix_run_groups_repo_number", "repo_id", "number"),
 )
 
 run_transitions = Table(
@@ -321,6 +359,23 @@ redeliveries = Table(
     Column("asked_at", DateTime(timezone=True), nullable=False),
     Column("gave_up_at", DateTime(timezone=True)),
     Index("ix_redeliveries_asked_at", "asked_at"),
+)
+
+# The agent session a run's sandbox handed back (redacted, checked, packed again by the bot),
+# for the next run of the same pull request or issue to resume. Its archive is in `data`, or
+# in a file of AGENTBOT_SESSION_DIR; retention drops it with the run's events and keeps the
+# row, marked expired, so that the next run can say why it started fresh.
+run_sessions = Table(
+    "run_sessions",
+    metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("agent", String(32), nullable=False),
+    Column("session_id", String(128), nullable=False),
+    Column("size", Integer, nullable=False),  # bytes of the archive
+    Column("sha256", String(64), nullable=False),
+    Column("stored_at", DateTime(timezone=True), nullable=False),
+    Column("expired_at", DateTime(timezone=True)),
+    Column("data", LargeBinary),
 )
 
 
