@@ -205,13 +205,23 @@ class OpenCodeAdapter(Adapter):
 
 
 class AiderAdapter(Adapter):
-    """aider with the prompt in `--message-file`; no commits, no questions, plain output."""
+    """aider with the prompt in `--message-file`; no commits, plain output, and every question
+    answered with its default.
+
+    Not `--yes-always`: that answers "no" to the one question that wants an explicit yes,
+    "Run shell command?" (aider 0.86 `Coder.handle_shell_commands` asks with
+    `explicit_yes_required`), so a command the model gives (`rm old.txt`, the only way it has to
+    delete a file) was shown and never run. With stdin closed and no prompt_toolkit session
+    (`--no-fancy-input`), `InputOutput.confirm_ask` reads end of input, which aider takes as
+    Enter, the question's default, and every question aider asks defaults to yes: the answers
+    `--yes-always` gives, and the model's commands run, as the other CLIs' do, inside the
+    run's sandbox."""
 
     name = "aider"
     excludes = (".aider*",)
 
     def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
-        argv = ["aider", "--yes-always", "--no-auto-commits", "--no-pretty", "--no-gitignore",
+        argv = ["aider", "--no-fancy-input", "--no-auto-commits", "--no-pretty", "--no-gitignore",
                 "--no-check-update", "--no-show-release-notes", "--analytics-disable",
                 *_model("--model", spec), "--message-file", str(prompt_file)]
         return Invocation(argv, None)

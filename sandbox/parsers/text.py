@@ -30,12 +30,20 @@ _AIDER_USAGE = {"sent": "input_tokens", "received": "output_tokens",
 _MAX_EVENT_LINE = 16_000
 _PATH_LIKE = re.compile(r"^[\w./-]+\.\w+$|^[\w.-]+/[\w./-]+$")
 _APPLIED = re.compile(r"^Applied edit to (?P<path>.+)$")
+# A question aider asked and answered itself (its default, stdin being closed): printed without
+# a newline, so what aider prints next follows it on the same line.
+_AIDER_QUESTION = re.compile(r"^(?P<question>[^\n]*?\?) \(Y\)es/\(N\)o(?:/\([A-Z]\)[\w' ]+)* "
+                             r"\[[^\]]*\]: ")
+# What aider prints before each command it runs, once "Run shell command?" was answered.
+_RUNNING = re.compile(r"^Running (?P<command>.+)$")
 
 
 class AiderParser(StreamParser):
     """Every line is a log. The prose of each answer (up to its "Tokens:" line, without edit
-    blocks and the file names above them) is a message; "Applied edit to X" an edit; a model
-    error that aider gave up on fails the agent (aider itself exits 0)."""
+    blocks and the file names above them) is a message; "Applied edit to X" an edit; each
+    command aider runs for the model a shell call, its output the lines up to the next command
+    or question (aider does not print a command's exit status); a model error that aider gave
+    up on fails the agent (aider itself exits 0)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,9 +53,32 @@ class AiderParser(StreamParser):
         self._error_kind: str | None = None  # litellm's exception, until an answer comes
         self._error_lines: list[str] = []
         self._error_open = False  # still reading the error's lines
+        self._shell = False  # past a "Run shell command?" question: "Running X" lines follow
+        self._command: tuple[str, str] | None = None  # the command running: (call id, command)
+        self._output: list[str] = []  # what it printed so far
+        self._commands = 0
 
     def stdout_line(self, line: str) -> list[Event]:
         events = [log_line("agent", "stdout", line)]
+        asked = _AIDER_QUESTION.match(line)
+        if asked:
+            line = line[asked.end():]
+            events.extend(self._end_command())
+            self._shell = asked["question"] in ("Run shell command?", "Run shell commands?")
+            if not line.strip():
+                return events
+        if self._shell:
+            running = _RUNNING.match(line.strip())
+            if running:
+                events.extend(self._end_command())
+                self._commands += 1
+                self._command = (f"aider-shell-{self._commands}", running["command"])
+                events.append(tool("shell", "started", call_id=self._command[0],
+                                   input=self._command[1]))
+                return events
+            if self._command is not None:
+                self._output.append(line)
+                return events
         text = line.strip()
         if text.startswith("Aider v"):
             self._started = True
@@ -98,13 +129,22 @@ class AiderParser(StreamParser):
         if cost:
             self.stats["cost_usd"] = float(cost["usd"])
 
+    def _end_command(self) -> list[Event]:
+        if self._command is None:
+            return []
+        (call_id, command), output = self._command, "\n".join(self._output).strip()
+        self._command, self._output = None, []
+        return [tool("shell", "completed", call_id=call_id, input=command,
+                     output=output or None)]
+
     def finish(self) -> list[Event]:
+        ended = self._end_command()
         if self._error_kind is not None:
             said = (self._error_lines[-1] if self._error_lines else self._error_kind).rstrip(".")
             # Without its last full stop, as the other parsers' (the runner ends the sentence
             # it puts this in when aider exits non-zero).
             self.error = f"aider stopped ({self._error_kind}): {said}"
-        return []
+        return ended
 
 
 class CommandParser(StreamParser):

@@ -2,9 +2,10 @@
 its edits are SEARCH/REPLACE blocks in the answer's text (the `diff` edit format of its
 Claude models), under the file's name.
 
-An answer that edits files not yet in the chat makes aider add them (`--yes-always`) and ask
-again with their contents; the second answer's blocks are applied. A shell command the answer
-suggests (```bash) is shown, never run: `--yes-always` answers no to commands.
+An answer that edits files not yet in the chat makes aider add them and ask again with their
+contents; the second answer's blocks are applied, then the shell commands it gives (```bash)
+run: aider answers each of its questions with the default, yes (see sandbox/agents.py,
+AiderAdapter). A command is the only way aider has to delete a file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tests.fakes.model_anthropic import Turn, Usage
 
 __all__ = ["FINAL", "PROMPT", "offline_model_info", "the_edits"]
 
-FINAL = "I added the module and updated the README greeting; old.txt goes with the command below."
+FINAL = "I added the module, updated the README greeting and removed old.txt."
 EDITS = (f"{FINAL}\n\n"
          "src/new_module.py\n```python\n<<<<<<< SEARCH\n=======\nVALUE = 42\n>>>>>>> REPLACE\n"
          "```\n\n"
@@ -27,7 +28,7 @@ EDITS = (f"{FINAL}\n\n"
 
 def the_edits() -> list[Turn]:
     """Create and edit through edit blocks (asked twice: the files join the chat first), and
-    suggest the deletion as a command."""
+    delete through a shell command."""
     return [Turn(text=EDITS, usage=Usage(input_tokens=1200, output_tokens=60,
                                          cache_creation_input_tokens=900)),
             Turn(text=EDITS, usage=Usage(input_tokens=1500, output_tokens=60,

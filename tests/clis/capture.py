@@ -233,7 +233,8 @@ async def capture_aider(name: str, bin_dir: Path, account: Account, scratch: Pat
         env = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home),
                "LANG": "C.UTF-8", "PWD": str(workspace),
                **provider_env(model.base_url, "agw_capture"), **adapter.environment(spec)}
-        out, err, code = await _run(invocation.argv, workspace, env, prompt, account)
+        out, err, code = await _run(invocation.argv, workspace, env, invocation.stdin_path,
+                                    account)
         gateway = model.base_url.removeprefix("http://")
     if not out.strip():
         raise RuntimeError(f"aider {name}: no output (exit {code}): "
@@ -241,13 +242,16 @@ async def capture_aider(name: str, bin_dir: Path, account: Account, scratch: Pat
     return normalise(out.decode().splitlines(), str(workspace), str(home), gateway)
 
 
-async def _run(argv: list[str], cwd: Path, env: dict[str, str], stdin_path: Path,
+async def _run(argv: list[str], cwd: Path, env: dict[str, str], stdin_path: Path | None,
                account: Account) -> tuple[bytes, bytes, int | None]:
-    with stdin_path.open("rb") as stdin:
-        process = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, env=env, stdin=stdin, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, **account.popen_args())
-        out, err = await asyncio.wait_for(process.communicate(), 120)
+    """Run a CLI as the runner does: stdin its prompt file, or closed (aider's: it answers
+    each of its questions with the default on end of input)."""
+    stdin = await asyncio.to_thread(stdin_path.read_bytes) if stdin_path else None
+    process = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env=env,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **account.popen_args())
+    out, err = await asyncio.wait_for(process.communicate(stdin), 120)
     return out, err, process.returncode
 
 

@@ -46,14 +46,16 @@ async def test_the_scripted_edit_blocks_become_the_changeset_events_and_stats(
     assert outcome.returncode == exitcodes.OK, outcome.stderr
     [result] = site.bot.results
     assert result["status"] == "succeeded"
-    # Created and edited; the deletion was only suggested (aider runs no command unasked).
+    # Created and edited through edit blocks, deleted through the command aider ran.
     assert result["changes"] == [
         {"path": "README.md", "mode": "100644", "content_b64": b64(b"# Demo\n\nHello, edited.\n")},
+        {"path": "old.txt", "deleted": True},
         {"path": "src/new_module.py", "mode": "100644", "content_b64": b64(b"VALUE = 42\n")},
     ]
     assert result["summary"] == FINAL
-    assert sorted(t["input"] for t in site.bot.kinds("tool")) == ["README.md", "src/new_module.py"]
-    assert {t["name"] for t in site.bot.kinds("tool")} == {"edit"}
+    assert [(t["name"], t["status"], t["input"]) for t in site.bot.kinds("tool")] == [
+        ("edit", "completed", "README.md"), ("edit", "completed", "src/new_module.py"),
+        ("shell", "started", "rm old.txt"), ("shell", "completed", "rm old.txt")]
     assert [m["text"] for m in site.bot.kinds("message")] == [FINAL, FINAL]
 
     # aider's own counts (it counts tokens itself when streaming), rounded as it prints them.
@@ -97,7 +99,7 @@ async def test_an_error_aider_retries_costs_a_request_not_the_run(
     assert model.turns_played == 3 and model.exhausted == 0
     [result] = site.bot.results
     assert result["status"] == "succeeded" and result["summary"] == FINAL
-    assert [c["path"] for c in result["changes"]] == ["README.md", "src/new_module.py"]
+    assert [c["path"] for c in result["changes"]] == ["README.md", "old.txt", "src/new_module.py"]
     assert result["stats"]["agent_turns"] == 2
 
 
@@ -116,5 +118,5 @@ async def test_a_gpt_model_goes_to_chat_completions_at_the_gateway(aider_world: 
     assert all(r.body["stream"] is True for r in model.requests)
     assert {r.credential for r in model.requests} == {GATEWAY_TOKEN}
     [result] = site.bot.results
-    assert [c["path"] for c in result["changes"]] == ["README.md", "src/new_module.py"]
+    assert [c["path"] for c in result["changes"]] == ["README.md", "old.txt", "src/new_module.py"]
     assert result["summary"] == FINAL and result["stats"]["agent_turns"] == 2

@@ -21,12 +21,14 @@ from tests.flow.harness import REPO, Flow
 pytestmark = pytest.mark.slow
 
 OPERATOR_KEY = "sk-ant-api03-operator-key-0123456789abcdefghijklmnopqrstuvwxyz"
-SUMMARY = "I added a greeting script and greeted the world in the README."
+SUMMARY = "I added a greeting script, greeted the world in the README and removed docs/old.md."
+# Edit blocks for the new and the changed file; the deletion is a command aider runs.
 ANSWER = (f"{SUMMARY}\n\n"
           "src/greet.py\n```python\n<<<<<<< SEARCH\n=======\nprint('hi')\n>>>>>>> REPLACE\n"
           "```\n\n"
           "README.md\n```\n<<<<<<< SEARCH\n# hello\n=======\n# hello, world\n>>>>>>> REPLACE\n"
-          "```\n")
+          "```\n\n"
+          "```bash\nrm docs/old.md\n```\n")
 
 
 def aider_flow_executor(flow: Flow, world: CliWorld, tmp_path: Path, model_url: str) -> None:
@@ -62,7 +64,6 @@ async def test_label_to_pull_request_with_the_real_aider(
 
     assert (run.state, run.error) == ("succeeded", None), run.error
     assert flow.files(run.branch) == {"README.md": b"# hello, world\n",
-                                      "docs/old.md": b"old\n",
                                       "src/app.py": b"print('hello')\n",
                                       "src/greet.py": b"print('hi')\n"}
     assert flow.fake.repo(REPO).git.read_commit(run.commit_sha)["parents"] == [base]

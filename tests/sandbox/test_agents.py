@@ -336,7 +336,7 @@ def test_command_output_may_carry_its_own_events() -> None:
     ("opencode", "anthropic/claude-sonnet-4-5",
      ["opencode", "run", "--format", "json", "--auto", "--model", "anthropic/claude-sonnet-4-5"],
      True),
-    ("aider", None, ["aider", "--yes-always", "--no-auto-commits", "--no-pretty",
+    ("aider", None, ["aider", "--no-fancy-input", "--no-auto-commits", "--no-pretty",
                      "--no-gitignore", "--no-check-update", "--no-show-release-notes",
                      "--analytics-disable", "--message-file", str(PROMPT)], False),
 ])
@@ -374,8 +374,7 @@ def install_fake_cli(bin_dir: Path, name: str) -> None:
     ("claude", "Fixed the month offset in dates.py; both date tests pass now."),
     ("codex", "Added the module, updated the README and removed old.txt."),
     ("opencode", "Added the module, updated the README and removed old.txt."),
-    ("aider", "I added the module and updated the README greeting; old.txt goes with the "
-              "command below."),
+    ("aider", "I added the module, updated the README greeting and removed old.txt."),
 ])
 async def test_each_adapter_runs_its_cli_through_the_runner(site: Site, agent: str,
                                                             summary: str) -> None:

@@ -8,20 +8,26 @@ from typing import Any
 from sandbox.agents import adapter_for
 from tests.sandbox.test_agents import replay
 
-FINAL = "I added the module and updated the README greeting; old.txt goes with the command below."
+FINAL = "I added the module, updated the README greeting and removed old.txt."
 
 
 def test_the_captured_edits_become_messages_edits_and_stats() -> None:
     events, parser = replay("aider", "aider-captured-edits.txt")
 
     # aider asked twice (the files joined the chat first): one message per answer, without
-    # its edit blocks, the file names above them or the suggested command's echo.
+    # its edit blocks, the file names above them, the command's echo or the questions aider
+    # answered itself (printed without a newline, in front of the next line).
     assert [data["text"] for kind, data in events if kind == "message"] == [FINAL, FINAL]
-    assert [(data["name"], data["input"]) for kind, data in events if kind == "tool"] == [
-        ("edit", "README.md"), ("edit", "src/new_module.py")]
+    assert [(data["name"], data["status"], data["input"]) for kind, data in events
+            if kind == "tool"] == [("edit", "completed", "README.md"),
+                                   ("edit", "completed", "src/new_module.py"),
+                                   ("shell", "started", "rm old.txt"),
+                                   ("shell", "completed", "rm old.txt")]
+    shells = [data for kind, data in events if kind == "tool" and data["name"] == "shell"]
+    assert shells[0]["id"] == shells[1]["id"] and "output" not in shells[1]
     assert parser.summary == FINAL and parser.error is None
     # As aider prints them (rounded: 2.7k and 2.8k sent).
-    assert parser.stats == {"turns": 2, "input_tokens": 2700 + 2800, "output_tokens": 92 + 92,
+    assert parser.stats == {"turns": 2, "input_tokens": 2700 + 2800, "output_tokens": 88 + 88,
                             "cost_usd": 0.02}
     assert any(kind == "log" and data["text"] == "Aider v0.86.2" for kind, data in events)
 
@@ -72,3 +78,33 @@ def test_an_error_after_its_last_retry_fails_the_agent() -> None:
 
     assert parser.error == ("aider stopped (InternalServerError): The API provider's servers "
                             "are down or overloaded")
+
+
+def test_each_command_aider_runs_is_a_shell_call_with_its_output() -> None:
+    """Commands run once "Run shell command(s)?" is answered; a command's output is what aider
+    prints up to the next command or question; "Running" in an answer's prose is prose."""
+    events, parser = feed(
+        *BANNER, "Running the tests first, then cleaning up.", "```bash", "pytest -q",
+        "rm -r build", "```", "Tokens: 1k sent, 9 received. Cost: $0.01 message, $0.01 session.",
+        "pytest -q", "rm -r build",
+        "Run shell commands? (Y)es/(N)o/(A)ll/(S)kip all/(D)on't ask again [Yes]: ",
+        "Running pytest -q", "3 passed in 0.01s", "Running rm -r build",
+        "Add command output to the chat? (Y)es/(N)o/(D)on't ask again [Yes]: Added 1 line of "
+        "output to the chat.")
+
+    tools = [data for kind, data in events if kind == "tool"]
+    assert [(t["status"], t["input"], t.get("output")) for t in tools] == [
+        ("started", "pytest -q", None), ("completed", "pytest -q", "3 passed in 0.01s"),
+        ("started", "rm -r build", None), ("completed", "rm -r build", None)]
+    assert [t["id"] for t in tools] == ["aider-shell-1"] * 2 + ["aider-shell-2"] * 2
+    assert [data["text"] for kind, data in events if kind == "message"] == [
+        "Running the tests first, then cleaning up."]
+    assert parser.error is None
+
+
+def test_a_command_still_running_when_aider_ends_is_closed_by_the_end() -> None:
+    events, _ = feed(*BANNER, "Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]: ",
+                     "Running make", "built")
+
+    assert [(d["status"], d.get("output")) for k, d in events if k == "tool"] == [
+        ("started", None), ("completed", "built")]
