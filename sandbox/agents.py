@@ -34,8 +34,10 @@ class Adapter:
     # Files the CLI drops in the checkout that are not part of the work (.git/info/exclude).
     excludes: tuple[str, ...] = ()
 
-    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
-        """The command line for this run; the prompt travels as a file or on stdin."""
+    def invocation(self, spec: Spec, prompt_file: Path,
+                   session: list[str] | None = None) -> Invocation:
+        """The command line for this run (with `session`'s options, from session_args); the
+        prompt travels as a file or on stdin."""
         raise NotImplementedError
 
     def parser(self) -> StreamParser:
@@ -50,6 +52,25 @@ class Adapter:
         """Why the CLI would refuse to start as `uid` with `env`, said before it runs (its
         own message is one line among its output); None when it will start."""
         return None
+
+    # Whether the pinned CLI can continue an earlier session headless (see session_args).
+    resumable = False
+
+    def session_args(self, session_id: str, resume: bool) -> list[str]:
+        """Options that start the session `session_id`, or continue it when `resume`."""
+        return []
+
+    def session_root(self, env: Mapping[str, str], workspace: Path) -> Path:
+        """The directory where the CLI keeps the sessions of a run in `workspace`."""
+        raise NotImplementedError
+
+    def session_names(self, session_id: str) -> list[str]:
+        """The files and directories of one session, relative to `session_root`."""
+        return []
+
+    def resume_refused(self, text: str) -> bool:
+        """Whether the CLI's error `text` says it could not find or load the session."""
+        return False
 
 
 def _model(flag: str, spec: Spec) -> list[str]:
@@ -74,11 +95,12 @@ class ClaudeAdapter(Adapter):
 
     name = "claude"
 
-    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
+    def invocation(self, spec: Spec, prompt_file: Path,
+                   session: list[str] | None = None) -> Invocation:
         # Headless runs cannot answer permission prompts; the sandbox is the boundary.
         argv = ["claude", "-p", "--output-format", "stream-json", "--verbose",
                 "--dangerously-skip-permissions", "--tools", ",".join(CLAUDE_TOOLS),
-                *_model("--model", spec)]
+                *_model("--model", spec), *(session or [])]
         if spec.system_prompt:
             # Appended: Claude Code's own system prompt (its tools, the repository's CLAUDE.md)
             # stays as it is; --system-prompt would replace it.
@@ -92,6 +114,26 @@ class ClaudeAdapter(Adapter):
         # The Task tools (the plan the check run shows) exist only for some models unless
         # this is set.
         return {"CLAUDE_CODE_ENABLE_TODO_TOOLS": "1"}
+
+    # 2.1.x: `--session-id <uuid>` names a new session and `--resume <uuid>` continues one in
+    # print mode, keeping its id. A session is one JSON-lines file (and a directory of its
+    # subagents' files) under the config directory's projects/<the working directory, each
+    # character other than a letter or digit made "-">/; it resumes in another directory once
+    # its file is there. An unknown id ends the run with "No conversation found".
+    resumable = True
+
+    def session_args(self, session_id: str, resume: bool) -> list[str]:
+        return ["--resume" if resume else "--session-id", session_id]
+
+    def session_root(self, env: Mapping[str, str], workspace: Path) -> Path:
+        config = env.get("CLAUDE_CONFIG_DIR") or str(Path(env.get("HOME") or "~", ".claude"))
+        return Path(config) / "projects" / re.sub(r"[^A-Za-z0-9]", "-", str(workspace))
+
+    def session_names(self, session_id: str) -> list[str]:
+        return [f"{session_id}.jsonl", session_id]
+
+    def resume_refused(self, text: str) -> bool:
+        return "No conversation found with session ID" in text
 
     def refusal(self, uid: int, env: Mapping[str, str]) -> str | None:
         # The CLI's own test: root, unless IS_SANDBOX=1 or its bubblewrap marker says the
@@ -132,7 +174,8 @@ class CodexAdapter(Adapter):
 
     name = "codex"
 
-    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
+    def invocation(self, spec: Spec, prompt_file: Path,
+                   session: list[str] | None = None) -> Invocation:
         # Codex's own sandbox (bubblewrap/Landlock and seccomp on Linux) would only nest
         # inside ours, needs what gVisor may not give, and cuts commands off the network
         # (the egress proxy); approvals cannot be answered headless. So: bypassed, with the
@@ -189,7 +232,8 @@ class OpenCodeAdapter(Adapter):
 
     name = "opencode"
 
-    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
+    def invocation(self, spec: Spec, prompt_file: Path,
+                   session: list[str] | None = None) -> Invocation:
         # --auto: headless, nobody answers a permission prompt (a command outside the
         # workspace, say); the run's sandbox is the boundary, as for the other CLIs.
         model = ["--model", opencode_model(spec.model)] if spec.model else []
@@ -220,7 +264,8 @@ class AiderAdapter(Adapter):
     name = "aider"
     excludes = (".aider*",)
 
-    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
+    def invocation(self, spec: Spec, prompt_file: Path,
+                   session: list[str] | None = None) -> Invocation:
         argv = ["aider", "--no-fancy-input", "--no-auto-commits", "--no-pretty", "--no-gitignore",
                 "--no-check-update", "--no-show-release-notes", "--analytics-disable",
                 *_model("--model", spec), "--message-file", str(prompt_file)]
@@ -239,7 +284,8 @@ class CommandAdapter(Adapter):
 
     name = "command"
 
-    def invocation(self, spec: Spec, prompt_file: Path) -> Invocation:
+    def invocation(self, spec: Spec, prompt_file: Path,
+                   session: list[str] | None = None) -> Invocation:
         if not spec.agent_command:
             raise ValueError("the command agent needs agent_command")
         argv = [arg.replace(PROMPT_PLACEHOLDER, str(prompt_file)) for arg in spec.agent_command]

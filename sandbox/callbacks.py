@@ -1,4 +1,5 @@
-"""HTTP calls to the bot's internal API: events and the result, with bounded retries."""
+"""HTTP calls to the bot's internal API: events, the agent's session and the result, with
+bounded retries."""
 
 from __future__ import annotations
 
@@ -64,16 +65,35 @@ class CallbackClient:
         """PUT the result; 409 means the bot already has one, which counts as delivered."""
         return self._send("PUT", "/result", result, policy, accept={409})
 
+    def get_session(self, policy: RetryPolicy = EVENTS_POLICY) -> bytes | None:
+        """The earlier run's session archive this run may resume; None when the bot has
+        none (404: never stored, expired, or not this run's to have)."""
+        got: list[bytes] = []
+        status = self._send("GET", "/session", None, policy, accept={404}, into=got)
+        return got[0] if status == 200 and got else None
+
+    def put_session(self, archive: bytes, policy: RetryPolicy = RESULT_POLICY) -> int:
+        """PUT this run's session archive (before the result, which ends the run)."""
+        return self._send("PUT", "/session", archive, policy, accept=set(),
+                          content_type="application/gzip")
+
     def _send(self, method: str, path: str, body: Any, policy: RetryPolicy,
-              accept: set[int]) -> int:
-        data = json.dumps(body, separators=(",", ":")).encode()
+              accept: set[int], *, content_type: str = "application/json",
+              into: list[bytes] | None = None) -> int:
+        if body is None:
+            data = None
+        elif isinstance(body, bytes):
+            data = body
+        else:
+            data = json.dumps(body, separators=(",", ":")).encode()
         url = self._base + path
         last_problem = "no attempt made"
         last_status: int | None = None
         for attempt in range(1, policy.attempts + 1):
             retry_after: float | None = None
             try:
-                status = self._request(method, url, data, policy.request_timeout_seconds)
+                status = self._request(method, url, data, policy.request_timeout_seconds,
+                                       content_type, into)
             except urllib.error.HTTPError as exc:
                 status = exc.code
                 retry_after = _retry_after(exc.headers.get("Retry-After"))
@@ -98,19 +118,23 @@ class CallbackClient:
         raise CallbackError(f"{method} {path} failed after {policy.attempts} attempts: "
                             f"{last_problem}", last_status)
 
-    def _request(self, method: str, url: str, data: bytes, timeout: float) -> int:
+    def _request(self, method: str, url: str, data: bytes | None, timeout: float,
+                 content_type: str = "application/json",
+                 into: list[bytes] | None = None) -> int:
+        headers = {"Authorization": f"Bearer {self._token}", "User-Agent": "agentbot-sandbox"}
+        if data is not None:
+            headers["Content-Type"] = content_type
         # The spec admits only http(s) callback URLs: no file: or custom scheme gets here.
-        request = urllib.request.Request(url, data=data, method=method, headers={  # noqa: S310
-            "Authorization": f"Bearer {self._token}",
-            "Content-Type": "application/json",
-            "User-Agent": "agentbot-sandbox",
-        })
+        request = urllib.request.Request(url, data=data, method=method,  # noqa: S310
+                                         headers=headers)
         # No proxy from the environment: the internal API is reached directly, and a proxy
         # variable set for the agent must not see the callback token. No redirects either:
         # urllib would resend the Authorization header to wherever a redirect points.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
         with opener.open(request, timeout=timeout) as response:  # noqa: S310
-            response.read()
+            body = response.read()
+            if into is not None:
+                into[:] = [body]
             return int(response.status)
 
 

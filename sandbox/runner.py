@@ -12,13 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sandbox import exitcodes, procs
-from sandbox.agents import adapter_for
+from sandbox import exitcodes, procs, resume
+from sandbox.agents import Adapter, adapter_for
 from sandbox.callbacks import CallbackClient, CallbackError
 from sandbox.changeset import ChangesetError, collect
 from sandbox.checkout import CheckoutError, add_excludes, checkout, trust_env
 from sandbox.events import Event, EventSink, Redactor, log_line, phase
 from sandbox.gateway import PROVIDER_VARIABLES, provider_env, proxy_env
+from sandbox.parsers.base import StreamParser
 from sandbox.result import failed, succeeded, write_termination_message
 from sandbox.spec import (
     Secrets,
@@ -114,6 +115,7 @@ class Runner:
         self.env = child_env(env, spec, self.prompt_file, secrets, workspace)
         self.base_env = dict(env)
         self.stats: dict[str, Any] = {}
+        self.session_archive: bytes | None = None  # the agent's session, for the next run
         self.started = time.monotonic()
         self.deadline = self.started + spec.limits.timeout_seconds
         # Time kept back for the changeset and upload, so our own timeout wins the race
@@ -194,29 +196,26 @@ class Runner:
 
     def _agent(self) -> str | None:
         adapter = adapter_for(self.spec.agent)
-        invocation = adapter.invocation(self.spec, self.prompt_file)
-        parser = adapter.parser()
         budget = LogBudget(self.sink, "agent")
         self.sink.emit(phase("agent", "started", agent=self.spec.agent, model=self.spec.model))
         env = {**self.env, **adapter.environment(self.spec)}
         refusal = adapter.refusal(os.geteuid(), env)
         if refusal:
             raise Failure(exitcodes.AGENT, "agent", refusal)
-        log.info("starting the %s agent: %s", self.spec.agent, invocation.argv[0])
-
-        def on_line(stream: str, text: str) -> None:
-            for event in parser.feed(stream, text):
-                budget.emit(event)
-
-        try:
-            done = procs.run_streaming(
-                invocation.argv, cwd=self.workspace, env=env, on_line=on_line,
-                deadline=self.deadline - self.reserve, stdin_path=invocation.stdin_path)
-        except OSError as exc:
-            raise Failure(exitcodes.AGENT, "agent", f"Could not start the {self.spec.agent} "
-                          f"agent ({invocation.argv[0]}): {exc.strerror}.") from None
-        for event in parser.finish():
-            budget.emit(event)
+        plan = self._session_plan(adapter, env)
+        done, parser = self._attempt(adapter, env, budget, plan)
+        if plan and plan.resume and (done.returncode or parser.error) and adapter.resume_refused(
+                "\n".join([parser.error or "", *done.tail])):
+            plan.fresh(resume.NOTE_CLI_REFUSED.format(
+                error=(parser.error or "no such session")[:300]))
+            self.sink.emit(log_line("agent", "runner", f"Starting a fresh session: {plan.note}"))
+            done, parser = self._attempt(adapter, env, budget, plan)
+        if plan:
+            self.stats["session_resumed"] = plan.resume
+            if plan.note:
+                self.stats["session_note"] = plan.note
+            self.session_archive = resume.collect(adapter, plan, self.spec.session_max_bytes,
+                                                  env, self.workspace, self.redactor)
         for name, value in parser.stats.items():
             self.stats[f"agent_{name}"] = value
         if done.timed_out:
@@ -231,6 +230,40 @@ class Runner:
             raise Failure(exitcodes.AGENT, "agent", parser.error)
         self.sink.emit(phase("agent", "succeeded"))
         return parser.summary
+
+    def _session_plan(self, adapter: Adapter, env: Mapping[str, str]) -> resume.Plan | None:
+        """This run's session (the earlier one restored where asked), or None where the agent
+        keeps none or the bot takes none."""
+        if not self.spec.session_max_bytes or not adapter.resumable:
+            if self.spec.resume_session:
+                self.stats["session_resumed"] = False
+                self.stats["session_note"] = resume.NOTE_NOT_RESUMABLE.format(agent=adapter.name)
+            return None
+        return resume.prepare(adapter, self.spec.resume_session, self.spec.session_max_bytes,
+                              self.client, env, self.workspace)
+
+    def _attempt(self, adapter: Adapter, env: Mapping[str, str], budget: LogBudget,
+                 plan: resume.Plan | None) -> tuple[procs.ProcessResult, StreamParser]:
+        """One start of the agent CLI, to its end."""
+        session = adapter.session_args(plan.session_id, plan.resume) if plan else None
+        invocation = adapter.invocation(self.spec, self.prompt_file, session)
+        parser = adapter.parser()
+        log.info("starting the %s agent: %s", self.spec.agent, invocation.argv[0])
+
+        def on_line(stream: str, text: str) -> None:
+            for event in parser.feed(stream, text):
+                budget.emit(event)
+
+        try:
+            done = procs.run_streaming(
+                invocation.argv, cwd=self.workspace, env=dict(env), on_line=on_line,
+                deadline=self.deadline - self.reserve, stdin_path=invocation.stdin_path)
+        except OSError as exc:
+            raise Failure(exitcodes.AGENT, "agent", f"Could not start the {self.spec.agent} "
+                          f"agent ({invocation.argv[0]}): {exc.strerror}.") from None
+        for event in parser.finish():
+            budget.emit(event)
+        return done, parser
 
     def _changeset(self) -> Any:
         self.sink.emit(phase("changeset", "started"))
@@ -261,6 +294,7 @@ class Runner:
     def _upload(self, result: dict[str, Any]) -> int:
         self.sink.emit(phase("upload", "started", result=result["status"]))
         self.sink.flush(FLUSH_SECONDS)  # progress first, so the bot sees it before the end
+        self._put_session()
         try:
             self.client.put_result(self.redactor.value(result))
         except CallbackError as exc:
@@ -271,6 +305,18 @@ class Runner:
         log.info("result delivered: %s, %d files", result["status"], files)
         write_termination_message(f"{result['status']}: {files} files changed")
         return exitcodes.OK
+
+    def _put_session(self) -> None:
+        """Hand the agent's session to the bot before the result (which ends the run); the
+        run's outcome does not depend on it, so a failure is only logged."""
+        if self.session_archive is None:
+            return
+        try:
+            self.client.put_session(self.session_archive)
+        except CallbackError as exc:
+            log.warning("the session could not be delivered: %s", exc)
+            return
+        log.info("session delivered: %d bytes", len(self.session_archive))
 
     def fail(self, failure: Failure, partial: Any = None) -> int:
         """Report a failed step: an event, the failed result (with the changes so far, where
@@ -283,6 +329,7 @@ class Runner:
         self.stats["failed_phase"] = failure.phase
         self.stats["timed_out"] = failure.code == exitcodes.TIMEOUT
         self.sink.flush(FLUSH_SECONDS)
+        self._put_session()
         try:
             self.client.put_result(self.redactor.value(failed(failure.summary, self.stats,
                                                               partial)))

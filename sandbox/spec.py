@@ -55,6 +55,10 @@ class Spec:
     gateway_url: str | None = None
     proxy_url: str | None = None
     system_prompt: str | None = None  # added to the CLI's own system prompt (a profile's)
+    # The agent's session goes back to the bot (at most this many bytes packed; 0: it does
+    # not), and with `resume_session` the earlier run's session comes from it first.
+    session_max_bytes: int = 0
+    resume_session: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,13 @@ def parse_spec(data: Any) -> Spec:
     system_prompt = data.get("system_prompt")
     if system_prompt is not None and not isinstance(system_prompt, str):
         raise SpecError("spec.json: field 'system_prompt' must be a string or null")
+    session_max_bytes = data.get("session_max_bytes", 0)
+    if not isinstance(session_max_bytes, int) or isinstance(session_max_bytes, bool) \
+            or session_max_bytes < 0:
+        raise SpecError("spec.json: field 'session_max_bytes' must be a whole number >= 0")
+    resume_session = data.get("resume_session", False)
+    if not isinstance(resume_session, bool):
+        raise SpecError("spec.json: field 'resume_session' must be true or false")
     spec = Spec(
         run_id=_require(data, "run_id", int),
         repository=_require(data, "repository", str),
@@ -135,6 +146,8 @@ def parse_spec(data: Any) -> Spec:
         gateway_url=_optional_url(data, "gateway_url"),
         proxy_url=_optional_url(data, "proxy_url"),
         system_prompt=system_prompt or None,
+        session_max_bytes=session_max_bytes,
+        resume_session=resume_session,
     )
     _check_urls(spec)
     sha = spec.base_sha

@@ -43,6 +43,10 @@ class RunSpec:
     # A profile's system prompt, for an agent CLI that takes one (see SYSTEM_PROMPT_AGENTS in
     # bot/runs/launch.py); for the others it is part of `prompt`.
     system_prompt: str | None = None
+    # The agent's session is uploaded at the end (at most this many bytes packed; 0: not),
+    # and with `resume_session` the earlier run's comes from the internal API first.
+    session_max_bytes: int = 0
+    resume_session: bool = False
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)

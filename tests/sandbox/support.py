@@ -116,12 +116,31 @@ class CallbackRecorder:
     results: list[dict[str, Any]] = field(default_factory=list)
     result_attempts: int = 0
     unauthorized: int = 0
+    session_to_give: bytes | None = None  # the earlier run's session, for GET /session
+    sessions: list[bytes] = field(default_factory=list)  # what the sandbox PUT
+    session_gets: int = 0
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/internal/runs/{run_id}/events", self.post_events)
         app.router.add_put("/internal/runs/{run_id}/result", self.put_result)
+        app.router.add_get("/internal/runs/{run_id}/session", self.get_session)
+        app.router.add_put("/internal/runs/{run_id}/session", self.put_session)
         return app
+
+    async def get_session(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.Response(status=401)
+        self.session_gets += 1
+        if self.session_to_give is None:
+            return web.json_response({"message": "this run resumes no session"}, status=404)
+        return web.Response(body=self.session_to_give, content_type="application/gzip")
+
+    async def put_session(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.Response(status=401)
+        self.sessions.append(await request.read())
+        return web.json_response({"stored": True})
 
     def _authorized(self, request: web.Request) -> bool:
         ok = request.headers.get("Authorization") == f"Bearer {self.token}"
