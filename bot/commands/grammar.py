@@ -38,6 +38,11 @@ class OptionInfo:
     def flag(self) -> str:
         return f"--{self.name}"
 
+    @property
+    def usage(self) -> str:
+        """How it is written: `--name VALUE`, or `--name` alone for a flag (no metavar)."""
+        return f"{self.flag} {self.metavar}" if self.metavar else self.flag
+
 
 @dataclass(frozen=True)
 class CommandInfo:
@@ -52,8 +57,10 @@ class CommandInfo:
 
 
 OPTIONS: tuple[OptionInfo, ...] = (
-    OptionInfo("agent", "NAME", "the coding agent to run: " + ", ".join(AGENTS)),
-    OptionInfo("model", "NAME", "the model the agent uses, passed to it as given"),
+    OptionInfo("agent", "NAME", "the coding agent to run: " + ", ".join(AGENTS)
+               + "; several, like `claude,codex`, spread the variants over them"),
+    OptionInfo("model", "NAME", "the model the agent uses, passed to it as given; several, "
+               "like `x,y`, spread the variants over them"),
     OptionInfo("profile", "NAME",
                "a profile of the repository's `.github/agentbot.yml` (its agent, model, setup, "
                "instructions, system prompt and timeout; the options above still win)"),
@@ -63,9 +70,13 @@ OPTIONS: tuple[OptionInfo, ...] = (
                "what the run's model may spend, like $3, 500k (tokens) or $3,2M (the "
                "operator's limit caps it); at the limit the run stops and its work so far "
                "becomes a partial draft pull request"),
+    OptionInfo("variants", "N",
+               "run N variants of the request, each in its own sandbox and on its own "
+               "branch, then keep one with `/agent pick K` (the operator's "
+               "`AGENTBOT_MAX_VARIANTS` caps N)"),
 )
 
-_SYNOPSIS = " ".join(f"[{option.flag} {option.metavar}]" for option in OPTIONS)
+_SYNOPSIS = " ".join(f"[{option.usage}]" for option in OPTIONS)
 
 COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo(
@@ -80,6 +91,10 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("retry", (), f"{PREFIX} retry", "Run the latest run again with the same inputs."),
     CommandInfo("status", (), f"{PREFIX} status",
                 "List the runs of this issue or pull request with their states and links."),
+    CommandInfo("pick", (), f"{PREFIX} pick [K]",
+                "Keep variant K of the latest variants here: open its pull request (as a "
+                "single run would) and delete the other variants' branches. Without K, the "
+                "one variant that succeeded."),
     CommandInfo("help", (), f"{PREFIX} help", "Show this help."),
     CommandInfo("approve", (), f"{PREFIX} approve",
                 "Start the run that waits for approval here (asked for by someone without "
@@ -87,6 +102,9 @@ COMMANDS: tuple[CommandInfo, ...] = (
     CommandInfo("deny", (), f"{PREFIX} deny",
                 "Refuse the run that waits for approval here."),
 )
+
+# The most entries of `--agent a,b,...` or `--model x,y,...` (more than any variant count).
+LIST_MOST = 20
 
 _VERBS = {word: info for info in COMMANDS for word in (info.name, *info.aliases)}
 _OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
@@ -98,11 +116,16 @@ DID_YOU_MEAN = "; did you mean {suggestion}?"
 UNKNOWN_OPTION = "unknown option {option}"
 MISSING_VALUE = "option {option} needs a value ({metavar})"
 REPEATED_OPTION = "option {option} is given more than once"
+FLAG_VALUE = "option {option} takes no value"
 BAD_DURATION = "{value} is not a duration for {option}; write it like `20m` or `1h30m`"
 UNKNOWN_AGENT = "unknown agent {value}; the agents are {agents}"
 BAD_MODEL = "{value} is not a model name"
 BAD_PROFILE = "{value} is not a profile name (letters, digits, `-` and `_`)"
 NO_OPTIONS = "{command} takes no options"
+BAD_VARIANTS = "{value} is not a number of variants for {option}; write it like `--variants 3`"
+EMPTY_ENTRY = "{option} has an empty entry in {value}; separate names with single commas"
+LIST_TOO_LONG = "{option} names {count} values; at most {most}"
+BAD_PICK = "{command} takes the number of one variant, like {example}"
 NO_TEXT = "{command} takes no instructions; for instructions that begin with {word}, write {hint}"
 USAGE_TITLE = "**Usage**"
 USAGE_FOOTER = "Adding the {label} label to an issue starts a run too. Comment {help} for details."
@@ -133,6 +156,12 @@ class Command:
     budget: Budget | None = None
     line: int = 1
     profile: str | None = None
+    # Several agents or models (`--agent claude,codex`) spread variants (empty for one);
+    # `agent` and `model` are their first.
+    agents: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    variants: int | None = None
+    variant: int | None = None  # `/agent pick K`
 
 
 @dataclass(frozen=True)
@@ -248,6 +277,8 @@ def _parse_line(rest: str, following: list[str], line: int) -> Command:
     command = info or _VERBS["run"]
     values, index = _parse_options(command, word, [w.group() for w in words])
     text = rest[words[index].start():].strip() if index < len(words) else ""
+    if command.name == "pick":
+        return Command(verb="pick", line=line, variant=_pick_number(text))
     if not command.takes_input:
         if text:
             raise _Invalid(NO_TEXT.format(command=code_span(f"{PREFIX} {word}"),
@@ -257,11 +288,16 @@ def _parse_line(rest: str, following: list[str], line: int) -> Command:
     lines = ([text] if text else []) + following
     while lines and not lines[0].strip():
         lines.pop(0)
+    agents: tuple[str, ...] = values.get("agent") or ()  # type: ignore[assignment]
+    models: tuple[str, ...] = values.get("model") or ()  # type: ignore[assignment]
     return Command(
         verb=command.name,
         text="\n".join(lines).rstrip(),
-        agent=values.get("agent"),  # type: ignore[arg-type]
-        model=values.get("model"),  # type: ignore[arg-type]
+        agent=agents[0] if agents else None,
+        model=models[0] if models else None,
+        agents=agents if len(agents) > 1 else (),
+        models=models if len(models) > 1 else (),
+        variants=values.get("variants"),  # type: ignore[arg-type]
         timeout=values.get("timeout"),  # type: ignore[arg-type]
         budget=values.get("budget"),  # type: ignore[arg-type]
         line=line,
@@ -286,6 +322,13 @@ def _parse_options(command: CommandInfo, verb: str,
         if option is None:
             raise _Invalid(UNKNOWN_OPTION.format(option=code_span("--" + name, 40))
                            + _suggest(name.lower(), list(_OPTIONS_BY_NAME), prefix="--"))
+        if not option.metavar:  # a flag: present or not
+            if has_value:
+                raise _Invalid(FLAG_VALUE.format(option=code_span(option.flag)))
+            if option.name in values:
+                raise _Invalid(REPEATED_OPTION.format(option=code_span(option.flag)))
+            values[option.name] = True
+            continue
         if not has_value and index < len(words) and not words[index].startswith("--"):
             value = words[index]
             index += 1
@@ -298,8 +341,38 @@ def _parse_options(command: CommandInfo, verb: str,
     return values, index
 
 
-def _option_value(option: OptionInfo, value: str) -> str | int | Budget:
+def _pick_number(text: str) -> int | None:
+    """The K of `/agent pick K` (`#K` too), None without one; _Invalid for anything else."""
+    if not text:
+        return None
+    number = text.removeprefix("#")
+    if number.isascii() and number.isdigit() and len(number) <= 3 and int(number) >= 1:
+        return int(number)
+    raise _Invalid(BAD_PICK.format(command=code_span(f"{PREFIX} pick"),
+                                   example=code_span(f"{PREFIX} pick 2")))
+
+
+def _option_value(option: OptionInfo, value: str) -> str | int | Budget | tuple[str, ...]:
     """The option's value, normalised, or _Invalid saying what is wrong with it."""
+    if option.name in ("agent", "model"):
+        # A list spreads variants over its entries; one entry is the usual single value.
+        parts = value.split(",")
+        if len(parts) > LIST_MOST:
+            raise _Invalid(LIST_TOO_LONG.format(option=code_span(option.flag),
+                                                count=len(parts), most=LIST_MOST))
+        if not all(parts):
+            raise _Invalid(EMPTY_ENTRY.format(option=code_span(option.flag),
+                                              value=code_span(value, 60)))
+        return tuple(str(_single_value(option, part)) for part in parts)
+    if option.name == "variants":
+        if value.isascii() and value.isdigit() and len(value) <= 3 and int(value) >= 1:
+            return int(value)
+        raise _Invalid(BAD_VARIANTS.format(value=code_span(value, 40),
+                                           option=code_span(option.flag)))
+    return _single_value(option, value)
+
+
+def _single_value(option: OptionInfo, value: str) -> str | int | Budget:
     if option.name == "budget":
         try:
             return parse_budget(value)
@@ -353,7 +426,7 @@ def help_text(trigger_label: str) -> str:
         also = HELP_ALIASES.format(aliases=aliases) if aliases else ""
         parts.append(f"- {code_span(info.usage)}{also}: {info.summary}")
     parts += ["", HELP_OPTIONS.format(example=code_span("--name=value"), end=code_span("--")), ""]
-    parts += [f"- {code_span(f'{o.flag} {o.metavar}')}: {o.summary}" for o in OPTIONS]
+    parts += [f"- {code_span(o.usage)}: {o.summary}" for o in OPTIONS]
     parts += ["", HELP_LABEL.format(label=code_span(trigger_label), prefix=code_span(PREFIX))]
     return "\n".join(parts)
 

@@ -82,6 +82,47 @@ STATUS_HEADER += "| run | state | agent | trigger | by | started | result |\n"
 STATUS_HEADER += "|---|---|---|---|---|---|---|\n"
 STATUS_ROW = "| #{id} | {state} | {agent} | {trigger} | @{login} | {created} | {result} |\n"
 STATUS_EMPTY = "There are no agentbot runs on this {kind} yet."
+STATUS_VARIANT = " (variant {variant} of {size}, group {group_id})"
+STATUS_GROUP = "- Group {group_id}: {size} variants asked for by @{login}; {states}. {pick}\n"
+STATUS_PICKED = "@{login} picked variant {variant}{pull}."
+STATUS_PICKING = "@{login} picked variant {variant}; its pull request is being opened."
+STATUS_GROUP_RUNNING = "Some are still running."
+STATUS_PICK_HINT = "Keep one with `/agent pick K`."
+STATUS_NONE_SUCCEEDED = "None succeeded; `/agent retry` runs the group again."
+TOO_MANY_VARIANTS = (
+    "@{login} agentbot did not start a run: {count} variants is more than the {most} one "
+    "request may ask for here (`AGENTBOT_MAX_VARIANTS`)."
+)
+FEWER_VARIANTS = (
+    "@{login} agentbot did not start a run: `{option}` names {given} values, but there are "
+    "only {count} variants to spread them over; ask for `--variants {given}` or more."
+)
+VARIANTS_NEED_APPROVAL = (
+    "@{login} agentbot did not start a run: variants start only for someone with write "
+    "access, on an issue or pull request written by someone with write access. Ask for "
+    "a single run (without `--variants`, several agents or models, or a profile with "
+    "`variants`), which a maintainer can approve."
+)
+GROUP_ACTIVE = (
+    "@{login} the {size} variants of group {group_id} are still running on this {kind}. "
+    "Wait for them to finish, or cancel them with `/agent cancel`."
+)
+NOTHING_TO_PICK = "@{login} there are no variants on this {kind} to pick from."
+ALREADY_PICKED = "@{login} @{by} picked variant {variant} of group {group_id} already."
+PICK_WHILE_RUNNING = (
+    "@{login} variants {variants} are still running. Pick when they have finished, or "
+    "cancel them with `/agent cancel`."
+)
+NONE_SUCCEEDED = (
+    "@{login} no variant of group {group_id} succeeded with changes, so there is nothing to "
+    "pick. Comment `/agent retry` to run the group again."
+)
+PICK_WHICH = (
+    "@{login} variants {variants} succeeded: say which one to keep, like `/agent pick {first}`."
+)
+CANNOT_PICK = "@{login} variant {variant} cannot be picked: {why}. Variants to pick: {variants}."
+NO_SUCH_VARIANT = "the group has {size} variants"
+NOT_PICKABLE = "it ended {state} without a commit to keep"
 
 
 def kind_of(is_pull_request: bool) -> str:

@@ -67,7 +67,8 @@ async def on_issue_labeled(event: sansio.Event, ctx: Context) -> None:
         # the run starts): a writer approves the text itself.
         new = await verbs.new_run_for(ctx, gh, source, trigger="label", command=None,
                                       config=config)
-        if new is not None:
+        if new is not None and not await verbs.refuse_variants_for_approval(
+                ctx, gh, source, new):
             author = (source.author or {}).get("login") or "someone"
             await approvals.request(ctx, gh, source, new, why=replies.WHY_AUTHOR.format(
                 kind=source.kind, author=author))
@@ -145,7 +146,8 @@ async def _from_outsider(ctx: Context, gh: Any, source: Source,
             trigger = "review_comment" if source.context else "comment"
             new = await verbs.new_run_for(ctx, gh, source, trigger=trigger, command=first,
                                           config=config, sender_writes=False)
-            if new is not None:
+            if new is not None and not await verbs.refuse_variants_for_approval(
+                    ctx, gh, source, new):
                 await approvals.request(ctx, gh, source, new, why=replies.WHY_SENDER)
             return
     await reply(ctx, gh, source, replies.NOT_ALLOWED.format(login=source.login))

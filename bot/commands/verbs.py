@@ -15,10 +15,10 @@ from bot.config.budget import Budget, Spend
 from bot.config.providers import missing_credentials
 from bot.config.repo import ConfigError, Effective, UnknownProfile, effective, with_profile
 from bot.config.settings import format_duration
-from bot.runs import ledger
+from bot.runs import groups, ledger
 from bot.runs.prompt import inputs_digest, inputs_of
 from bot.store import usage as usage_store
-from bot.store.tables import RunState
+from bot.store.tables import ACTIVE_STATES, RunState
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +98,16 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
     if agent == "command" and not settings.agent_command:
         await reply(ctx, gh, source, replies.COMMAND_AGENT_MISSING.format(login=source.login))
         return None
+    spread = await _spread(ctx, gh, source, command, config)
+    if spread is None:
+        return None
     if not await credentials_ready(ctx, gh, source, agent, model):
         return None
     if command and command.budget:
         budget, budget_from = command.budget.capped(settings.run_budget_cap), "command"
     else:
         budget, budget_from = config.budget, "config"
-    if await refused_by_daily_limits(ctx, gh, source):
+    if await refused_by_daily_limits(ctx, gh, source, adding=len(spread)):
         return None
     base_ref = source.repo.get("default_branch") or "main"
     head_ref = base_sha = None
@@ -156,11 +159,73 @@ async def new_run_for(ctx: Context, gh: Any, source: Source, *, trigger: str,
         agent=agent,
         model=model,
         timeout_seconds=timeout,
-        config=config_snapshot(config, budget, budget_from),
+        config=with_spread(config_snapshot(config, budget, budget_from), spread),
         provenance=provenance,
         inputs_sha256=inputs_digest(inputs_of(source.title, source.body, instructions, context,
                                               base_sha)),
     )
+
+
+async def _spread(ctx: Context, gh: Any, source: Source, command: Command | None,
+                  config: Effective) -> list[tuple[str, str | None]] | None:
+    """The agent and model of each variant the trigger asks for (one entry without
+    variants), or None after replying what is wrong with the request."""
+    settings = ctx.settings
+    agents = (command.agents if command else ()) or (
+        (command.agent if command else None) or config.agent,)
+    given_models = command.models if command else ()
+    count = (command.variants if command else None) or max(
+        config.variants, len(agents), len(given_models))
+    if count > settings.max_variants:
+        await reply(ctx, gh, source, replies.TOO_MANY_VARIANTS.format(
+            login=source.login, count=count, most=settings.max_variants))
+        return None
+    for option, values in (("--agent", agents), ("--model", given_models)):
+        if len(values) > count:
+            await reply(ctx, gh, source, replies.FEWER_VARIANTS.format(
+                login=source.login, count=count, option=option, given=len(values)))
+            return None
+    spread: list[tuple[str, str | None]] = []
+    for k in range(count):
+        agent = agents[k % len(agents)]
+        if given_models:
+            model: str | None = given_models[k % len(given_models)]
+        else:
+            # The config's model is for the config's agent: another agent does not inherit it.
+            model = config.model if agent == config.agent else None
+        spread.append((agent, model))
+    if count > 1:
+        for agent, model in dict.fromkeys(spread):
+            if agent == "command" and not settings.agent_command:
+                await reply(ctx, gh, source,
+                            replies.COMMAND_AGENT_MISSING.format(login=source.login))
+                return None
+            if not await credentials_ready(ctx, gh, source, agent, model):
+                return None
+    return spread
+
+
+def with_spread(snapshot: dict[str, Any], spread: list[tuple[str, str | None]]
+                ) -> dict[str, Any]:
+    """The config snapshot with the variants' agents and models, when there are several."""
+    if len(spread) > 1:
+        return {**snapshot, "variants": [list(pair) for pair in spread]}
+    return snapshot
+
+
+def spread_of(new: ledger.NewRun) -> list[tuple[str, str | None]]:
+    """The variants a new run stands for; empty for a single run."""
+    return [(str(a), m) for a, m in (new.config or {}).get("variants") or []]
+
+
+async def refuse_variants_for_approval(ctx: Context, gh: Any, source: Source,
+                                       new: ledger.NewRun) -> bool:
+    """Variants start only for a writer, on inputs writers wrote: a request that needs an
+    approval is refused (after a reply) rather than approved N times over."""
+    if not spread_of(new):
+        return False
+    await reply(ctx, gh, source, replies.VARIANTS_NEED_APPROVAL.format(login=source.login))
+    return True
 
 
 def config_snapshot(config: Effective, budget: Budget | None = None,
@@ -189,9 +254,10 @@ def _reset_text(now: dt.datetime, reset: dt.datetime) -> str:
     return f"{reset:%Y-%m-%d %H:%M} UTC (in {format_duration(max(left, 60) // 60 * 60)})"
 
 
-async def refused_by_daily_limits(ctx: Context, gh: Any, source: Source) -> bool:
-    """Whether a daily limit refuses this trigger, after replying which one and when it
-    resets."""
+async def refused_by_daily_limits(ctx: Context, gh: Any, source: Source,
+                                  adding: int = 1) -> bool:
+    """Whether a daily limit refuses this trigger (of `adding` runs), after replying which
+    one and when it resets."""
     settings = ctx.settings
     limits = (settings.user_daily_runs, settings.user_budget, settings.installation_budget)
     if not any(limits):
@@ -203,7 +269,7 @@ async def refused_by_daily_limits(ctx: Context, gh: Any, source: Source) -> bool
     message = limit = None
     if settings.user_daily_runs:
         count = await usage_store.runs_started(ctx.db, sender_id, since)
-        if count >= settings.user_daily_runs:
+        if count + adding > settings.user_daily_runs:
             limit = "user_daily_runs"
             message = replies.DAILY_RUNS.format(login=source.login, count=count, reset=when)
     if message is None and settings.user_budget:
@@ -236,15 +302,38 @@ async def start_run(ctx: Context, gh: Any, source: Source, *, trigger: str,
         await _create(ctx, gh, source, new)
 
 
+async def _create_group(ctx: Context, gh: Any, source: Source, new: ledger.NewRun,
+                        spread: list[tuple[str, str | None]],
+                        retry_of: int | None = None) -> None:
+    outcome = await groups.create_group(ctx.db, new, spread, retry_of=retry_of)
+    if isinstance(outcome, ledger.AlreadyActive):
+        await _already_active(ctx, gh, source, outcome.run)
+    elif isinstance(outcome, groups.GroupCreated):
+        ctx.on_run_change()
+
+
 async def _create(ctx: Context, gh: Any, source: Source, new: ledger.NewRun) -> None:
+    spread = spread_of(new)
+    if spread:
+        await _create_group(ctx, gh, source, new, spread)
+        return
     outcome = await ledger.create_run(ctx.db, new)
     if isinstance(outcome, ledger.AlreadyActive):
-        active = outcome.run
-        await reply(ctx, gh, source, replies.ALREADY_ACTIVE.format(
-            login=source.login, run_id=active.id, state=RunState(active.state).value,
-            kind=source.kind, link=run_link(source, active)))
+        await _already_active(ctx, gh, source, outcome.run)
     elif isinstance(outcome, ledger.Created):
         ctx.on_run_change()
+
+
+async def _already_active(ctx: Context, gh: Any, source: Source, active: Any) -> None:
+    if active.group_id is not None:
+        group = await groups.get_group(ctx.db, active.group_id)
+        await reply(ctx, gh, source, replies.GROUP_ACTIVE.format(
+            login=source.login, group_id=active.group_id, size=group.size if group else "?",
+            kind=source.kind))
+        return
+    await reply(ctx, gh, source, replies.ALREADY_ACTIVE.format(
+        login=source.login, run_id=active.id, state=RunState(active.state).value,
+        kind=source.kind, link=run_link(source, active)))
 
 
 async def run_verb(ctx: Context, gh: Any, source: Source, command: Command) -> None:
@@ -258,7 +347,12 @@ async def cancel_verb(ctx: Context, gh: Any, source: Source, command: Command) -
         await reply(ctx, gh, source, replies.NOTHING_TO_CANCEL.format(
             login=source.login, kind=source.kind))
         return
-    await ledger.request_cancel(ctx.db, active.id, by=source.login)
+    targets = [active]
+    if active.group_id is not None:
+        # A group is cancelled whole (one variant's check run button cancels that one).
+        targets = await groups.variants_of(ctx.db, active.group_id)
+    for run in targets:
+        await ledger.request_cancel(ctx.db, run.id, by=source.login)
     ctx.on_run_change()
 
 
@@ -288,9 +382,13 @@ async def retry(ctx: Context, gh: Any, source: Source, *, trigger: str,
     if config is None:
         return
     fork = bool((run.context or {}).get("fork"))
-    if not await credentials_ready(ctx, gh, source, run.agent, run.model):
-        return
-    if await refused_by_daily_limits(ctx, gh, source):
+    # A variant's retry is its group's: every variant again, with its agent and model.
+    spread = [(str(v.agent), v.model) for v in await groups.variants_of(ctx.db, run.group_id)
+              ] if run.group_id is not None else [(str(run.agent), run.model)]
+    for agent, model in dict.fromkeys(spread):
+        if not await credentials_ready(ctx, gh, source, agent, model):
+            return
+    if await refused_by_daily_limits(ctx, gh, source, adding=len(spread)):
         return
     # A budget the command gave stays the run's (capped as the operator's limit is now);
     # one that came from the config follows the config.
@@ -314,12 +412,16 @@ async def retry(ctx: Context, gh: Any, source: Source, *, trigger: str,
         retry_of=run.id, title=run.title, body=run.body, instructions=run.instructions,
         context=run.context, agent=run.agent, model=run.model,
         timeout_seconds=min(run.timeout_seconds, ctx.settings.run_timeout),
-        config=config_snapshot(config, budget, "command" if budget is not None else "config"),
+        config=with_spread(config_snapshot(config, budget, "command" if budget is not None
+                                           else "config"), spread),
         provenance=provenance,
         inputs_sha256=inputs_digest(inputs_of(run.title, run.body, run.instructions,
                                               run.context, run.base_sha if fork else None)),
         approved_by=source.login if outsider else None,
     )
+    if len(spread) > 1:
+        await _create_group(ctx, gh, source, new, spread, retry_of=run.group_id)
+        return
     await _create(ctx, gh, source, new)
 
 
@@ -332,16 +434,113 @@ async def status_text(ctx: Context, source: Source) -> str:
     if not found:
         return replies.STATUS_EMPTY.format(kind=source.kind)
     rows = []
+    sizes: dict[int, Any] = {}
+    for run in found:
+        if run.group_id is not None and run.group_id not in sizes:
+            sizes[run.group_id] = await groups.get_group(ctx.db, run.group_id)
     for run in found:
         result = run.error or ""
         if run.pr_number:
             result = f"#{run.pr_number}"
+        label = str(run.id)
+        if run.group_id is not None and sizes.get(run.group_id) is not None:
+            label += replies.STATUS_VARIANT.format(variant=run.variant, group_id=run.group_id,
+                                                   size=sizes[run.group_id].size)
         rows.append(replies.STATUS_ROW.format(
-            id=run.id, state=run.state, agent=run.agent, trigger=run.trigger,
+            id=label, state=run.state, agent=run.agent, trigger=run.trigger,
             login=run.sender_login, created=run.created_at.strftime("%Y-%m-%d %H:%M UTC"),
             result=(result + run_link(source, run)).replace("|", "\\|").replace("\n", " ")
             [:200]))
-    return replies.STATUS_HEADER.format(kind=source.kind) + "".join(rows)
+    text = replies.STATUS_HEADER.format(kind=source.kind) + "".join(rows)
+    summaries = [await _group_summary(ctx, group) for group in sizes.values() if group]
+    if summaries:
+        text += "\n" + "".join(summaries)
+    return text
+
+
+async def _group_summary(ctx: Context, group: Any) -> str:
+    """One line for a group of variants: how they ended, and its pick."""
+    variants = await groups.variants_of(ctx.db, group.id)
+    counts: dict[str, int] = {}
+    for run in variants:
+        counts[run.state] = counts.get(run.state, 0) + 1
+    states = ", ".join(f"{n} {state}" for state, n in counts.items())
+    if group.pick_state == groups.PICK_DONE:
+        picked = next((v for v in variants if v.variant == group.picked_variant), None)
+        pull = f" (#{picked.pr_number})" if picked is not None and picked.pr_number else ""
+        pick = replies.STATUS_PICKED.format(variant=group.picked_variant,
+                                            login=group.picked_by, pull=pull)
+    elif group.pick_state == groups.PICK_PENDING:
+        pick = replies.STATUS_PICKING.format(variant=group.picked_variant,
+                                             login=group.picked_by)
+    elif any(run.state in ACTIVE_VALUES for run in variants):
+        pick = replies.STATUS_GROUP_RUNNING
+    elif any(groups.pickable(run) for run in variants):
+        pick = replies.STATUS_PICK_HINT
+    else:
+        pick = replies.STATUS_NONE_SUCCEEDED
+    return replies.STATUS_GROUP.format(group_id=group.id, size=group.size,
+                                       login=group.sender_login, states=states, pick=pick)
+
+
+async def pick_verb(ctx: Context, gh: Any, source: Source, command: Command) -> None:
+    """`/agent pick [K]`: keep variant K of the newest group here (the scheduler's publisher
+    opens its PR and deletes the other branches; the status comment records who picked)."""
+    group = await groups.latest_group(ctx.db, source.repo["id"], source.number)
+    if group is None:
+        await reply(ctx, gh, source, replies.NOTHING_TO_PICK.format(
+            login=source.login, kind=source.kind))
+        return
+    delivery = source.event.delivery_id
+    if group.pick_delivery_id == delivery:
+        ctx.on_run_change()  # this very request, again (a redelivery): it is recorded
+        return
+    if group.pick_state in (groups.PICK_PENDING, groups.PICK_DONE):
+        await reply(ctx, gh, source, replies.ALREADY_PICKED.format(
+            login=source.login, variant=group.picked_variant, by=group.picked_by,
+            group_id=group.id))
+        return
+    variants = await groups.variants_of(ctx.db, group.id)
+    running = [run.variant for run in variants if run.state in ACTIVE_VALUES]
+    if running:
+        await reply(ctx, gh, source, replies.PICK_WHILE_RUNNING.format(
+            login=source.login, variants=_numbers(running)))
+        return
+    good = [run for run in variants if groups.pickable(run)]
+    if not good:
+        await reply(ctx, gh, source, replies.NONE_SUCCEEDED.format(
+            login=source.login, group_id=group.id))
+        return
+    if command.variant is None:
+        if len(good) > 1:
+            await reply(ctx, gh, source, replies.PICK_WHICH.format(
+                login=source.login, variants=_numbers([run.variant for run in good]),
+                first=good[0].variant))
+            return
+        chosen = good[0]
+    else:
+        chosen = next((run for run in variants if run.variant == command.variant), None)
+        if chosen is None or not groups.pickable(chosen):
+            why = (replies.NO_SUCH_VARIANT.format(size=group.size) if chosen is None
+                   else replies.NOT_PICKABLE.format(state=chosen.state))
+            await reply(ctx, gh, source, replies.CANNOT_PICK.format(
+                login=source.login, variant=command.variant, why=why,
+                variants=_numbers([run.variant for run in good])))
+            return
+    if await groups.ask_pick(ctx.db, group.id, int(chosen.variant), source.login, delivery):
+        ctx.on_run_change()
+    else:  # another writer's pick came first
+        now = await groups.get_group(ctx.db, group.id)
+        await reply(ctx, gh, source, replies.ALREADY_PICKED.format(
+            login=source.login, variant=now.picked_variant if now else "?",
+            by=now.picked_by if now else "?", group_id=group.id))
+
+
+def _numbers(numbers: list[int]) -> str:
+    return ", ".join(str(n) for n in numbers)
+
+
+ACTIVE_VALUES = frozenset(state.value for state in ACTIVE_STATES)
 
 
 async def help_verb(ctx: Context, gh: Any, source: Source, command: Command) -> None:
@@ -354,6 +553,7 @@ VERBS: dict[str, Verb] = {
     "retry": retry_verb,
     "status": status_verb,
     "help": help_verb,
+    "pick": pick_verb,
     "approve": approvals.approve_verb,
     "deny": approvals.deny_verb,
 }

@@ -21,7 +21,8 @@ KEYS = ("trigger_label", "agent", "model", "timeout", "setup", "instructions", "
         "network", "approval", "profiles")
 NETWORK_KEYS = ("allow",)
 # What a profile sets; the keys of the same name at the top level say it for every run.
-PROFILE_KEYS = ("agent", "model", "setup", "instructions", "system_prompt", "timeout")
+PROFILE_KEYS = ("agent", "model", "setup", "instructions", "system_prompt", "timeout",
+                "variants")
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 # The label that picks a profile: `agent:backend`.
 PROFILE_LABEL_PREFIX = "agent:"
@@ -114,6 +115,7 @@ class Profile:
     instructions: str = ""
     system_prompt: str | None = None
     timeout: int | None = None
+    variants: int | None = None  # runs of each request, capped by AGENTBOT_MAX_VARIANTS
     lines: tuple[tuple[str, int], ...] = ()
 
     def line_of(self, key: str) -> int | None:
@@ -286,7 +288,8 @@ _CHECKS: dict[str, Callable[[yaml.Node], Any]] = {
 
 
 def _profiles(node: yaml.Node) -> tuple[Profile, ...] | None:
-    """`profiles: {name: {agent, model, setup, instructions, system_prompt, timeout}}`."""
+    """`profiles: {name: {agent, model, setup, instructions, system_prompt, timeout,
+    variants}}`."""
     if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
         return None
     if not isinstance(node, yaml.MappingNode):
@@ -327,7 +330,8 @@ def _profile(name: str, node: yaml.Node) -> Profile:
             problem.key = f"profiles.{name}.{key}"[:60]
             raise problem
         lines[key] = value_node.start_mark.line + 1
-        check = _system_prompt if key == "system_prompt" else _CHECKS[key]
+        check = {"system_prompt": _system_prompt, "variants": _count}.get(key) \
+            or _CHECKS[key]
         try:
             value = check(value_node)
         except _Bad as bad:
@@ -465,6 +469,7 @@ class Effective:
     profiles: tuple[Profile, ...] = ()
     profile: str | None = None  # the profile applied (with_profile), if any
     system_prompt: str = ""  # the profile's system prompt file's text
+    variants: int = 1  # the profile's, capped by AGENTBOT_MAX_VARIANTS
 
     def allows_bot(self, login: str) -> bool:
         """Whether `allowed_bots` lists this bot; `name` and `name[bot]` are the same bot."""
@@ -522,10 +527,13 @@ def with_profile(config: Effective, name: str, settings: Settings) -> Effective:
         timeout = min(profile.timeout, settings.run_timeout)
         capped = tuple(key for key in capped if key != "timeout") + (
             ("timeout",) if profile.timeout > timeout else ())
+    variants = min(profile.variants or 1, settings.max_variants)
+    if (profile.variants or 1) > variants:
+        capped += ("variants",)
     instructions = "\n\n".join(part for part in (config.instructions, profile.instructions)
                                if part)
     return dataclasses.replace(
         config, agent=agent, model=model, timeout_seconds=timeout, capped=capped,
         setup=config.setup if profile.setup is None else profile.setup,
         instructions=instructions, system_prompt=profile.system_prompt or "",
-        profile=profile.name)
+        profile=profile.name, variants=variants)

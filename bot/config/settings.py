@@ -231,6 +231,11 @@ class Settings(BaseSettings):
     max_runs_per_installation: int = Field(
         5, alias="AGENTBOT_MAX_RUNS_PER_INSTALLATION", ge=1,
         description="How many runs of one installation may be active at once.")
+    max_variants: int = Field(
+        5, alias="AGENTBOT_MAX_VARIANTS", ge=1, le=20,
+        description="The most variants one request may ask for (`--variants N`, or "
+                    "`variants` in a profile); each is a run of its own, within the limits "
+                    "above.")
     max_parallel_launches: int = Field(
         16, alias="AGENTBOT_MAX_PARALLEL_LAUNCHES", ge=1,
         description="How many sandboxes one process starts at the same time (each start "

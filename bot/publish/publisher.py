@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,24 +119,63 @@ class Publisher:
         if violations:
             raise Refused(REFUSED.format(violations=policy.explain(violations)))
         gh = self._github.installation(run.installation_id)
-        try:
+        with _refusals("change"):
             base_sha, base_tree = await resolve_base(self._engine, gh, run)
             commit_sha = await self._commit(gh, run, result, base_sha, base_tree)
-            # Partial work on a pull request goes beside it (a PR into its branch), never
-            # onto it: the maintainer decides whether the unfinished changes join.
-            if run.is_pull_request and run.head_ref and not is_partial(run):
-                branch = await self._fast_forward(gh, run, base_sha, commit_sha)
-                return Published(branch, commit_sha)
+            if is_variant(run):
+                # A variant stops at its own branch; `/agent pick` takes one further.
+                return Published(await self._branch(gh, run, commit_sha), commit_sha)
+            return await self._deliver(gh, run, result, base_sha, commit_sha)
+
+    async def _deliver(self, gh: Any, run: Any, result: Result, base_sha: str,
+                       commit_sha: str, branch: str | None = None) -> Published:
+        """What a run's commit becomes: the PR's branch moved to it, or a branch and a PR."""
+        # Partial work on a pull request goes beside it (a PR into its branch), never
+        # onto it: the maintainer decides whether the unfinished changes join.
+        if run.is_pull_request and run.head_ref and not is_partial(run):
+            moved = await self._fast_forward(gh, run, base_sha, commit_sha)
+            return Published(moved, commit_sha)
+        if branch is None:
             branch = await self._branch(gh, run, commit_sha)
-            pull = await self._pull(gh, run, result, branch)
-            await self._request_review(gh, run, pull["number"])
-        except gidgethub.BadRequest as exc:
-            # Rate limits arrive as bot.github.client.RateLimited, not here: these are refusals.
-            if exc.status_code in (403, 404, 409, 422):
-                raise Refused(GITHUB_REFUSED.format(step="change", message=_message(exc))
-                              ) from exc
-            raise
+        pull = await self._pull(gh, run, result, branch)
+        await self._request_review(gh, run, pull["number"])
         return Published(branch, commit_sha, pull["number"], pull.get("html_url"))
+
+    async def pick(self, run: Any) -> Published:
+        """Variant `run` was picked: its commit goes on exactly as a single run's would (the
+        PR's branch moved to it, or a PR from the variant's branch). Every step is an effect
+        of the variant's run, so that a pick redone after a crash repeats none."""
+        result = Result.model_validate(run.result)
+        gh = self._github.installation(run.installation_id)
+        with _refusals("pick"):
+            base_sha, _ = await resolve_base(self._engine, gh, run)
+            return await self._deliver(gh, run, result, base_sha, str(run.commit_sha),
+                                       branch=str(run.branch))
+
+    async def delete_branch(self, run: Any) -> bool:
+        """Delete a variant's branch, unless it moved since (someone pushed to it: their
+        work stays). True when it is gone."""
+        gh = self._github.installation(run.installation_id)
+        branch = str(run.branch)
+
+        async def create() -> dict[str, Any]:
+            current = await self._ref_sha(gh, run, branch)
+            if current is None:
+                return {"deleted": True}
+            if current != run.commit_sha:
+                log.info("not deleting the moved branch %s", branch, extra={"run_id": run.id})
+                return {"deleted": False}
+            try:
+                await gh.delete("/repos/{owner}/{repo}/git/refs/{ref}",
+                                {**_repo_vars(run), "ref": f"heads/{branch}"})
+            except gidgethub.BadRequest as exc:
+                if exc.status_code not in (404, 422):  # gone already
+                    raise
+            return {"deleted": True}
+
+        with _refusals("branch deletion"):
+            done = await effects.once(self._engine, f"delete_branch:{run.id}", create)
+        return bool(done.get("deleted"))
 
     # --- steps -----------------------------------------------------------------------------
 
@@ -322,6 +363,23 @@ class Publisher:
 
         # Asking twice is harmless (GitHub keeps one request), so no lookup is needed.
         await effects.once(self._engine, f"review:{run.id}", create)
+
+
+def is_variant(run: Any) -> bool:
+    """One of a group's variants: published to its own branch only, until it is picked."""
+    return getattr(run, "group_id", None) is not None
+
+
+@contextlib.contextmanager
+def _refusals(step: str) -> Iterator[None]:
+    """GitHub's refusals of a step as Refused (rate limits arrive as
+    bot.github.client.RateLimited, not here); other errors are worth a retry."""
+    try:
+        yield
+    except gidgethub.BadRequest as exc:
+        if exc.status_code in (403, 404, 409, 422):
+            raise Refused(GITHUB_REFUSED.format(step=step, message=_message(exc))) from exc
+        raise
 
 
 def _repo_vars(run: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -19,8 +20,9 @@ from bot.github import effects
 from bot.github.client import RateLimited
 from bot.github.pacing import Priority
 from bot.loops import Backoff, Ticker
-from bot.report.text import CHECK_NAME, Progress, Usage, check_run_body, comment_body
-from bot.runs import leases
+from bot.report import group_comment
+from bot.report.text import Progress, Usage, check_run_body, comment_body
+from bot.runs import groups, leases
 from bot.runs.ledger import get_run
 from bot.runs.refs import resolve_base
 from bot.store.tables import (
@@ -28,6 +30,7 @@ from bot.store.tables import (
     RunState,
     gateway_audit,
     run_events,
+    run_groups,
     run_usage,
     runs,
     utcnow,
@@ -59,6 +62,7 @@ class Reporter:
         self._failures = Backoff(5.0, 2.0, BACKOFF_MAX_SECONDS, monotonic)
         self.ticker = Ticker("reporter", self.start_due, tick_seconds)  # its loop
         self._reporting: dict[int, asyncio.Task[None]] = {}
+        self._groups: dict[int, asyncio.Task[None]] = {}  # group comments being written
         self._closing = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -73,7 +77,7 @@ class Reporter:
     async def close(self) -> None:
         self._closing = True
         await self.ticker.close()
-        for task in list(self._reporting.values()):
+        for task in [*self._reporting.values(), *self._groups.values()]:
             await tasks.stop(task)
 
     def health(self) -> str | None:
@@ -96,14 +100,24 @@ class Reporter:
                                            name=f"report-{run_id}")
                 self._reporting[run_id] = task
                 task.add_done_callback(functools.partial(self._reported, run_id))
+        for group_id in await self.due_groups():
+            if group_id not in self._groups and not self._closing:
+                task = asyncio.create_task(self._report_group_in_turn(group_id),
+                                           name=f"report-group-{group_id}")
+                self._groups[group_id] = task
+                task.add_done_callback(functools.partial(self._group_reported, group_id))
 
     def _reported(self, run_id: int, _: asyncio.Task[None]) -> None:
         self._reporting.pop(run_id, None)
 
+    def _group_reported(self, group_id: int, _: asyncio.Task[None]) -> None:
+        self._groups.pop(group_id, None)
+
     async def idle(self) -> None:
         """Wait until no report is under way (tests; shutdown)."""
-        while self._reporting:
-            await asyncio.gather(*self._reporting.values(), return_exceptions=True)
+        while self._reporting or self._groups:
+            await asyncio.gather(*self._reporting.values(), *self._groups.values(),
+                                 return_exceptions=True)
 
     async def _report_in_turn(self, run_id: int) -> None:
         """Wait for the run's turn in its installation's write budget, then report what the
@@ -123,6 +137,56 @@ class Reporter:
                 await self.report(run_id)
         except Exception as exc:  # a database blip: try again later
             self._failed(run_id, exc)
+
+    async def due_groups(self) -> list[int]:
+        """Groups whose status comment is behind (a new group, a variant ended, a pick)."""
+        async with self._engine.connect() as conn:
+            ids = (await conn.execute(select(run_groups.c.id).where(
+                run_groups.c.reported_version < run_groups.c.version)
+                .order_by(run_groups.c.id))).scalars().all()
+        return [i for i in ids if self._failures.due(("group", i))]
+
+    async def _report_group_in_turn(self, group_id: int) -> None:
+        """The group's comment in its installation's write budget: one write."""
+        key = ("group", group_id)
+        try:
+            group = await groups.get_group(self._engine, group_id)
+            if group is None:
+                return
+            writes = getattr(self._github.installation(group.installation_id), "writes", None)
+            level = Priority.ACK if group.status_comment_id is None else Priority.RESULT
+            async with writes.turn(1, level) if writes is not None else contextlib.nullcontext():
+                await self.report_group(group_id)
+        except Exception as exc:
+            _, delay = self._failures.failed(
+                key, at_least=exc.delay() if isinstance(exc, RateLimited) else 0.0)
+            log.warning("could not report the group (%s: %s); trying again in %.0fs",
+                        type(exc).__name__, exc, delay, extra={"group_id": group_id})
+            return
+        self._failures.forget(key)
+
+    async def report_group(self, group_id: int) -> None:
+        """Write the group's comment as the group is now, and mark that version reported."""
+        group = await groups.get_group(self._engine, group_id)
+        if group is None or group.reported_version >= group.version:
+            return
+        variants = await groups.variants_of(self._engine, group_id)
+        now = self._clock()
+        rows = []
+        for run in variants:
+            usage, _ = await load_gateway_records(self._engine, run.id)
+            check = await effects.recorded(self._engine, f"check_run:{run.id}") or {}
+            deleted = await effects.recorded(self._engine, f"delete_branch:{run.id}") or {}
+            links = group_comment.links_of(run, check.get("html_url"), self._run_url(run.id),
+                                           bool(deleted.get("deleted")))
+            rows.append(group_comment.variant_row(run, usage, links, now))
+        body = group_comment.group_comment_body(group, variants, rows)
+        gh = self._github.installation(group.installation_id)
+        comment = await group_comment.write(self._engine, gh, group, body)
+        async with self._engine.begin() as conn:
+            await conn.execute(update(run_groups).where(
+                run_groups.c.id == group_id, run_groups.c.reported_version < group.version)
+                .values(reported_version=group.version, status_comment_id=comment["id"]))
 
     async def due(self) -> list[int]:
         now = self._clock()
@@ -187,11 +251,12 @@ class Reporter:
         # The status comment is written when the run is made, when it ends, and when it
         # leaves or comes back to waiting for approval (its text says how to approve).
         waiting = RunState.AWAITING_APPROVAL.value
-        if run.last_reported_state is None or (
+        # A variant has none of its own: its group's comment tells (report_group).
+        if run.group_id is None and (run.last_reported_state is None or (
                 RunState(run.state) in FINAL_STATES
                 and RunState(run.last_reported_state) not in FINAL_STATES) or (
                 waiting in (run.state, run.last_reported_state)
-                and run.state != run.last_reported_state):
+                and run.state != run.last_reported_state)):
             comment = await self._comment(gh, run, (check or {}).get("html_url"), now,
                                           progress.usage)
             values["status_comment_id"] = comment["id"]
@@ -215,7 +280,7 @@ class Reporter:
         async def find() -> dict[str, Any] | None:
             async for found in gh.getiter(
                 "/repos/{owner}/{repo}/commits/{ref}/check-runs{?check_name,filter,per_page}",
-                {**url_vars, "ref": head_sha, "check_name": CHECK_NAME, "filter": "all",
+                {**url_vars, "ref": head_sha, "check_name": body["name"], "filter": "all",
                  "per_page": 100}, iterable_key="check_runs"):
                 if found.get("external_id") == str(run.id):
                     return {"id": found["id"], "html_url": found.get("html_url")}
@@ -259,12 +324,13 @@ def write_turn(run: Any) -> tuple[Priority, int]:
     The first report (the check run and the status comment: the acknowledgement) goes
     first, then a final one (check run completed, comment edited); progress goes last."""
     state = RunState(run.state)
+    comment = 1 if run.group_id is None else 0  # a variant's is its group's
     if run.last_reported_state is None:
-        return Priority.ACK, 2
+        return Priority.ACK, 1 + comment
     if RunState.AWAITING_APPROVAL.value in (run.state, run.last_reported_state):
         return Priority.ACK, 2  # the comment says how to approve, or that it started
     if state in FINAL_STATES:
-        return Priority.RESULT, 2
+        return Priority.RESULT, 1 + comment
     return Priority.PROGRESS, 1
 
 

@@ -13,6 +13,7 @@ from bot.redact import redact
 from bot.store.tables import ACTIVE_STATES, RunState, aware
 
 CHECK_NAME = "agentbot"
+VARIANT_CHECK_NAME = "agentbot: variant {variant} of {size}"
 OUTPUT_MAX = 65_535  # check run output.summary and output.text
 TITLE_MAX = 250
 PLAN_MAX_ITEMS = 30
@@ -142,7 +143,7 @@ def check_run_body(run: Any, progress: Progress, now: dt.datetime,
     """The check run's fields (create or update) for the run as it is now; its "Details"
     link is the run's page when there is one."""
     state = RunState(run.state)
-    body: dict[str, Any] = {"name": CHECK_NAME, "external_id": str(run.id)}
+    body: dict[str, Any] = {"name": check_name(run), "external_id": str(run.id)}
     if run_url:
         body["details_url"] = run_url
     if state in (RunState.AWAITING_APPROVAL, RunState.QUEUED, RunState.STARTING):
@@ -168,6 +169,15 @@ def check_run_body(run: Any, progress: Progress, now: dt.datetime,
     else:
         body["actions"] = []
     return body
+
+
+def check_name(run: Any) -> str:
+    """`agentbot`, or `agentbot: variant K of N` for a variant of a group."""
+    variant = getattr(run, "variant", None)
+    if variant is None:
+        return CHECK_NAME
+    size = len((run.config or {}).get("variants") or []) or variant
+    return VARIANT_CHECK_NAME.format(variant=variant, size=size)
 
 
 def title(run: Any, progress: Progress | None = None) -> str:

@@ -27,11 +27,14 @@ def slugify(text: str, limit: int = SLUG_MAX) -> str:
 
 
 def branch_for(run: Any) -> str:
-    """The branch the result is published to: the PR's own, or agentbot/<n>-<slug>."""
-    if run.is_pull_request and run.head_ref:
+    """The branch the result is published to: the PR's own, or agentbot/<n>-<slug>; a
+    variant's own, agentbot/<n>-<slug>-v<k>, even on a PR (the pick moves the PR's)."""
+    variant = getattr(run, "variant", None)
+    if run.is_pull_request and run.head_ref and variant is None:
         return str(run.head_ref)
     slug = slugify(run.title or "")
-    return f"{BRANCH_PREFIX}{run.number}" + (f"-{slug}" if slug else "")
+    name = f"{BRANCH_PREFIX}{run.number}" + (f"-{slug}" if slug else "")
+    return name + (f"-v{int(variant)}" if variant is not None else "")
 
 
 def callback_url(settings: Settings, run_id: int) -> str:

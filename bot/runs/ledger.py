@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import desc, insert, select, update
+from sqlalchemy import desc, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -17,6 +18,7 @@ from bot.store.tables import (
     FINAL_STATES,
     TRANSITIONS,
     RunState,
+    run_groups,
     run_transitions,
     runs,
     utcnow,
@@ -60,6 +62,8 @@ class NewRun:
     provenance: dict[str, Any] | None = None
     inputs_sha256: str | None = None
     approved_by: str | None = None  # a writer who approved an outsider's request (a retry)
+    group_id: int | None = None  # a variant's group (run_groups), and its number there
+    variant: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,15 @@ async def create_run(db: AsyncEngine, new: NewRun, state: RunState = RunState.QU
         values["approved_at"] = now
     try:
         async with db.begin() as conn:
+            # A group's variants are outside the unique index: look for them under the lock
+            # a group's creation takes too.
+            await lock_issue(conn, new.repo_id, new.number)
+            variant = (await conn.execute(select(runs).where(
+                runs.c.repo_id == new.repo_id, runs.c.number == new.number,
+                runs.c.group_id.is_not(None),
+                runs.c.state.in_([s.value for s in ACTIVE_STATES])).limit(1))).first()
+            if variant is not None:
+                return AlreadyActive(variant)
             run_id = (await conn.execute(insert(runs).values(**values).returning(runs.c.id))
                       ).scalar_one()
             await conn.execute(insert(run_transitions).values(
@@ -108,6 +121,15 @@ async def create_run(db: AsyncEngine, new: NewRun, state: RunState = RunState.QU
     log.info("run %s", state.value, extra={"run_id": run_id, "repo": new.repo_full_name,
                                            "number": new.number, "trigger": new.trigger})
     return Created(run_id)
+
+
+async def lock_issue(conn: AsyncConnection, repo_id: int, number: int) -> None:
+    """Serialise the creation of runs and groups of one issue or PR until the transaction
+    ends (PostgreSQL; SQLite lets one writer in at a time anyway)."""
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.sha256(f"issue:{repo_id}:{number}".encode()).digest()
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": int.from_bytes(digest[:8], "big", signed=True)})
 
 
 async def get_run(db: AsyncEngine, run_id: int) -> Any | None:
@@ -170,6 +192,13 @@ async def transition(db: AsyncEngine | AsyncConnection, run_id: int, to: RunStat
         return False
     await conn.execute(insert(run_transitions).values(
         run_id=run_id, from_state=current, to_state=to.value, reason=reason, at=now))
+    if to in FINAL_STATES:
+        # A variant's end is news for its group's status comment, in the same transaction.
+        group_id = (await conn.execute(select(runs.c.group_id).where(runs.c.id == run_id))
+                    ).scalar_one()
+        if group_id is not None:
+            await conn.execute(update(run_groups).where(run_groups.c.id == group_id).values(
+                version=run_groups.c.version + 1, updated_at=now))
     log.info("run %s -> %s", current, to.value, extra={"run_id": run_id, "reason": reason})
     if to in FINAL_STATES and FINISHED_OBSERVERS:
         await _tell_finished(conn, run_id, to, now)

@@ -17,6 +17,7 @@ from bot.executors.base import Executor, SandboxPhase, SandboxSecrets, SandboxSt
 from bot.gateway import credentials
 from bot.gateway.credentials import gateway_key
 from bot.loops import Ticker
+from bot.publish.picks import PickQueue
 from bot.publish.publisher import Publisher
 from bot.publish.queue import PublishQueue
 from bot.redact import describe_error
@@ -71,8 +72,10 @@ class Scheduler:
         self._settings = settings
         self._key = key if key is not None else callback_key(settings.private_key_pem() or "")
         self._on_change = on_change
-        self._publishing = PublishQueue(engine, publisher or Publisher(engine, github, settings),
-                                        self._finish)
+        publisher = publisher or Publisher(engine, github, settings)
+        self._publishing = PublishQueue(engine, publisher, self._finish)
+        # `/agent pick` of a variant: the handler records it, this carries it out.
+        self._picks = PickQueue(engine, publisher, on_change)
         self._ticker = Ticker("scheduler", self.tick, tick_seconds)
         self._watch_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -107,6 +110,7 @@ class Scheduler:
         while self._launching:
             await asyncio.gather(*self._launching.values(), return_exceptions=True)
         await self._publishing.idle()
+        await self._picks.idle()
 
     def notify(self) -> None:
         """A run was queued or changed: look now instead of at the next tick."""
@@ -124,6 +128,7 @@ class Scheduler:
         for task in list(self._launching.values()):
             await tasks.stop(task)
         await self._publishing.close()
+        await self._picks.close()
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -186,6 +191,7 @@ class Scheduler:
             self._lease_lost = not held
         await self._cancel_requested()
         await self._publishing.pending()
+        await self._picks.pending()
         if not self._lease_lost:
             await self._launch_queued()
 

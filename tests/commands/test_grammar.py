@@ -384,11 +384,11 @@ def test_inline_comment_is_not_part_of_instructions() -> None:
 
 
 def test_registry_names() -> None:
-    assert [info.name for info in COMMANDS] == ["run", "cancel", "retry", "status", "help",
-                                               "approve", "deny"]
-    assert [info.aliases for info in COMMANDS] == [(), ("stop",), (), (), (), (), ()]
+    assert [info.name for info in COMMANDS] == ["run", "cancel", "retry", "status", "pick",
+                                               "help", "approve", "deny"]
+    assert [info.aliases for info in COMMANDS] == [(), ("stop",), (), (), (), (), (), ()]
     assert [option.name for option in OPTIONS] == ["agent", "model", "profile", "timeout",
-                                                   "budget"]
+                                                   "budget", "variants"]
     assert [info.name for info in COMMANDS if info.takes_input] == ["run"]
 
 
@@ -432,3 +432,60 @@ def test_profile_option_names_a_profile() -> None:
     assert result == Command(verb="run", text="add it", agent="codex", profile="backend")
     assert error("/agent --profile back/end go") == (
         "`back/end` is not a profile name (letters, digits, `-` and `_`)")
+
+
+# variants and pick
+
+
+@pytest.mark.parametrize("body, variants, agents, models", [
+    ("/agent run --variants 3 fix it", 3, (), ()),
+    ("/agent --variants=4 --agent claude,codex fix it", 4, ("claude", "codex"), ()),
+    ("/agent --agent CLAUDE,codex --model big-1,small-2 fix it", None, ("claude", "codex"),
+     ("big-1", "small-2")),
+    ("/agent --model x fix it", None, (), ()),
+])
+def test_variants_and_spread_options(body: str, variants: int | None,
+                                     agents: tuple[str, ...], models: tuple[str, ...]) -> None:
+    command = one(body)
+    assert isinstance(command, Command) and command.text == "fix it"
+    assert (command.variants, command.agents, command.models) == (variants, agents, models)
+    # The first of a list is the run's agent and model where one is needed.
+    assert command.agent == (agents[0] if agents else None)
+    assert command.model == (models[0] if models else ("x" if "--model x" in body else None))
+
+
+@pytest.mark.parametrize("body, message", [
+    ("/agent --variants 0 go", "`0` is not a number of variants for `--variants`"),
+    ("/agent --variants two go", "`two` is not a number of variants"),
+    ("/agent --variants -3 go", "`-3` is not a number of variants"),
+    ("/agent --variants 1000 go", "`1000` is not a number of variants"),
+    ("/agent --variants ³ go", "is not a number of variants"),
+    ("/agent --variants", "`--variants` needs a value (N)"),
+    ("/agent --agent claude,,codex go", "`--agent` has an empty entry in `claude,,codex`"),
+    ("/agent --agent claude, go", "has an empty entry"),
+    ("/agent --agent claude,gpt go", "unknown agent `gpt`"),
+    ("/agent --model ok,bad;name go", "`bad;name` is not a model name"),
+    ("/agent --model " + ",".join(["m"] * 21) + " go", "`--model` names 21 values; at most 20"),
+    ("/agent --variants 2 --variants 3 go", "`--variants` is given more than once"),
+])
+def test_bad_variants_and_spreads_are_explained(body: str, message: str) -> None:
+    assert message in error(body)
+
+
+@pytest.mark.parametrize("body, variant", [
+    ("/agent pick", None), ("/agent pick 2", 2), ("/agent pick #3", 3), ("/agent PICK 12", 12),
+])
+def test_pick_takes_an_optional_variant_number(body: str, variant: int | None) -> None:
+    assert one(body) == Command(verb="pick", variant=variant)
+
+
+@pytest.mark.parametrize("body", [
+    "/agent pick two", "/agent pick 0", "/agent pick 2 3", "/agent pick -1", "/agent pick ²",
+    "/agent pick 1000", "/agent pick 2 please",
+])
+def test_pick_refuses_anything_but_one_number(body: str) -> None:
+    assert "`/agent pick` takes the number of one variant, like `/agent pick 2`" in error(body)
+
+
+def test_pick_takes_no_options() -> None:
+    assert "`/agent pick` takes no options" in error("/agent pick --variants 2")

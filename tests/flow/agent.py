@@ -5,8 +5,9 @@ argv: <prompt file> <plan file> <log dir>. The plan (JSON) may hold `write` {pat
 `summary`, `wait_for` (a path that must exist before the agent edits), `sleep` (seconds),
 `fail` (exit 1) and `model_turns` (that many Messages requests to ANTHROPIC_BASE_URL, each
 followed by writing `turn-<n>.txt` unless `turn_files` is false; a refused request ends the
-agent with the error, exit 1). The prompt is copied to <log dir>/prompt-<n>.txt for the test
-to read.
+agent with the error, exit 1); `by_model` {model: plan} replaces keys for a run of that
+model (AGENTBOT_MODEL), as variants of a group need. The prompt is copied to
+<log dir>/prompt-<n>.txt for the test to read.
 """
 
 import base64
@@ -42,6 +43,8 @@ def ask_model(turn: int) -> str | None:
 def main() -> int:
     prompt_file, plan_file, log_dir = sys.argv[1:4]
     plan = json.loads(pathlib.Path(plan_file).read_text())
+    # Variants of a group differ by model: each may get a plan of its own.
+    plan.update((plan.pop("by_model", None) or {}).get(os.environ.get("AGENTBOT_MODEL", ""), {}))
     logs = pathlib.Path(log_dir)
     count = len(list(logs.glob("prompt-*.txt")))
     (logs / f"prompt-{count}.txt").write_text(pathlib.Path(prompt_file).read_text())
