@@ -11,11 +11,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.config.settings import Settings
 from bot.executors.base import RunSpec
+from bot.executors.local import LocalExecutor
+from tests.fakes import payloads as p
+from tests.fakes.github import FakeGitHub
+from tests.flow.harness import REPO, Flow, until
 from tests.sandbox.support import ROOT, RunnerOutcome, runner_env, write_spec_dir
 
 DOCKERFILE = ROOT / "sandbox" / "Dockerfile"
@@ -167,3 +173,113 @@ class CliWorld:
             stdout=out.decode(), stderr=err.decode(),
             termination=termination.read_text() if termination.exists() else None,
             report=None)
+
+
+# What each label-to-PR flow's agent makes of the flow repository (tests/flow/harness.py
+# FILES): the README greeted, src/greet.py written, docs/old.md deleted.
+FLOW_TREE = {"README.md": b"# hello, world\n", "src/app.py": b"print('hello')\n",
+             "src/greet.py": b"print('hi')\n"}
+
+
+def switch_user_wrapper(world: CliWorld, path: Path) -> str:
+    """The local executor's "python": hand the run directory to the account and become it,
+    as the image's uid 10001 would be (the executor itself runs as whoever starts the bot)."""
+    account = world.account
+    path.write_text(
+        "#!/bin/sh\n"
+        f'chown -R {account.uid}:{account.gid} "$PWD" || exit 70\n'
+        f"exec setpriv --reuid={account.uid} --regid={account.gid} --clear-groups "
+        f'{world.python} "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+def point_flow_at(flow: Flow, world: CliWorld, tmp_path: Path, agent: str,
+                  settings: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    """Point the flow at a real CLI (`agent`), run as the unprivileged account by the local
+    executor, with the in-process gateway forwarding to the model double that `settings`
+    names (its provider's URL and the operator's key); `env` is added to the executor's."""
+    flow.settings = flow.settings.model_copy(update={
+        "default_agent": agent, "agent_command": None, **settings})
+    run_root = world.run_dir()
+    run_root.chmod(0o755)  # the executor's run directories go here, one per run
+    wrapper = switch_user_wrapper(world, run_root / "python-as-agent")
+    flow.make_executor = lambda: LocalExecutor(
+        state_dir=tmp_path / "state", run_root=run_root, python=wrapper, bwrap=False,
+        kill_grace_seconds=2.0,
+        env={"PATH": f"{world.bin_dir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+             **(env or {})})
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    """A flow's run once settled: the flow (closed, its fake GitHub still readable), the run
+    and the base branch's commit when the run was asked for."""
+
+    flow: Flow
+    run: Any
+    base: str
+
+
+async def run_flow(fake_github: FakeGitHub, tmp_path: Path,
+                   make_settings: Callable[..., Settings], point: Callable[[Flow], None], *,
+                   comment: str | None = None, plan_shows: str | None = None,
+                   held: asyncio.Event | None = None, seconds: float = 90) -> FlowRun:
+    """One run through the whole flow: the bot started on SQLite, `point` choosing its CLI,
+    the `agent` label on the issue (or `comment` on it), and the run to its reported end.
+
+    With `plan_shows`, progress is reported every 0.2 s (10 s in production), and `held` (the
+    turn the model double holds) is let go once that text is in a check run: the plan
+    reached GitHub while the agent was still at work."""
+    flow = await Flow.create(fake_github, tmp_path, make_settings,
+                             f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
+    point(flow)
+    await flow.start()
+    if plan_shows is not None:
+        flow.bot.reporter._progress_seconds = 0.2
+    try:
+        base = flow.branches()["main"]
+        if comment is None:
+            await flow.deliver("issues", p.issues_labeled())
+        else:
+            await flow.comment(comment)
+        run_id = (await flow.wait_for_run()).id
+        if plan_shows is not None:
+            async def plan_shown() -> bool:
+                return any(plan_shows in str(check.output) for check in flow.check_runs())
+
+            await until(plan_shown, 60, what="the plan in the check run")
+            if held is not None:
+                held.set()
+        run = await flow.settled(run_id, seconds)
+    finally:
+        if held is not None:
+            held.set()
+        await flow.close()
+    return FlowRun(flow, run, base)
+
+
+def assert_pull_request(done: FlowRun, summary: str, files: dict[str, bytes] = FLOW_TREE
+                        ) -> None:
+    """The run succeeded with one pull request: its branch holds `files` (and nothing else) in
+    one commit on the base, its body the agent's `summary`, and its check run passed."""
+    flow, run = done.flow, done.run
+    assert (run.state, run.error) == ("succeeded", None), run.error
+    assert flow.files(run.branch) == files
+    assert flow.fake.repo(REPO).git.read_commit(run.commit_sha)["parents"] == [done.base]
+    [pull] = flow.pulls()
+    assert pull.number == run.pr_number and summary in pull.body
+    [check] = flow.check_runs()
+    assert (check.status, check.conclusion) == ("completed", "success")
+
+
+def assert_failed_with(done: FlowRun, says: str) -> None:
+    """The run failed in the CLI's own words (`says`), in the run and in its failed check run,
+    and opened no pull request."""
+    flow, run = done.flow, done.run
+    assert run.state == "failed"
+    assert says in run.error
+    [check] = flow.check_runs()
+    assert check.conclusion == "failure"
+    assert says in check.output["summary"] + check.output.get("text", "")
+    assert flow.pulls() == []

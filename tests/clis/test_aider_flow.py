@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 
 from bot.config.settings import Settings
-from bot.executors.local import LocalExecutor
-from tests.clis.support import CliWorld
-from tests.clis.test_claude_flow import switch_user_wrapper
-from tests.fakes import payloads as p
+from tests.clis.support import (
+    CliWorld,
+    assert_failed_with,
+    assert_pull_request,
+    point_flow_at,
+    run_flow,
+)
 from tests.fakes.github import FakeGitHub
 from tests.fakes.model_anthropic import AnthropicDouble, Failure, Turn
-from tests.flow.harness import REPO, Flow
+from tests.flow.harness import Flow
 
 pytestmark = pytest.mark.slow
 
@@ -34,16 +37,8 @@ ANSWER = (f"{SUMMARY}\n\n"
 def aider_flow_executor(flow: Flow, world: CliWorld, tmp_path: Path, model_url: str) -> None:
     """Point the flow at the real aider, run as the unprivileged account by the local
     executor, with the in-process gateway forwarding to the model double."""
-    flow.settings = flow.settings.model_copy(update={
-        "default_agent": "aider", "agent_command": None,
-        "anthropic_url": model_url, "anthropic_api_key": OPERATOR_KEY})
-    run_root = world.run_dir()
-    run_root.chmod(0o755)  # the executor's run directories go here, one per run
-    wrapper = switch_user_wrapper(world, run_root / "python-as-agent")
-    flow.make_executor = lambda: LocalExecutor(
-        state_dir=tmp_path / "state", run_root=run_root, python=wrapper, bwrap=False,
-        kill_grace_seconds=2.0,
-        env={"PATH": f"{world.bin_dir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"})
+    point_flow_at(flow, world, tmp_path, "aider",
+                  {"anthropic_url": model_url, "anthropic_api_key": OPERATOR_KEY})
 
 
 async def test_label_to_pull_request_with_the_real_aider(
@@ -51,31 +46,18 @@ async def test_label_to_pull_request_with_the_real_aider(
         aider_world: CliWorld) -> None:
     # Asked twice: the files join the chat, then the blocks are applied.
     async with AnthropicDouble([Turn(text=ANSWER), Turn(text=ANSWER)], toolless=True) as model:
-        flow = await Flow.create(fake_github, tmp_path, make_settings,
-                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
-        aider_flow_executor(flow, aider_world, tmp_path, model.base_url)
-        await flow.start()
-        try:
-            base = flow.branches()["main"]
-            await flow.deliver("issues", p.issues_labeled())
-            run = await flow.settled((await flow.wait_for_run()).id, 120)
-        finally:
-            await flow.close()
+        done = await run_flow(
+            fake_github, tmp_path, make_settings,
+            lambda flow: aider_flow_executor(flow, aider_world, tmp_path, model.base_url),
+            seconds=120)
 
-    assert (run.state, run.error) == ("succeeded", None), run.error
-    assert flow.files(run.branch) == {"README.md": b"# hello, world\n",
-                                      "src/app.py": b"print('hello')\n",
-                                      "src/greet.py": b"print('hi')\n"}
-    assert flow.fake.repo(REPO).git.read_commit(run.commit_sha)["parents"] == [base]
-    [pull] = flow.pulls()
-    assert pull.number == run.pr_number and SUMMARY in pull.body
-    [check] = flow.check_runs()
-    assert (check.status, check.conclusion) == ("completed", "success")
+    # aider has no plan to show (see docs/sandbox.md).
+    assert_pull_request(done, SUMMARY)
     # The operator's key reached the provider, through the gateway, on every request.
     assert model.turns_played == 2 and model.exhausted == 0
     assert {r.credential for r in model.requests} == {OPERATOR_KEY}
     assert {r.path for r in model.requests} == {"/v1/messages"}
-    stats = run.result["stats"]
+    stats = done.run.result["stats"]
     assert stats["agent_turns"] == 2 and stats["agent_input_tokens"] > 0
 
 
@@ -83,22 +65,11 @@ async def test_a_model_error_fails_the_run_with_aiders_reason_in_the_check_run(
         fake_github: FakeGitHub, tmp_path: Path, make_settings: Callable[..., Settings],
         aider_world: CliWorld) -> None:
     async with AnthropicDouble([Turn(failure=Failure.unauthorized())], toolless=True) as model:
-        flow = await Flow.create(fake_github, tmp_path, make_settings,
-                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
-        aider_flow_executor(flow, aider_world, tmp_path, model.base_url)
-        await flow.start()
-        try:
-            await flow.deliver("issues", p.issues_labeled())
-            run = await flow.settled((await flow.wait_for_run()).id, 120)
-        finally:
-            await flow.close()
+        done = await run_flow(
+            fake_github, tmp_path, make_settings,
+            lambda flow: aider_flow_executor(flow, aider_world, tmp_path, model.base_url),
+            seconds=120)
 
-    assert run.state == "failed"
     assert len(model.requests) == 1
-    says = ("aider stopped (AuthenticationError): The API provider is not able to authenticate "
-            "you. Check your API key")
-    assert says in run.error
-    [check] = flow.check_runs()
-    assert check.conclusion == "failure"
-    assert says in check.output["summary"] + check.output.get("text", "")
-    assert flow.pulls() == []
+    assert_failed_with(done, "aider stopped (AuthenticationError): The API provider is not able "
+                             "to authenticate you. Check your API key")

@@ -11,12 +11,10 @@ from pathlib import Path
 import pytest
 
 from bot.config.settings import Settings
-from bot.executors.local import LocalExecutor
-from tests.clis.support import CliWorld
-from tests.fakes import payloads as p
+from tests.clis.support import CliWorld, assert_pull_request, point_flow_at, run_flow
 from tests.fakes.github import FakeGitHub
 from tests.fakes.model_anthropic import AnthropicDouble, ToolCall, Turn, Usage
-from tests.flow.harness import REPO, Flow, until
+from tests.flow.harness import Flow
 
 pytestmark = pytest.mark.slow
 
@@ -24,34 +22,13 @@ OPERATOR_KEY = "sk-ant-operator-0123456789abcdefghijklmnop"
 SUMMARY = "Added a greeting script and retired docs/old.md."
 
 
-def switch_user_wrapper(world: CliWorld, path: Path) -> str:
-    """The local executor's "python": hand the run directory to the account and become it,
-    as the image's uid 10001 would be (the executor itself runs as whoever starts the bot)."""
-    account = world.account
-    path.write_text(
-        "#!/bin/sh\n"
-        f'chown -R {account.uid}:{account.gid} "$PWD" || exit 70\n'
-        f"exec setpriv --reuid={account.uid} --regid={account.gid} --clear-groups "
-        f'{world.python} "$@"\n')
-    path.chmod(0o755)
-    return str(path)
-
-
 def claude_flow_executor(flow: Flow, claude_world: CliWorld, tmp_path: Path, model_url: str,
                          **env: str) -> None:
     """Point the flow at the real Claude Code, run as the unprivileged account by the local
     executor, with the in-process gateway forwarding to the model double."""
-    flow.settings = flow.settings.model_copy(update={
-        "default_agent": "claude", "agent_command": None,
-        "anthropic_url": model_url, "anthropic_api_key": OPERATOR_KEY})
-    run_root = claude_world.run_dir()
-    run_root.chmod(0o755)  # the executor's run directories go here, one per run
-    wrapper = switch_user_wrapper(claude_world, run_root / "python-as-agent")
-    flow.make_executor = lambda: LocalExecutor(
-        state_dir=tmp_path / "state", run_root=run_root, python=wrapper, bwrap=False,
-        kill_grace_seconds=2.0,
-        env={"PATH": f"{claude_world.bin_dir}:/usr/local/bin:/usr/bin:/bin",
-             "LANG": "C.UTF-8", "DISABLE_AUTOUPDATER": "1", **env})
+    point_flow_at(flow, claude_world, tmp_path, "claude",
+                  {"anthropic_url": model_url, "anthropic_api_key": OPERATOR_KEY},
+                  {"DISABLE_AUTOUPDATER": "1", **env})
 
 
 def script(held: asyncio.Event) -> list[Turn]:
@@ -85,39 +62,14 @@ async def test_label_to_pull_request_with_the_real_claude_code(
         claude_world: CliWorld) -> None:
     held = asyncio.Event()
     async with AnthropicDouble(script(held)) as model:
-        flow = await Flow.create(fake_github, tmp_path, make_settings,
-                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
-        claude_flow_executor(flow, claude_world, tmp_path, model.url,
-                             CLAUDE_CODE_MAX_RETRIES="0")
-        await flow.start()
-        # Progress is reported at most every 10 s a run; this run lasts a few.
-        flow.bot.reporter._progress_seconds = 0.2
-        try:
-            base = flow.branches()["main"]
-            await flow.deliver("issues", p.issues_labeled())
-            run_id = (await flow.wait_for_run()).id
+        done = await run_flow(
+            fake_github, tmp_path, make_settings,
+            lambda flow: claude_flow_executor(flow, claude_world, tmp_path, model.url,
+                                              CLAUDE_CODE_MAX_RETRIES="0"),
+            plan_shows="Write greet.py", held=held)
 
-            async def plan_shown() -> bool:
-                return any("Write greet.py" in str(check.output)
-                           for check in flow.check_runs())
-
-            await until(plan_shown, 60, what="the plan in the check run")
-            held.set()
-            run = await flow.settled(run_id, 90)
-        finally:
-            held.set()
-            await flow.close()
-
-    assert (run.state, run.error) == ("succeeded", None), run.error
-    assert flow.files(run.branch) == {"README.md": b"# hello, world\n",
-                                      "src/app.py": b"print('hello')\n",
-                                      "src/greet.py": b"print('hi')\n"}
-    assert flow.fake.repo(REPO).git.read_commit(run.commit_sha)["parents"] == [base]
-    [pull] = flow.pulls()
-    assert pull.number == run.pr_number and SUMMARY in pull.body
-    [check] = flow.check_runs()
-    assert (check.status, check.conclusion) == ("completed", "success")
-
+    assert_pull_request(done, SUMMARY)
+    run = done.run
     # The operator's key reached the provider, through the gateway, on every turn...
     assert model.turns_played == 4 and model.exhausted == 0
     assert {r.headers.get("x-api-key") for r in model.main_requests} == {OPERATOR_KEY}
@@ -142,15 +94,11 @@ async def test_the_real_claude_code_stops_at_its_budget_and_the_work_is_a_partia
                               cache_creation_input_tokens=700)),
              Turn(text="Never sent: the budget is spent.")]
     async with AnthropicDouble(turns) as model:
-        flow = await Flow.create(fake_github, tmp_path, make_settings,
-                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
-        claude_flow_executor(flow, claude_world, tmp_path, model.url)
-        await flow.start()
-        try:
-            await flow.comment("/agent run --budget 1000 add a greeting")
-            run = await flow.settled((await flow.wait_for_run()).id, 90)
-        finally:
-            await flow.close()
+        done = await run_flow(
+            fake_github, tmp_path, make_settings,
+            lambda flow: claude_flow_executor(flow, claude_world, tmp_path, model.url),
+            comment="/agent run --budget 1000 add a greeting")
+    flow, run = done.flow, done.run
 
     assert run.state == "budget_exceeded", run.error
     assert run.budget_reached == "1,000 tokens"

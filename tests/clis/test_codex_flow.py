@@ -11,14 +11,17 @@ from pathlib import Path
 import pytest
 
 from bot.config.settings import Settings
-from bot.executors.local import LocalExecutor
 from tests.clis.codex_scenarios import NO_RETRIES, code, plan
-from tests.clis.support import CliWorld
-from tests.clis.test_claude_flow import switch_user_wrapper
-from tests.fakes import payloads as p
+from tests.clis.support import (
+    CliWorld,
+    assert_failed_with,
+    assert_pull_request,
+    point_flow_at,
+    run_flow,
+)
 from tests.fakes.github import FakeGitHub
 from tests.fakes.model_openai import OpenAIDouble, Turn, Usage, openai_failure
-from tests.flow.harness import REPO, Flow, until
+from tests.flow.harness import Flow
 
 pytestmark = pytest.mark.slow
 
@@ -34,21 +37,12 @@ def codex_flow_executor(flow: Flow, world: CliWorld, tmp_path: Path, model_url: 
     """Point the flow at the real Codex, run as the unprivileged account by the local
     executor, with the in-process gateway forwarding to the model double. Codex is told not
     to retry (its own config file, in CODEX_HOME), so an error ends the run at once."""
-    flow.settings = flow.settings.model_copy(update={
-        "default_agent": "codex", "agent_command": None,
-        "openai_url": model_url, "openai_api_key": OPERATOR_KEY})
-    run_root = world.run_dir()
-    run_root.chmod(0o755)  # the executor's run directories go here, one per run
-    codex_home = run_root / "codex-home"
-    codex_home.mkdir()
+    codex_home = world.run_dir()
     (codex_home / "config.toml").write_text(NO_RETRIES)
     world.account.own(codex_home)
-    wrapper = switch_user_wrapper(world, run_root / "python-as-agent")
-    flow.make_executor = lambda: LocalExecutor(
-        state_dir=tmp_path / "state", run_root=run_root, python=wrapper, bwrap=False,
-        kill_grace_seconds=2.0,
-        env={"PATH": f"{world.bin_dir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
-             "CODEX_HOME": str(codex_home)})
+    point_flow_at(flow, world, tmp_path, "codex",
+                  {"openai_url": model_url, "openai_api_key": OPERATOR_KEY},
+                  {"CODEX_HOME": str(codex_home)})
 
 
 def script(held: asyncio.Event) -> list[Turn]:
@@ -78,38 +72,12 @@ async def test_label_to_pull_request_with_the_real_codex(
         codex_world: CliWorld) -> None:
     held = asyncio.Event()
     async with OpenAIDouble(script(held)) as model:
-        flow = await Flow.create(fake_github, tmp_path, make_settings,
-                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
-        codex_flow_executor(flow, codex_world, tmp_path, model.base_url)
-        await flow.start()
-        # Progress is reported at most every 10 s a run; this run lasts a few.
-        flow.bot.reporter._progress_seconds = 0.2
-        try:
-            base = flow.branches()["main"]
-            await flow.deliver("issues", p.issues_labeled())
-            run_id = (await flow.wait_for_run()).id
+        done = await run_flow(
+            fake_github, tmp_path, make_settings,
+            lambda flow: codex_flow_executor(flow, codex_world, tmp_path, model.base_url),
+            plan_shows="Retire docs/old.md", held=held)
 
-            async def plan_shown() -> bool:
-                return any("Retire docs/old.md" in str(check.output)
-                           for check in flow.check_runs())
-
-            await until(plan_shown, 60, what="the plan in the check run")
-            held.set()
-            run = await flow.settled(run_id, 90)
-        finally:
-            held.set()
-            await flow.close()
-
-    assert (run.state, run.error) == ("succeeded", None), run.error
-    assert flow.files(run.branch) == {"README.md": b"# hello, world\n",
-                                      "src/app.py": b"print('hello')\n",
-                                      "src/greet.py": b"print('hi')\n"}
-    assert flow.fake.repo(REPO).git.read_commit(run.commit_sha)["parents"] == [base]
-    [pull] = flow.pulls()
-    assert pull.number == run.pr_number and SUMMARY in pull.body
-    [check] = flow.check_runs()
-    assert (check.status, check.conclusion) == ("completed", "success")
-
+    assert_pull_request(done, SUMMARY)
     # The operator's key reached the provider, through the gateway, on every turn...
     assert model.turns_played == 4 and model.exhausted == 0
     assert {r.credential for r in model.requests} == {OPERATOR_KEY}
@@ -119,7 +87,7 @@ async def test_label_to_pull_request_with_the_real_codex(
     env_seen = model.main_requests[1].text
     assert "OPENAI_BASE_URL=http://127.0.0.1:" in env_seen
     assert "OPENAI_API_KEY=" in env_seen and OPERATOR_KEY not in env_seen
-    stats = run.result["stats"]
+    stats = done.run.result["stats"]
     assert stats["agent_turns"] == 1
     assert stats["agent_input_tokens"] == 900 + 700 + 60 + 1600 + 40 + 1700 + 30 + 1800
     assert stats["agent_cached_input_tokens"] == 1600 + 1700 + 1800
@@ -131,24 +99,13 @@ async def test_a_model_error_fails_the_run_with_codexs_reason_in_the_check_run(
         fake_github: FakeGitHub, tmp_path: Path, make_settings: Callable[..., Settings],
         codex_world: CliWorld) -> None:
     async with OpenAIDouble([Turn(failure=openai_failure(401))]) as model:
-        flow = await Flow.create(fake_github, tmp_path, make_settings,
-                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
-        codex_flow_executor(flow, codex_world, tmp_path, model.base_url)
-        await flow.start()
-        try:
-            await flow.deliver("issues", p.issues_labeled())
-            run = await flow.settled((await flow.wait_for_run()).id, 90)
-        finally:
-            await flow.close()
+        done = await run_flow(
+            fake_github, tmp_path, make_settings,
+            lambda flow: codex_flow_executor(flow, codex_world, tmp_path, model.base_url))
 
-    assert run.state == "failed"
     assert len(model.requests) == 1
-    says = "Codex stopped (HTTP 401): unexpected status 401 Unauthorized: Incorrect API key"
-    assert says in run.error
-    [check] = flow.check_runs()
-    assert check.conclusion == "failure"
-    assert says in check.output["summary"] + check.output.get("text", "")
-    assert flow.pulls() == []
+    assert_failed_with(
+        done, "Codex stopped (HTTP 401): unexpected status 401 Unauthorized: Incorrect API key")
 
 
 async def test_the_real_codex_stops_at_its_budget_and_the_work_is_a_partial_draft(
@@ -162,15 +119,11 @@ async def test_the_real_codex_stops_at_its_budget_and_the_work_is_a_partial_draf
                               cache_creation_input_tokens=700)),
              Turn(text="Never sent: the budget is spent.")]
     async with OpenAIDouble(turns) as model:
-        flow = await Flow.create(fake_github, tmp_path, make_settings,
-                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
-        codex_flow_executor(flow, codex_world, tmp_path, model.base_url)
-        await flow.start()
-        try:
-            await flow.comment("/agent run --budget 1000 add a greeting")
-            run = await flow.settled((await flow.wait_for_run()).id, 90)
-        finally:
-            await flow.close()
+        done = await run_flow(
+            fake_github, tmp_path, make_settings,
+            lambda flow: codex_flow_executor(flow, codex_world, tmp_path, model.base_url),
+            comment="/agent run --budget 1000 add a greeting")
+    flow, run = done.flow, done.run
 
     assert run.state == "budget_exceeded", run.error
     assert run.budget_reached == "1,000 tokens"

@@ -11,14 +11,17 @@ from pathlib import Path
 import pytest
 
 from bot.config.settings import Settings
-from bot.executors.local import LocalExecutor
 from tests.clis.opencode_scenarios import bash, todos, write
-from tests.clis.support import CliWorld
-from tests.clis.test_claude_flow import switch_user_wrapper
-from tests.fakes import payloads as p
+from tests.clis.support import (
+    CliWorld,
+    assert_failed_with,
+    assert_pull_request,
+    point_flow_at,
+    run_flow,
+)
 from tests.fakes.github import FakeGitHub
 from tests.fakes.model_anthropic import AnthropicDouble, Failure, ToolCall, Turn, Usage
-from tests.flow.harness import REPO, Flow, until
+from tests.flow.harness import Flow
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +32,8 @@ SUMMARY = "Added a greeting script and retired docs/old.md."
 def opencode_flow_executor(flow: Flow, world: CliWorld, tmp_path: Path, model_url: str) -> None:
     """Point the flow at the real OpenCode, run as the unprivileged account by the local
     executor, with the in-process gateway forwarding to the model double."""
-    flow.settings = flow.settings.model_copy(update={
-        "default_agent": "opencode", "agent_command": None,
-        "anthropic_url": model_url, "anthropic_api_key": OPERATOR_KEY})
-    run_root = world.run_dir()
-    run_root.chmod(0o755)  # the executor's run directories go here, one per run
-    wrapper = switch_user_wrapper(world, run_root / "python-as-agent")
-    flow.make_executor = lambda: LocalExecutor(
-        state_dir=tmp_path / "state", run_root=run_root, python=wrapper, bwrap=False,
-        kill_grace_seconds=2.0,
-        env={"PATH": f"{world.bin_dir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"})
+    point_flow_at(flow, world, tmp_path, "opencode",
+                  {"anthropic_url": model_url, "anthropic_api_key": OPERATOR_KEY})
 
 
 def script(held: asyncio.Event) -> list[Turn]:
@@ -70,38 +65,12 @@ async def test_label_to_pull_request_with_the_real_opencode(
         opencode_world: CliWorld) -> None:
     held = asyncio.Event()
     async with AnthropicDouble(script(held)) as model:
-        flow = await Flow.create(fake_github, tmp_path, make_settings,
-                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
-        opencode_flow_executor(flow, opencode_world, tmp_path, model.base_url)
-        await flow.start()
-        # Progress is reported at most every 10 s a run; this run lasts a few.
-        flow.bot.reporter._progress_seconds = 0.2
-        try:
-            base = flow.branches()["main"]
-            await flow.deliver("issues", p.issues_labeled())
-            run_id = (await flow.wait_for_run()).id
+        done = await run_flow(
+            fake_github, tmp_path, make_settings,
+            lambda flow: opencode_flow_executor(flow, opencode_world, tmp_path, model.base_url),
+            plan_shows="Retire docs/old.md", held=held)
 
-            async def plan_shown() -> bool:
-                return any("Retire docs/old.md" in str(check.output)
-                           for check in flow.check_runs())
-
-            await until(plan_shown, 60, what="the plan in the check run")
-            held.set()
-            run = await flow.settled(run_id, 90)
-        finally:
-            held.set()
-            await flow.close()
-
-    assert (run.state, run.error) == ("succeeded", None), run.error
-    assert flow.files(run.branch) == {"README.md": b"# hello, world\n",
-                                      "src/app.py": b"print('hello')\n",
-                                      "src/greet.py": b"print('hi')\n"}
-    assert flow.fake.repo(REPO).git.read_commit(run.commit_sha)["parents"] == [base]
-    [pull] = flow.pulls()
-    assert pull.number == run.pr_number and SUMMARY in pull.body
-    [check] = flow.check_runs()
-    assert (check.status, check.conclusion) == ("completed", "success")
-
+    assert_pull_request(done, SUMMARY)
     # The operator's key reached the provider, through the gateway, on every request...
     assert model.turns_played == 4 and model.exhausted == 0
     assert {r.credential for r in model.requests} == {OPERATOR_KEY}
@@ -111,7 +80,7 @@ async def test_label_to_pull_request_with_the_real_opencode(
     env_seen = model.main_requests[1].text
     assert "ANTHROPIC_BASE_URL=http://127.0.0.1:" in env_seen
     assert "ANTHROPIC_API_KEY=" in env_seen and OPERATOR_KEY not in env_seen
-    stats = run.result["stats"]
+    stats = done.run.result["stats"]
     assert stats["agent_turns"] == 4
     assert stats["agent_input_tokens"] == 900 + 60 + 40 + 30
     assert stats["agent_cached_input_tokens"] == 1600 + 1700 + 1800
@@ -123,21 +92,9 @@ async def test_a_model_error_fails_the_run_with_opencodes_reason_in_the_check_ru
         fake_github: FakeGitHub, tmp_path: Path, make_settings: Callable[..., Settings],
         opencode_world: CliWorld) -> None:
     async with AnthropicDouble([Turn(failure=Failure.unauthorized())]) as model:
-        flow = await Flow.create(fake_github, tmp_path, make_settings,
-                                 f"sqlite+aiosqlite:///{tmp_path / 'flow.db'}")
-        opencode_flow_executor(flow, opencode_world, tmp_path, model.base_url)
-        await flow.start()
-        try:
-            await flow.deliver("issues", p.issues_labeled())
-            run = await flow.settled((await flow.wait_for_run()).id, 90)
-        finally:
-            await flow.close()
+        done = await run_flow(
+            fake_github, tmp_path, make_settings,
+            lambda flow: opencode_flow_executor(flow, opencode_world, tmp_path, model.base_url))
 
-    assert run.state == "failed"
     assert len(model.main_requests) == 1  # a 401 is not retried
-    says = "OpenCode stopped (HTTP 401): invalid x-api-key"
-    assert says in run.error
-    [check] = flow.check_runs()
-    assert check.conclusion == "failure"
-    assert says in check.output["summary"] + check.output.get("text", "")
-    assert flow.pulls() == []
+    assert_failed_with(done, "OpenCode stopped (HTTP 401): invalid x-api-key")
