@@ -3,6 +3,7 @@ parses with the `anthropic` SDK's typed models, and the SDK's own client reads i
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -18,6 +19,7 @@ from anthropic.types import (
 from pydantic import TypeAdapter
 
 from tests.fakes.model_anthropic import AnthropicDouble, Failure, ToolCall, Turn, Usage
+from tests.flow.harness import until
 
 STREAM_EVENT: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 TOOLS = [{"name": "Write", "description": "write a file",
@@ -116,3 +118,42 @@ async def test_the_sdk_client_reads_a_streamed_turn_whole() -> None:
     # This SDK sends its key as a bearer token; Claude Code sends x-api-key.
     assert recorded.credential == "sk-test-double"
     assert recorded.working_directory == "/work/space"
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["answer", "failure-twice"])
+async def test_a_client_that_left_during_a_held_turn_is_not_answered(failing: bool) -> None:
+    """The turn goes back to the script: the client's next request gets it (a failure that
+    plays twice still plays twice), and nothing was sent to the one that left."""
+    held = asyncio.Event()
+    first = (Turn(failure=Failure.overloaded(), times=2, hold=held) if failing
+             else Turn(text="Held back.", hold=held))
+    async with AnthropicDouble([first, Turn(text="Next.")]) as model, \
+            aiohttp.ClientSession() as http:
+        asking = asyncio.create_task(http.post(f"{model.url}/v1/messages", json=request(False)))
+
+        async def seen() -> bool:
+            return len(model.requests) == 1
+
+        await until(seen, 5, what="the request at the double")
+        asking.cancel()  # the client gives up and closes its connection
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        await asyncio.sleep(0.1)  # the server sees the connection close
+        held.set()
+
+        async def noticed() -> bool:
+            return model.left == 1
+
+        await until(noticed, 5, what="the double noticing the client left")
+        assert model.sent == [] and model.turns_played == 0
+        answers = []
+        for _ in range(3 if failing else 2):
+            async with http.post(f"{model.url}/v1/messages", json=request(False)) as response:
+                answers.append((response.status, await response.json()))
+
+    expected = [529, 529] if failing else [(200, "Held back.")]
+    got = [status for status, _ in answers[:-1]] if failing else [
+        (status, body["content"][0]["text"]) for status, body in answers[:-1]]
+    assert got == expected
+    assert answers[-1][1]["content"][0]["text"] == "Next."
+    assert model.turns_played == 2 and model.exhausted == 0 and model.left == 1

@@ -3,6 +3,7 @@ with the `openai` SDK's typed models, and the SDK's own client reads it back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -23,6 +24,7 @@ from tests.fakes.model_openai import (
     Usage,
     openai_failure,
 )
+from tests.flow.harness import until
 
 STREAM_EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 FUNCTION = {"type": "function", "name": "exec_command", "description": "run a command",
@@ -221,3 +223,38 @@ async def test_the_sdk_client_reads_the_doubles_answers() -> None:
     assert refused.value.code == "invalid_api_key"
     assert {r.credential for r in model.requests} == {"sk-test-double"}
     assert model.requests[0].working_directory == "/work/space"
+
+
+async def test_a_client_that_left_during_a_held_turn_is_not_answered() -> None:
+    """As the Anthropic double: the turn goes back to the script for the client's next
+    request, and nothing was sent to the one that left."""
+    held = asyncio.Event()
+    script = [Turn(text="Held back.", hold=held), Turn(text="Next.")]
+    async with OpenAIDouble(script) as model, aiohttp.ClientSession() as http:
+        asking = asyncio.create_task(
+            http.post(f"{model.url}/responses", json=responses_request(False)))
+
+        async def seen() -> bool:
+            return len(model.requests) == 1
+
+        await until(seen, 5, what="the request at the double")
+        asking.cancel()  # the client gives up and closes its connection
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        await asyncio.sleep(0.1)  # the server sees the connection close
+        held.set()
+
+        async def noticed() -> bool:
+            return model.left == 1
+
+        await until(noticed, 5, what="the double noticing the client left")
+        assert model.sent == [] and model.turns_played == 0
+        texts = []
+        for _ in range(2):
+            async with http.post(f"{model.url}/responses",
+                                 json=responses_request(False)) as answer:
+                body = Response.model_validate(await answer.json())
+                texts.append(body.output_text)
+
+    assert texts == ["Held back.", "Next."]
+    assert model.turns_played == 2 and model.left == 1

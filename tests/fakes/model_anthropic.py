@@ -101,8 +101,7 @@ class AnthropicDouble(ScriptedServer):
             turn = Turn(text=SIDE_TEXT, usage=Usage(input_tokens=1, output_tokens=1))
         else:
             turn = self._next_turn()
-            if turn.hold is not None:
-                await turn.hold.wait()
+            await self._release(request, turn)
         if turn.failure and turn.failure.status:
             return self._error(turn.failure.status, turn.failure.error_type,
                                turn.failure.message, retry_after=turn.failure.retry_after)

@@ -28,7 +28,6 @@ is sent as 1,000 input tokens of which 900 cached and 60 written to the cache
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections.abc import Iterator
@@ -153,10 +152,7 @@ class OpenAIDouble(ScriptedServer):
         if not (self.toolless or recorded.tool_names):
             return Turn(text=SIDE_TEXT, usage=Usage(input_tokens=1, output_tokens=1))
         turn = self._next_turn()
-        if turn.hold is not None:
-            await turn.hold.wait()
-            if request.transport is None or request.transport.is_closing():
-                raise asyncio.CancelledError  # the client left while the turn was held
+        await self._release(request, turn)
         return turn
 
 

@@ -124,9 +124,11 @@ class RecordedRequest:
 
     @property
     def working_directory(self) -> str | None:
+        """The working directory the client names last: a resumed conversation names its
+        earlier one first, then the new one (Claude Code's "Environment update")."""
         for pattern in _CWD_PATTERNS:
-            if found := pattern.search(self.text):
-                return found.group(1)
+            if found := pattern.findall(self.text):
+                return str(found[-1])
         return None
 
 
@@ -200,6 +202,7 @@ class ScriptedServer:
         self.turns_played = 0  # main-loop requests answered from the script
         self.exhausted = 0  # main-loop requests that came after the script's end
         self.unknown: list[str] = []  # paths the double has no answer for
+        self.left = 0  # requests whose client left while their turn was held: not answered
         self.sent: list[dict[str, Any]] = []  # every event and body sent, for shape checks
         self._failures_left: int | None = None
         self._ids = itertools.count(1)
@@ -258,6 +261,26 @@ class ScriptedServer:
             self._failures_left = None
         self.turns_played += 1
         return turn
+
+    async def _release(self, request: web.Request, turn: Turn) -> None:
+        """Wait until a held turn is let go. A client that left meanwhile never gets it: the
+        turn goes back to the script, for the client's next request, and nothing is sent."""
+        if turn.hold is None:
+            return
+        await turn.hold.wait()
+        if request.transport is None or request.transport.is_closing():
+            self.left += 1
+            self._unplay(turn)
+            raise asyncio.CancelledError  # aiohttp closes the request without an answer
+
+    def _unplay(self, turn: Turn) -> None:
+        """Undo `_next_turn` for `turn`, the last one it gave."""
+        if turn.failure is not None and self._failures_left is not None:
+            self._failures_left += 1
+            return
+        self.turns_played -= 1
+        if turn.failure is not None:
+            self._failures_left = 1  # its last time: played once more before the next turn
 
     @staticmethod
     def _drop(request: web.Request) -> NoReturn:
