@@ -191,6 +191,19 @@ def test_ci_runs_lint_types_and_tests_on_postgresql() -> None:
     assert test_job["services"]["postgres"]["env"]["POSTGRES_DB"] == url.rsplit("/", 1)[1]
 
 
+def test_ci_installs_the_browser_tests_driver_before_pytest() -> None:
+    """As .ci/run does: without it the run page's browser test skips on GitHub."""
+    test_job = next(job for job in load(WORKFLOWS / "ci.yml")["jobs"].values()
+                    if "services" in job)
+    commands = [step.get("run", "") for step in test_job["steps"]]
+    installs = commands.index("scripts/install-playwright")
+    assert installs < next(i for i, c in enumerate(commands) if "pytest" in c)
+    assert "scripts/install-playwright" in (ROOT / ".ci" / "run").read_text()
+    # Node (for npm) is set up before it.
+    uses = [step.get("uses", "") for step in test_job["steps"][:installs]]
+    assert any(u.startswith("actions/setup-node@") for u in uses)
+
+
 def test_chart_workflow_runs_the_chart_tests() -> None:
     data = load(WORKFLOWS / "chart.yml")
     commands = [step.get("run", "") for step in data["jobs"]["chart"]["steps"]]
