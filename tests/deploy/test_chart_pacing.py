@@ -14,6 +14,7 @@ from tests.deploy.chart_render import objects_in, render, values_of
 
 VARIABLES = {
     "maxParallelLaunches": ("AGENTBOT_MAX_PARALLEL_LAUNCHES", "max_parallel_launches"),
+    "maxVariants": ("AGENTBOT_MAX_VARIANTS", "max_variants"),
     "githubWritesPerMinute": ("AGENTBOT_GITHUB_WRITES_PER_MINUTE", "github_writes_per_minute"),
     "githubWritesPerHour": ("AGENTBOT_GITHUB_WRITES_PER_HOUR", "github_writes_per_hour"),
     "maxConnections": ("AGENTBOT_MAX_CONNECTIONS", "max_connections"),
@@ -45,14 +46,15 @@ def test_the_defaults_are_the_bots_own() -> None:
 def test_chosen_values_reach_the_bot() -> None:
     env = bot_env(with_config(maxParallelLaunches=40, githubWritesPerMinute=60,
                               githubWritesPerHour=400, maxConnections=300,
-                              headerTimeout="30s"))
+                              headerTimeout="30s", maxVariants=3))
     settings = Settings(**{v: env[v] for v, _ in VARIABLES.values()})  # type: ignore[arg-type]
     assert (settings.max_parallel_launches, settings.github_writes_per_minute,
             settings.github_writes_per_hour, settings.max_connections,
-            settings.header_timeout) == (40, 60, 400, 300, 30)
+            settings.header_timeout, settings.max_variants) == (40, 60, 400, 300, 30, 3)
 
 
-@pytest.mark.parametrize("config", [{"githubWritesPerMinute": 81},
+@pytest.mark.parametrize("config", [{"githubWritesPerMinute": 81}, {"maxVariants": 21},
+                                    {"maxVariants": 0},
                                     {"githubWritesPerHour": 501},
                                     {"maxParallelLaunches": 0},
                                     {"headerTimeout": "soon"}])

@@ -275,3 +275,53 @@ async def test_pick_is_for_writers_and_bad_requests_get_replies(flow: Flow) -> N
     [group] = await groups_of(flow)
     assert group.pick_state is None and flow.pulls() == []
     assert len(await flow.runs()) == 2
+
+
+async def test_requests_per_group_from_comment_to_pick(flow: Flow) -> None:
+    """The content-creating GitHub requests of a group of three that all succeed, and of
+    its pick: the README's "What one run costs on GitHub" states them."""
+    flow.plan(by_model={m: {"write": {f"{m}.txt": "x\n"}} for m in MODELS})
+    flow.fake.requests.clear()
+    await flow.comment(f"/agent --variants 3 --model {','.join(MODELS)} go")
+    runs = [await flow.wait_for_run(k) for k in (1, 2, 3)]
+    for run in runs:
+        assert (await flow.settled(run.id)).state == "succeeded"
+    await table_shows(flow, 3)
+    await asyncio.sleep(0.5)  # nothing more is written once the table is complete
+    ran = _content(flow)
+    progress = ran.count("PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}") - 3
+    flow.fake.requests.clear()
+    await flow.comment("/agent pick 1")
+
+    async def picked() -> bool:
+        return "picked variant 1" in group_comment(flow).body
+
+    await until(picked, what="the pick")
+    await asyncio.sleep(0.5)
+    pick = _content(flow)
+    print(f"\nGitHub writes of a group of 3: {len(ran)} while running ({progress} progress), "
+          f"{len(pick)} for the pick\n" + "\n".join(f"  {c}" for c in ran + pick))
+    # Each variant: its check run created and completed, a tree, a commit and its branch;
+    # the group's comment is created with the group and edited as variants end (once for
+    # each at most: ends close together share an edit).
+    edits = ran.count("PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}")
+    assert 1 <= edits <= 3
+    assert sorted(ran) == sorted(
+        ["POST /repos/{owner}/{repo}/issues/{issue_number}/comments"]
+        + ["POST /repos/{owner}/{repo}/check-runs", "POST /repos/{owner}/{repo}/git/trees",
+           "POST /repos/{owner}/{repo}/git/commits", "POST /repos/{owner}/{repo}/git/refs"] * 3
+        + ["PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}"] * edits
+        + ["PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}"] * (3 + progress))
+    # The pick: the PR and its review request, the two other branches deleted, one edit.
+    assert sorted(pick) == sorted([
+        "POST /repos/{owner}/{repo}/pulls",
+        "POST /repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers",
+        "DELETE /repos/{owner}/{repo}/git/refs/{ref}",
+        "DELETE /repos/{owner}/{repo}/git/refs/{ref}",
+        "PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}"])
+
+
+def _content(flow: Flow) -> list[str]:
+    return [r.operation for r in flow.fake.requests if r.method != "GET"
+            and r.path.split("/")[1] != "app" and r.path != "/installation/token"
+            and not r.path.endswith("/reactions")]
