@@ -94,6 +94,31 @@ def test_a_profile_replaces_agent_setup_and_timeout_and_adds_its_instructions(
                                                               "Keep the changelog.")
 
 
+def test_a_profiles_variants_are_capped_by_the_operator(
+        make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(max_variants=4)
+    base = effective(parse("profiles:\n  trio:\n    variants: 3\n  many:\n    variants: 9\n"
+                           "  one:\n"), settings)
+    assert base.variants == 1
+    assert with_profile(base, "trio", settings).variants == 3
+    many = with_profile(base, "many", settings)
+    assert (many.variants, many.capped) == (4, ("variants",))
+    assert with_profile(base, "one", settings).variants == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "three", "[2]", "2.5"])
+def test_a_profiles_variants_must_be_a_count(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(f"profiles:\n  a:\n    variants: {value}\n")
+    assert (caught.value.line, caught.value.key) == (3, "profiles.a.variants")
+
+
+def test_variants_is_a_profiles_key_only() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse("variants: 3\n")
+    assert caught.value.key == "variants" and "unknown key" in caught.value.message
+
+
 def test_an_unknown_profile_names_the_ones_there_are(
         make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()

@@ -325,3 +325,100 @@ def _content(flow: Flow) -> list[str]:
     return [r.operation for r in flow.fake.requests if r.method != "GET"
             and r.path.split("/")[1] != "app" and r.path != "/installation/token"
             and not r.path.endswith("/reactions")]
+
+
+async def test_variants_on_a_pull_request_and_the_pick_moves_its_branch(flow: Flow) -> None:
+    pull = flow.fake.add_pull(REPO, head_ref="feature", files={"feature.txt": b"work\n"},
+                              title="Add the feature")
+    head = pull.pull.head_sha
+    flow.plan(by_model={"a": {"write": {"feature.txt": "a\n"}},
+                        "b": {"write": {"feature.txt": "b\n"}}})
+    await flow.comment("/agent --model a,b make it better", number=pull.number,
+                       on_pull_request=True)
+    runs = [await flow.settled((await flow.wait_for_run(k)).id) for k in (1, 2)]
+    assert [r.state for r in runs] == ["succeeded", "succeeded"]
+    # Neither touched the PR's branch: each is on its own, off the PR's head.
+    assert flow.branches()["feature"] == head
+    assert [r.branch for r in runs] == [f"agentbot/{pull.number}-add-the-feature-v{k}"
+                                        for k in (1, 2)]
+    assert all(flow.fake.repo(REPO).git.read_commit(r.commit_sha)["parents"] == [head]
+               for r in runs)
+
+    async def table() -> bool:
+        comments = flow.status_comments(pull.number)
+        return len(comments) == 1 and "2 of 2 finished" in comments[0].body
+
+    await until(table, what="the table on the pull request")
+    await flow.comment("/agent pick 2", number=pull.number, on_pull_request=True)
+
+    async def moved() -> bool:
+        return flow.branches().get("feature") == runs[1].commit_sha and set(
+            flow.branches()) == {"main", "feature"}
+
+    await until(moved, what="the PR's branch at variant 2 and the variant branches gone")
+    assert flow.files("feature")["feature.txt"] == b"b\n"
+    assert len(flow.pulls()) == 1  # no new pull request: as a single run on a PR
+
+    async def recorded() -> bool:
+        return "picked variant 2: its commit" in flow.status_comments(pull.number)[0].body
+
+    await until(recorded, what="the pick in the comment")
+
+
+async def test_a_profile_with_variants_makes_the_label_start_a_group(flow: Flow) -> None:
+    flow.fake.push(REPO, {".github/agentbot.yml": (
+        b"profiles:\n  trio:\n    variants: 3\n  many:\n    variants: 9\n")})
+    flow.plan(write={"x.txt": "x\n"})
+    await flow.deliver("issues", p.issues_labeled("agent:trio"))
+    runs = [await flow.settled((await flow.wait_for_run(k)).id) for k in (1, 2, 3)]
+    assert [(r.variant, r.state, r.trigger) for r in runs] == [
+        (1, "succeeded", "label"), (2, "succeeded", "label"), (3, "succeeded", "label")]
+    await table_shows(flow, 3)
+
+    # The operator's limit caps a profile's variants (a command past it gets a reply).
+    await flow.comment("/agent pick 1")
+
+    async def picked() -> bool:
+        return "picked variant 1" in group_comment(flow).body
+
+    await until(picked, what="the pick")
+    await flow.comment("/agent run --profile many go")
+    more = [await flow.wait_for_run(k) for k in range(4, 9)]
+    assert len({r.group_id for r in more}) == 1 and len(await flow.runs()) == 8
+
+
+async def test_outsiders_get_no_variants_and_status_lists_groups(flow: Flow) -> None:
+    flow.fake.add_collaborator(REPO, "visitor", "read")
+    await flow.comment("/agent run --variants 2 go", login="visitor")
+
+    async def refused() -> bool:
+        return any("variants start only for someone with write access" in r
+                   for r in flow.replies())
+
+    await until(refused, what="the refusal")
+    assert await flow.runs() == []
+
+    flow.plan(by_model={"a": {"write": {"x.txt": "x\n"}}, "b": {"fail": True}})
+    await flow.comment("/agent --model a,b go")
+    runs = [await flow.settled((await flow.wait_for_run(k)).id) for k in (1, 2)]
+    assert [r.state for r in runs] == ["succeeded", "failed"]
+    await flow.comment("/agent pick")  # the one that succeeded
+
+    async def picked() -> bool:
+        comments = flow.status_comments()
+        return len(comments) == 1 and "picked variant 1" in comments[0].body
+
+    await until(picked, what="the pick of the one success")
+    await flow.comment("/agent status")
+
+    async def status() -> bool:
+        return any("Runs of this issue" in r for r in flow.replies())
+
+    await until(status, what="the status reply")
+    [text] = [r for r in flow.replies() if "Runs of this issue" in r]
+    group = runs[0].group_id
+    assert f"| #{runs[0].id} (variant 1 of 2, group {group}) | succeeded |" in text
+    assert f"| #{runs[1].id} (variant 2 of 2, group {group}) | failed |" in text
+    [pull] = flow.pulls()
+    assert (f"- Group {group}: 2 variants asked for by @octocat; 1 succeeded, 1 failed. "
+            f"@octocat picked variant 1 (#{pull.number}).") in text
