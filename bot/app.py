@@ -277,7 +277,8 @@ def create_app(settings: Settings, *, github: GitHubClients | None = None,
     from bot.web import retention  # transcripts expire whether or not the pages are on
 
     app.cleanup_ctx.append(retention.keeping(lambda: bot.engine, settings.event_retention,
-                                             bot.health_checks))
+                                             bot.health_checks,
+                                             session_dir=settings.session_dir))
     if settings.sign_in:  # the run pages, behind GitHub sign-in (after `lifecycle`: its engine)
         from bot.web.routes import RunPages
 
@@ -312,7 +313,8 @@ def internal_app(public: web.Application) -> web.Application:
     # Base64 makes the changeset's bytes a third larger; the rest is JSON around it.
     result_limit = settings.max_result_bytes * 4 // 3 + 1024 * 1024
     callbacks.add_routes(app, engine, callbacks.callback_key(settings.private_key_pem() or ""),
-                         on_result, result_limit)
+                         on_result, result_limit, session_limit=settings.session_max_bytes,
+                         session_dir=settings.session_dir)
 
     async def launching(app: web.Application) -> Any:
         from bot.report.reporter import Reporter

@@ -64,8 +64,8 @@ class Adapter:
         """The directory where the CLI keeps the sessions of a run in `workspace`."""
         raise NotImplementedError
 
-    def session_names(self, session_id: str) -> list[str]:
-        """The files and directories of one session, relative to `session_root`."""
+    def session_names(self, root: Path, session_id: str) -> list[str]:
+        """The files and directories of one session, relative to `session_root` (`root`)."""
         return []
 
     def resume_refused(self, text: str) -> bool:
@@ -129,7 +129,7 @@ class ClaudeAdapter(Adapter):
         config = env.get("CLAUDE_CONFIG_DIR") or str(Path(env.get("HOME") or "~", ".claude"))
         return Path(config) / "projects" / re.sub(r"[^A-Za-z0-9]", "-", str(workspace))
 
-    def session_names(self, session_id: str) -> list[str]:
+    def session_names(self, root: Path, session_id: str) -> list[str]:
         return [f"{session_id}.jsonl", session_id]
 
     def resume_refused(self, text: str) -> bool:
@@ -183,12 +183,35 @@ class CodexAdapter(Adapter):
         # default in 0.169.0 and offered only with tools.update_plan.enabled. Without
         # unbounded_connection_retries an unreachable provider fails the turn after Codex's
         # retries instead of "waiting for network" until the run's time limit. No analytics.
-        argv = ["codex", "exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
+        # `exec resume <id>` continues a session (`session`), with the same options.
+        argv = ["codex", "exec", *(session[:1] if session else []), "--json",
+                "--dangerously-bypass-approvals-and-sandbox",
                 "--disable", "unbounded_connection_retries", "-c", "analytics.enabled=false",
                 "-c", "tools.update_plan.enabled=true",
                 *(_codex_provider(spec.gateway_url) if spec.gateway_url else []),
-                *_codex_instructions(spec), *_model("--model", spec), "-"]
+                *_codex_instructions(spec), *_model("--model", spec), *(session or [])[1:],
+                "-"]
         return Invocation(argv, prompt_file)
+
+    # 0.169.0: `codex exec resume <id>` continues a session headless. Codex names a new
+    # session itself (the thread id of its first event); its file is
+    # $CODEX_HOME/sessions/YYYY/MM/DD/rollout-<time>-<id>.jsonl, found by id from any
+    # directory. An unknown id ends the run with "thread/resume failed: no rollout found for
+    # thread id <id>".
+    resumable = True
+
+    def session_args(self, session_id: str, resume: bool) -> list[str]:
+        return ["resume", session_id] if resume else []
+
+    def session_root(self, env: Mapping[str, str], workspace: Path) -> Path:
+        return Path(env.get("CODEX_HOME") or Path(env.get("HOME") or "~", ".codex"))
+
+    def session_names(self, root: Path, session_id: str) -> list[str]:
+        return sorted(path.relative_to(root).as_posix()
+                      for path in (root / "sessions").glob(f"*/*/*/rollout-*-{session_id}.jsonl"))
+
+    def resume_refused(self, text: str) -> bool:
+        return "no rollout found for thread id" in text
 
     def parser(self) -> StreamParser:
         return CodexParser()

@@ -74,7 +74,7 @@ def collect(adapter: Adapter, plan: Plan, max_bytes: int, env: Mapping[str, str]
     CLI left none or it is over the cap (said in the log: the next run starts fresh)."""
     root = adapter.session_root(env, workspace)
     try:
-        files = read_files(root, adapter.session_names(plan.session_id), 4 * max_bytes)
+        files = read_files(root, adapter.session_names(root, plan.session_id), 4 * max_bytes)
         if not files:
             log.info("the agent left no session files in %s", root)
             return None

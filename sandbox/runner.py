@@ -14,6 +14,7 @@ from typing import Any
 
 from sandbox import exitcodes, procs, resume
 from sandbox.agents import Adapter, adapter_for
+from sandbox.archive import SESSION_ID
 from sandbox.callbacks import CallbackClient, CallbackError
 from sandbox.changeset import ChangesetError, collect
 from sandbox.checkout import CheckoutError, add_excludes, checkout, trust_env
@@ -210,6 +211,9 @@ class Runner:
                 error=(parser.error or "no such session")[:300]))
             self.sink.emit(log_line("agent", "runner", f"Starting a fresh session: {plan.note}"))
             done, parser = self._attempt(adapter, env, budget, plan)
+        if (plan and parser.session_id and not plan.resume
+                and SESSION_ID.fullmatch(parser.session_id)):
+            plan.session_id = parser.session_id  # a CLI that names its sessions itself
         if plan:
             self.stats["session_resumed"] = plan.resume
             if plan.note:

@@ -64,6 +64,9 @@ OPTIONS: tuple[OptionInfo, ...] = (
     OptionInfo("profile", "NAME",
                "a profile of the repository's `.github/agentbot.yml` (its agent, model, setup, "
                "instructions, system prompt and timeout; the options above still win)"),
+    OptionInfo("fresh", "",
+               "start the agent afresh instead of continuing the agent session of this pull "
+               "request's or issue's latest run"),
     OptionInfo("timeout", "DURATION",
                "how long the run may take, like 20m or 1h30m (the operator's limit caps it)"),
     OptionInfo("budget", "LIMIT",
@@ -153,6 +156,7 @@ class Command:
     agent: str | None = None
     model: str | None = None
     timeout: int | None = None
+    fresh: bool = False  # `--fresh`: a new agent session, not the earlier run's
     budget: Budget | None = None
     line: int = 1
     profile: str | None = None
@@ -299,6 +303,7 @@ def _parse_line(rest: str, following: list[str], line: int) -> Command:
         models=models if len(models) > 1 else (),
         variants=values.get("variants"),  # type: ignore[arg-type]
         timeout=values.get("timeout"),  # type: ignore[arg-type]
+        fresh=bool(values.get("fresh")),
         budget=values.get("budget"),  # type: ignore[arg-type]
         line=line,
         profile=values.get("profile"),  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ ALREADY_ACTIVE = (
 )
 NOTHING_TO_CANCEL = "@{login} there is no active run on this {kind} to cancel."
 NOTHING_TO_RETRY = "@{login} there is no earlier run on this {kind} to retry."
+# Under the status table, one line a follow-up: what it did with its agent session.
+STATUS_SESSION = "- Run #{id} {line}.\n"
 FORK_REFUSED = (
     "@{login} this pull request comes from a fork (`{head_repo}`). agentbot cannot push to "
     "a fork, and it does not run on one unless `.github/agentbot.yml` on the default branch "

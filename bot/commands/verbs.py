@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,8 +16,10 @@ from bot.config.budget import Budget, Spend
 from bot.config.providers import missing_credentials
 from bot.config.repo import ConfigError, Effective, UnknownProfile, effective, with_profile
 from bot.config.settings import format_duration
+from bot.report.text import session_line
 from bot.runs import groups, ledger
 from bot.runs.prompt import inputs_digest, inputs_of
+from bot.runs.sessions import choose as choose_session
 from bot.store import usage as usage_store
 from bot.store.tables import ACTIVE_STATES, RunState
 
@@ -294,12 +297,30 @@ async def refused_by_daily_limits(ctx: Context, gh: Any, source: Source,
     return True
 
 
+async def with_session(ctx: Context, new: ledger.NewRun, fresh: bool) -> ledger.NewRun:
+    """The run with its session choice in its config: the earlier run of this pull request
+    or issue whose agent session it continues, or why it starts fresh (`--fresh`, say)."""
+    choice = await choose_session(
+        ctx.db, repo_id=new.repo_id, number=new.number, is_pull_request=new.is_pull_request,
+        agent=new.agent, fresh=fresh, max_bytes=ctx.settings.session_max_bytes)
+    if choice is None:
+        return new
+    return dataclasses.replace(new, config={**(new.config or {}), "session": choice})
+
+
+def session_notes(found: list[Any]) -> str:
+    """Lines under the status table on what each follow-up did with its agent session."""
+    lines = [replies.STATUS_SESSION.format(id=run.id, line=line)
+             for run in found if (line := session_line(run))]
+    return "\n" + "".join(lines) if lines else ""
+
+
 async def start_run(ctx: Context, gh: Any, source: Source, *, trigger: str,
                     command: Command | None, config: Effective | None = None) -> None:
     """Write a queued run for the source, or reply why not."""
     new = await new_run_for(ctx, gh, source, trigger=trigger, command=command, config=config)
     if new is not None:
-        await _create(ctx, gh, source, new)
+        await _create(ctx, gh, source, new, fresh=bool(command and command.fresh))
 
 
 async def _create_group(ctx: Context, gh: Any, source: Source, new: ledger.NewRun,
@@ -312,11 +333,13 @@ async def _create_group(ctx: Context, gh: Any, source: Source, new: ledger.NewRu
         ctx.on_run_change()
 
 
-async def _create(ctx: Context, gh: Any, source: Source, new: ledger.NewRun) -> None:
+async def _create(ctx: Context, gh: Any, source: Source, new: ledger.NewRun,
+                  fresh: bool = False) -> None:
     spread = spread_of(new)
     if spread:
         await _create_group(ctx, gh, source, new, spread)
         return
+    new = await with_session(ctx, new, fresh)
     outcome = await ledger.create_run(ctx.db, new)
     if isinstance(outcome, ledger.AlreadyActive):
         await _already_active(ctx, gh, source, outcome.run)
@@ -455,7 +478,7 @@ async def status_text(ctx: Context, source: Source) -> str:
     summaries = [await _group_summary(ctx, group) for group in sizes.values() if group]
     if summaries:
         text += "\n" + "".join(summaries)
-    return text
+    return text + session_notes(found)
 
 
 async def _group_summary(ctx: Context, group: Any) -> str:

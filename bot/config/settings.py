@@ -291,6 +291,18 @@ class Settings(BaseSettings):
         description="How long a finished run's events (its transcript) are kept, like `30d` "
                     "or `12h`; a background pass deletes older ones.")
 
+    # agent sessions
+    session_max_bytes: int = Field(
+        20 * 1024 * 1024, alias="AGENTBOT_SESSION_MAX_BYTES", ge=0,
+        description="The largest agent session (compressed) a sandbox may hand back for the "
+                    "next run of its pull request or issue to resume; `0` keeps none, and "
+                    "every run starts fresh. Sessions are kept as long as events "
+                    "(`AGENTBOT_EVENT_RETENTION`).")
+    session_dir: Path | None = Field(
+        None, alias="AGENTBOT_SESSION_DIR",
+        description="A directory for the stored agent sessions (one file a run); unset, "
+                    "they are kept in the database.")
+
     # approvals
     approval_ttl: int = Field(
         7 * 86400, alias="AGENTBOT_APPROVAL_TTL",

@@ -99,6 +99,11 @@ COST = ", about {dollars}"
 COST_PARTLY = ", about {dollars} (some models have no price in the operator's table)"
 COST_UNKNOWN = "; no price for these models in the operator's table"
 BUDGET_LINE = "\n**Budget:** {budget}"
+# A follow-up's agent session: the earlier run's, continued, or a fresh one and why.
+SESSION_LINE = "**Session:** {line}."
+SESSION_RESUMES = "resumes the agent session of run #{run_id}"
+SESSION_RESUMED = "resumed the agent session of run #{run_id}"
+SESSION_FRESH = "started fresh, not resuming: {why}"
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,8 @@ def check_run_body(run: Any, progress: Progress, now: dt.datetime,
         body["completed_at"] = _iso(run.finished_at or now)
     if run.started_at is not None and state is not RunState.QUEUED:
         body["started_at"] = _iso(run.started_at)
-    summary = (_headline(run, now) + "\n\n" + _outcome(run, None) + _plan_text(progress)
+    summary = (_headline(run, now) + _session_text(run) + "\n\n" + _outcome(run, None)
+               + _plan_text(progress)
                + _usage_text(progress.usage, run) + _refused_text(progress.refused))
     body["output"] = {"title": clip(title(run, progress), TITLE_MAX),
                       "summary": clip(redact(summary), OUTPUT_MAX)}
@@ -289,6 +295,28 @@ def _headline(run: Any, now: dt.datetime | None) -> str:
         elapsed = "running for " + duration((now - aware(run.started_at)).total_seconds())
     return HEADLINE.format(id=run.id, agent=run.agent, model=model, trigger=run.trigger,
                            login=run.sender_login, elapsed=elapsed)
+
+
+def session_line(run: Any) -> str | None:
+    """What a follow-up did with its agent session, as a predicate ("resumed the agent
+    session of run #3"), or None for a run with nothing to resume."""
+    choice = (run.config or {}).get("session")
+    if not choice:
+        return None
+    stats = (run.result or {}).get("stats") or {}
+    earlier = choice.get("resume_from")
+    if not earlier:
+        return SESSION_FRESH.format(why=choice.get("fresh") or "none was kept")
+    if run.result is None:
+        return SESSION_RESUMES.format(run_id=earlier)
+    if stats.get("session_resumed"):
+        return SESSION_RESUMED.format(run_id=earlier)
+    return SESSION_FRESH.format(why=str(stats.get("session_note") or "the agent kept none"))
+
+
+def _session_text(run: Any) -> str:
+    line = session_line(run)
+    return "\n\n" + SESSION_LINE.format(line=line) if line else ""
 
 
 def _plan_text(progress: Progress) -> str:

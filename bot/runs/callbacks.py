@@ -1,7 +1,9 @@
-"""Internal API: events and the result that sandboxes upload, authenticated per run."""
+"""Internal API: events, the agent session and the result that sandboxes upload (and the
+earlier session a run resumes), authenticated per run."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -9,6 +11,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -19,7 +22,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.runs.ledger import transition
+from bot.runs.sessions import checked_archive, repack
+from bot.store import sessions as stored_sessions
 from bot.store.tables import FINAL_STATES, RunState, run_events, runs, utcnow
+from sandbox.archive import ArchiveError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,8 @@ ENGINE_KEY: web.AppKey[Callable[[], AsyncEngine]] = web.AppKey("callbacks_engine
 TOKEN_KEY_KEY: web.AppKey[bytes] = web.AppKey("callbacks_key", bytes)
 RESULT_HOOK_KEY: web.AppKey[ResultHook] = web.AppKey("callbacks_result_hook")
 RESULT_LIMIT_KEY: web.AppKey[int] = web.AppKey("callbacks_result_limit", int)
+SESSION_LIMIT_KEY: web.AppKey[int] = web.AppKey("callbacks_session_limit", int)
+SESSION_DIR_KEY: web.AppKey[Path | None] = web.AppKey("callbacks_session_dir")
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -205,6 +213,64 @@ async def put_result(request: web.Request) -> web.Response:
     return web.json_response({"stored": True})
 
 
+async def get_session(request: web.Request) -> web.Response:
+    """The earlier run's session, to the active run that was given it to resume, and only
+    while that earlier run is of the same repository; 404 otherwise."""
+    found = await _authorised_run(request)
+    if isinstance(found, web.Response):
+        return found
+    run_id, _ = found
+    engine = request.app[ENGINE_KEY]()
+    async with engine.connect() as conn:
+        run = (await conn.execute(select(runs.c.state, runs.c.repo_id, runs.c.agent,
+                                         runs.c.config).where(runs.c.id == run_id))).one()
+        resume_from = ((run.config or {}).get("session") or {}).get("resume_from")
+        earlier = None
+        if isinstance(resume_from, int) and not isinstance(resume_from, bool):
+            earlier = (await conn.execute(select(runs.c.repo_id, runs.c.agent).where(
+                runs.c.id == resume_from, runs.c.id < run_id))).first()
+    if run.state not in (RunState.STARTING, RunState.RUNNING):
+        return _error(409, f"run {run_id} is {run.state}; it takes no session")
+    if (earlier is None or not isinstance(resume_from, int)
+            or earlier.repo_id != run.repo_id or earlier.agent != run.agent):
+        return _error(404, "this run resumes no session")
+    archive = await stored_sessions.load(engine, resume_from, request.app[SESSION_DIR_KEY])
+    if archive is None:
+        return _error(404, f"the session of run {resume_from} is gone (expired or deleted)")
+    return web.Response(body=archive, content_type="application/gzip")
+
+
+async def put_session(request: web.Request) -> web.Response:
+    """Store the run's agent session (before its result), checked and redacted; a session
+    refused is said in a 4xx and never fails the run."""
+    found = await _authorised_run(request)
+    if isinstance(found, web.Response):
+        return found
+    run_id, run = found
+    limit = request.app[SESSION_LIMIT_KEY]
+    if not limit:
+        return _error(403, "sessions are not kept (AGENTBOT_SESSION_MAX_BYTES is 0)")
+    if RunState(run.state) not in (RunState.STARTING, RunState.RUNNING) or run.result:
+        return _error(409, f"run {run_id} is {run.state}; its session is no longer taken")
+    body = await _read(request, limit)
+    if isinstance(body, web.Response):
+        return body
+    engine = request.app[ENGINE_KEY]()
+    async with engine.connect() as conn:
+        agent = (await conn.execute(select(runs.c.agent).where(runs.c.id == run_id))
+                 ).scalar_one()
+    try:
+        session = await asyncio.to_thread(checked_archive, body, agent, limit)
+        archive = await asyncio.to_thread(repack, session, limit)
+    except ArchiveError as exc:
+        log.warning("a session was refused: %s", exc, extra={"run_id": run_id})
+        return _error(400, f"session refused: {exc}")
+    await stored_sessions.store(engine, run_id, agent, session.session_id, archive,
+                                request.app[SESSION_DIR_KEY])
+    log.info("session stored", extra={"run_id": run_id, "bytes": len(archive)})
+    return web.json_response({"stored": True, "bytes": len(archive)})
+
+
 def _when(ts: float | str, default: dt.datetime) -> dt.datetime:
     """The sandbox's own timestamp of an event (epoch seconds or ISO 8601), else `default`."""
     try:
@@ -225,11 +291,18 @@ def _explain(exc: ValidationError) -> str:
 
 
 def add_routes(app: web.Application, engine: AsyncEngine | Callable[[], AsyncEngine],
-               key: bytes, on_result: ResultHook, result_limit: int) -> None:
-    """Mount the internal API on `app`; `engine` may be a callable for an engine made later."""
+               key: bytes, on_result: ResultHook, result_limit: int, *,
+               session_limit: int = 0, session_dir: Path | None = None) -> None:
+    """Mount the internal API on `app`; `engine` may be a callable for an engine made later.
+    Sessions are taken up to `session_limit` bytes (0: none), kept in `session_dir` or the
+    database."""
     app[ENGINE_KEY] = engine if callable(engine) else (lambda: engine)
     app[TOKEN_KEY_KEY] = key
     app[RESULT_HOOK_KEY] = on_result
     app[RESULT_LIMIT_KEY] = result_limit
+    app[SESSION_LIMIT_KEY] = session_limit
+    app[SESSION_DIR_KEY] = session_dir
     app.router.add_post("/internal/runs/{run_id}/events", post_events)
     app.router.add_put("/internal/runs/{run_id}/result", put_result)
+    app.router.add_get("/internal/runs/{run_id}/session", get_session)
+    app.router.add_put("/internal/runs/{run_id}/session", put_session)

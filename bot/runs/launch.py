@@ -93,6 +93,8 @@ def run_spec(run: Any, settings: Settings, base_sha: str) -> RunSpec:
         proxy_url=settings.sandbox_proxy_url,
         system_prompt=(system_prompt_of(run) or None) if run.agent in SYSTEM_PROMPT_AGENTS
         else None,
+        session_max_bytes=settings.session_max_bytes,
+        resume_session=bool(((run.config or {}).get("session") or {}).get("resume_from")),
     )
 
 

@@ -361,6 +361,24 @@ redeliveries = Table(
     Index("ix_redeliveries_asked_at", "asked_at"),
 )
 
+# The agent session a run's sandbox handed back (redacted, checked, packed again by the bot),
+# for the next run of the same pull request or issue to resume. Its archive is in `data`, or
+# in a file of AGENTBOT_SESSION_DIR; retention drops it with the run's events and keeps the
+# row, marked expired, so that the next run can say why it started fresh.
+run_sessions = Table(
+    "run_sessions",
+    metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("agent", String(32), nullable=False),
+    Column("session_id", String(128), nullable=False),
+    Column("size", Integer, nullable=False),  # bytes of the archive
+    Column("sha256", String(64), nullable=False),
+    Column("stored_at", DateTime(timezone=True), nullable=False),
+    Column("expired_at", DateTime(timezone=True)),
+    Column("data", LargeBinary),
+)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -1,4 +1,5 @@
-"""Expired transcripts: a pass that deletes the events of runs that ended long enough ago."""
+"""Expired transcripts and sessions: a pass that deletes the events and the agent sessions of
+runs that ended long enough ago."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.loops import Ticker
+from bot.store import sessions as stored_sessions
 from bot.store.tables import run_events, runs, utcnow
 
 log = logging.getLogger(__name__)
@@ -29,8 +32,11 @@ class Retention:
     """
 
     def __init__(self, engine: AsyncEngine, seconds: int, *, every: float = EVERY_SECONDS,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow,
+                 session_dir: Path | None = None) -> None:
         self._engine = engine
+        self._session_dir = session_dir
+        self.sessions_expired = 0
         self._seconds = seconds
         self._clock = clock
         self.ticker = Ticker("event retention pass", self._pass, every,
@@ -74,11 +80,18 @@ class Retention:
             self.deleted += total
             log.info("deleted %d events of runs that ended before %s", total,
                      cutoff.strftime("%Y-%m-%d %H:%M UTC"))
+        # Agent sessions go with the transcript they continue.
+        dropped = await stored_sessions.expire(self._engine, cutoff, self._session_dir)
+        if dropped:
+            self.sessions_expired += dropped
+            log.info("dropped the agent sessions of %d runs that ended before %s", dropped,
+                     cutoff.strftime("%Y-%m-%d %H:%M UTC"))
         return total
 
 
 def keeping(engine: Callable[[], AsyncEngine | None], seconds: int,
-            health_checks: list[Any]) -> Callable[[Any], AsyncIterator[None]]:
+            health_checks: list[Any], *,
+            session_dir: Path | None = None) -> Callable[[Any], AsyncIterator[None]]:
     """A cleanup context for the public app: the pass runs while the app does (after the bot
     has opened its database)."""
 
@@ -86,7 +99,7 @@ def keeping(engine: Callable[[], AsyncEngine | None], seconds: int,
         opened = engine()
         if opened is None:
             raise RuntimeError("the retention pass starts after the bot")
-        retention = Retention(opened, seconds)
+        retention = Retention(opened, seconds, session_dir=session_dir)
         retention.start()
         health_checks.append(retention.health)
         try:

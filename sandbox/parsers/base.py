@@ -20,6 +20,7 @@ class StreamParser:
         self.error: str | None = None  # set when the agent itself reported a failure
         # Numbers add up over turns (add_stat); a CLI's labels and breakdowns are set whole.
         self.stats: dict[str, Any] = {}
+        self.session_id: str | None = None  # the CLI's session, where it names its own
 
     def feed(self, stream: str, line: str) -> list[Event]:
         """Events for one line of the agent's `stream` ("stdout" or "stderr")."""

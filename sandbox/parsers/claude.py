@@ -37,6 +37,8 @@ class ClaudeParser(JsonLinesParser):
     def on_object(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
         if kind == "system" and obj.get("subtype") == "init":
+            if isinstance(obj.get("session_id"), str):
+                self.session_id = obj["session_id"]
             version = obj.get("claude_code_version")
             return [log_line("agent", "stdout",
                              f"Claude Code {version + ' ' if version else ''}session started "

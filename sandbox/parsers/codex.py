@@ -33,6 +33,8 @@ class CodexParser(JsonLinesParser):
     def on_object(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
         if kind == "thread.started":
+            if isinstance(obj.get("thread_id"), str):
+                self.session_id = obj["thread_id"]
             return [log_line("agent", "stdout", f"Codex thread {obj.get('thread_id', '?')}")]
         if kind in ("item.started", "item.updated", "item.completed"):
             item = obj.get("item")

@@ -387,8 +387,8 @@ def test_registry_names() -> None:
     assert [info.name for info in COMMANDS] == ["run", "cancel", "retry", "status", "pick",
                                                "help", "approve", "deny"]
     assert [info.aliases for info in COMMANDS] == [(), ("stop",), (), (), (), (), (), ()]
-    assert [option.name for option in OPTIONS] == ["agent", "model", "profile", "timeout",
-                                                   "budget", "variants"]
+    assert [option.name for option in OPTIONS] == ["agent", "model", "profile", "fresh",
+                                                   "timeout", "budget", "variants"]
     assert [info.name for info in COMMANDS if info.takes_input] == ["run"]
 
 
@@ -399,7 +399,7 @@ def test_help_lists_every_command_option_and_the_label() -> None:
         for alias in info.aliases:
             assert f"`/agent {alias}`" in text
     for option in OPTIONS:
-        assert f"`--{option.name} {option.metavar}`" in text and option.summary in text
+        assert f"`{option.usage}`" in text and option.summary in text
     assert "`ai-help` label" in text
     assert text.startswith(grammar.HELP_TITLE)
 
@@ -425,6 +425,23 @@ def test_commands_table() -> None:
     assert table[3] == ("| `/agent cancel` | `/agent stop` | Cancel the active run of this "
                         "issue or pull request. |")
     assert all(row.count(" | ") == 2 for row in table)
+
+
+@pytest.mark.parametrize("body", ["/agent run --fresh fix it", "/agent --fresh fix it",
+                                  "/agent --agent claude --fresh fix it"])
+def test_fresh_is_a_flag(body: str) -> None:
+    result = one(body)
+    assert result.fresh and result.text == "fix it"
+    assert not one("/agent run fix it").fresh
+
+
+@pytest.mark.parametrize("body, message", [
+    ("/agent --fresh=yes fix it", "option `--fresh` takes no value"),
+    ("/agent --fresh --fresh fix it", "option `--fresh` is given more than once"),
+    ("/agent status --fresh", "`/agent status` takes no options"),
+])
+def test_fresh_takes_no_value_and_comes_once(body: str, message: str) -> None:
+    assert error(body) == message
 
 
 def test_profile_option_names_a_profile() -> None:
