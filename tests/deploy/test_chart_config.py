@@ -24,6 +24,7 @@ from tests.deploy.chart_render import (
     gateway_deployment_of,
     gateway_env_of,
     gateway_is_standalone,
+    objects_in,
     objects_of,
     one,
     render,
@@ -488,3 +489,27 @@ def test_bot_policy_admits_its_own_ports_and_a_sidecars(name: str) -> None:
     assert internal["from"][0] == SANDBOX_PEER
     assert internal["from"][1:] == values_of(name).get("networkPolicy", {}).get("internalFrom", [])
     assert len(gateway) == (0 if gateway_is_standalone(name) else 1)
+
+
+# --- Agent sessions -------------------------------------------------------------------------
+
+
+def test_sessions_are_capped_and_kept_in_the_database_by_default() -> None:
+    env = env_of("default")
+    assert env["AGENTBOT_SESSION_MAX_BYTES"]["value"] == str(20 * 1024 * 1024)
+    assert "AGENTBOT_SESSION_DIR" not in env
+
+
+def test_a_session_directory_and_cap_reach_the_bot() -> None:
+    values = values_of("default")
+    values["config"] = {**values.get("config", {}), "sessionMaxBytes": 0,
+                        "sessionDir": "/var/lib/agentbot/sessions"}
+    [deployment] = [o for o in objects_in(render(values)) if o["kind"] == "Deployment"
+                    and o["metadata"]["name"] == RELEASE]
+    [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"]
+                   if c["name"] == "agentbot"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    settings = Settings(_env_file=None, **{  # type: ignore[call-arg]
+        name: env[name] for name in ("AGENTBOT_SESSION_MAX_BYTES", "AGENTBOT_SESSION_DIR")})
+    assert settings.session_max_bytes == 0
+    assert str(settings.session_dir) == "/var/lib/agentbot/sessions"
