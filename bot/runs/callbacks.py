@@ -223,16 +223,21 @@ async def get_session(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]()
     async with engine.connect() as conn:
         run = (await conn.execute(select(runs.c.state, runs.c.repo_id, runs.c.agent,
-                                         runs.c.config).where(runs.c.id == run_id))).one()
+                                         runs.c.number, runs.c.config)
+                                  .where(runs.c.id == run_id))).one()
         resume_from = ((run.config or {}).get("session") or {}).get("resume_from")
         earlier = None
         if isinstance(resume_from, int) and not isinstance(resume_from, bool):
-            earlier = (await conn.execute(select(runs.c.repo_id, runs.c.agent).where(
+            earlier = (await conn.execute(select(
+                runs.c.repo_id, runs.c.agent, runs.c.number, runs.c.pr_number).where(
                 runs.c.id == resume_from, runs.c.id < run_id))).first()
     if run.state not in (RunState.STARTING, RunState.RUNNING):
         return _error(409, f"run {run_id} is {run.state}; it takes no session")
+    # Only into a later run of the same repository, issue or pull request (the one it
+    # opened), and agent, whatever the run's config says.
     if (earlier is None or not isinstance(resume_from, int)
-            or earlier.repo_id != run.repo_id or earlier.agent != run.agent):
+            or earlier.repo_id != run.repo_id or earlier.agent != run.agent
+            or run.number not in (earlier.number, earlier.pr_number)):
         return _error(404, "this run resumes no session")
     archive = await stored_sessions.load(engine, resume_from, request.app[SESSION_DIR_KEY])
     if archive is None:

@@ -106,6 +106,10 @@ async def test_only_the_follow_up_given_the_session_gets_it(
     foreign = await follow_up(engine, first, number=3, repo_id=999)
     assert (await client.get(f"/internal/runs/{foreign}/session", headers=auth(foreign))
             ).status == 404
+    elsewhere = await follow_up(engine, first, number=11)  # another issue of the repository
+    assert (await client.get(f"/internal/runs/{elsewhere}/session", headers=auth(elsewhere))
+            ).status == 404
+    await finish(engine, elsewhere)
     codex = await follow_up(engine, first, number=4, agent="codex")
     assert (await client.get(f"/internal/runs/{codex}/session", headers=auth(codex))
             ).status == 404
