@@ -22,6 +22,7 @@ from bot.runs import callbacks, sessions
 from bot.runs.ledger import transition
 from bot.store import sessions as stored
 from bot.store.tables import RunState, run_sessions, runs, utcnow
+from bot.web.retention import Retention
 from sandbox.archive import Session, pack, unpack
 from tests.runs.test_callbacks import KEY, RESULT_LIMIT, Hook, auth, queue_run, started_run
 
@@ -215,3 +216,16 @@ async def test_which_earlier_run_a_follow_up_resumes(engine: AsyncEngine) -> Non
     failed = await started_run(engine, number=30, agent="aider")
     await finish(engine, failed)
     assert await choose(30, False) == {"fresh": f"run #{failed} was aider's"}
+
+
+async def test_the_hourly_retention_pass_expires_sessions_with_events(
+        engine: AsyncEngine, tmp_path: Path) -> None:
+    directory = tmp_path / "sessions"
+    old = await started_run(engine, number=40)
+    await stored.store(engine, old, "claude", SID, archive(), directory)
+    await finish(engine, old, finished_at=utcnow() - dt.timedelta(days=3))
+    retention = Retention(engine, 2 * 86400, session_dir=directory)
+    await retention.delete_expired()
+    assert retention.sessions_expired == 1
+    assert (await stored.describe(engine, old)).expired  # type: ignore[union-attr]
+    assert os.listdir(directory) == []
