@@ -19,7 +19,12 @@ _AIDER_STATUS = re.compile(
 )
 # A model error as aider prints it (0.86): litellm's exception, its body over some lines, then
 # aider's own explanation; "Retrying in N seconds..." when it tries again.
-_AIDER_ERROR = re.compile(r"litellm\.(?P<kind>\w+): ")
+_AIDER_ERROR = re.compile(r"litellm\.(?P<kind>\w+): (?P<said>.*)$")
+# The errors aider explains in a line of its own after litellm's message (aider/exceptions.py
+# EXCEPTIONS, the ones with a description); for the others litellm's message is all it says.
+_AIDER_EXPLAINED = frozenset((
+    "AuthenticationError", "BadGatewayError", "ContentPolicyViolationError", "ImageFetchError",
+    "InternalServerError", "RateLimitError", "ServiceUnavailableError", "Timeout"))
 # "Tokens: 2.1k sent, 1.5k cache write, 3.2k cache hit, 96 received. Cost: $0.0077 message,
 # $0.0077 session." (rounded by aider: 2.1k is 2,100).
 _AIDER_TOKENS = re.compile(r"(?P<n>\d+(?:\.\d+)?)(?P<unit>[kM]?) (?P<what>sent|received|"
@@ -85,7 +90,8 @@ class AiderParser(StreamParser):
         failed = _AIDER_ERROR.search(line)
         if failed:
             # A cut answer ends where the error begins: what came of it is no answer.
-            self._error_kind, self._error_lines, self._error_open = failed["kind"], [], True
+            self._error_kind, self._error_open = failed["kind"], True
+            self._error_lines = [failed["said"].strip()]
             self._prose, self._in_fence = [], False
             return events
         if self._error_open:
@@ -140,7 +146,11 @@ class AiderParser(StreamParser):
     def finish(self) -> list[Event]:
         ended = self._end_command()
         if self._error_kind is not None:
-            said = (self._error_lines[-1] if self._error_lines else self._error_kind).rstrip(".")
+            if self._error_kind in _AIDER_EXPLAINED:
+                said = self._error_lines[-1]  # aider's explanation
+            else:  # litellm's message, wrapped over lines by aider's console
+                said = " ".join(line for line in self._error_lines if line)
+            said = said.rstrip(".") or self._error_kind
             # Without its last full stop, as the other parsers' (the runner ends the sentence
             # it puts this in when aider exits non-zero).
             self.error = f"aider stopped ({self._error_kind}): {said}"

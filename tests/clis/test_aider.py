@@ -20,6 +20,8 @@ from tests.sandbox.support import GATEWAY_TOKEN, Site, b64, make_site
 
 pytestmark = pytest.mark.slow
 
+RETRIES = 8  # aider's own after a retryable error: 0.25 s doubling while at most 60 s
+
 
 @pytest.fixture
 async def site(tmp_path: Path, aiohttp_server: Any, aider_world: CliWorld) -> Site:
@@ -86,11 +88,32 @@ async def test_a_model_error_ends_the_run_with_aiders_reason(aider_world: CliWor
     assert not re.search(r"agw_\w+", outcome.stderr + outcome.stdout + str(site.bot.events))
 
 
+async def test_a_stream_cut_on_every_try_ends_the_run_with_aiders_reason(
+        aider_world: CliWorld, site: Site) -> None:
+    """aider retries a cut stream 8 times, 0.25 s later doubling to 32 s (63.75 s of waiting:
+    `RETRY_TIMEOUT = 60` in aider/models.py, a constant no flag, setting or variable
+    changes), then stops in litellm's words and exits 0; the parser fails the run."""
+    script = [Turn(text="Let me think about the greeting before I change anything.",
+                   failure=Failure.stream_cut(), times=RETRIES + 1)]
+    outcome, model = await run_aider(aider_world, site, script)
+
+    assert outcome.returncode == exitcodes.AGENT, outcome.stderr
+    assert len(model.requests) == RETRIES + 1 and model.exhausted == 0
+    [result] = site.bot.results
+    assert result["status"] == "failed"
+    assert result["summary"] == ("aider stopped (APIConnectionError): AnthropicException - peer "
+                                 "closed connection without sending complete message body "
+                                 "(incomplete chunked read)")
+    # The cut halves were never an answer.
+    assert site.bot.kinds("message") == []
+    assert result["changes"] == []
+
+
 @pytest.mark.parametrize("failure", [Failure.overloaded(), Failure.stream_cut()],
                          ids=["overloaded", "stream-cut"])
 async def test_an_error_aider_retries_costs_a_request_not_the_run(
         aider_world: CliWorld, site: Site, failure: Failure) -> None:
-    """aider tries again 0.2 s later (doubling up to a minute) after an overloaded provider
+    """aider tries again 0.25 s later (doubling up to a minute) after an overloaded provider
     or a cut stream; what was cut is no answer."""
     script = [Turn(text=EDITS, failure=failure), *the_edits()]
     outcome, model = await run_aider(aider_world, site, script)

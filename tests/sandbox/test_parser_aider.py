@@ -108,3 +108,16 @@ def test_a_command_still_running_when_aider_ends_is_closed_by_the_end() -> None:
 
     assert [(d["status"], d.get("output")) for k, d in events if k == "tool"] == [
         ("started", None), ("completed", "built")]
+
+
+def test_an_error_aider_does_not_explain_is_said_in_litellms_words() -> None:
+    """aider explains some errors in a line of its own (a 401, an overloaded provider); for the
+    others (a cut stream) litellm's message, wrapped by aider's console, is all there is."""
+    _, parser = feed(
+        *BANNER, "Working on it.",
+        "Helitellm.APIConnectionError: AnthropicException - peer closed connection without ",
+        "sending complete message body (incomplete chunked read)")
+
+    assert parser.error == ("aider stopped (APIConnectionError): AnthropicException - peer "
+                            "closed connection without sending complete message body "
+                            "(incomplete chunked read)")
