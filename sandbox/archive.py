@@ -160,8 +160,9 @@ def _manifest(content: bytes) -> dict[str, object]:
 
 
 def write_files(session: Session, root: Path) -> None:
-    """Write the session's files under `root` (created), never through a link: a path that
-    meets an existing link or file in the way is refused."""
+    """Write the session's files under `root` (created), never through a link: a directory
+    of a path that is a link or a file is refused, and a file there already (or a link in
+    its place) is replaced, not written into."""
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     for name, content in session.files.items():
@@ -171,12 +172,13 @@ def write_files(session: Session, root: Path) -> None:
             if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
                 raise ArchiveError(f"the session's path {name[:80]!r} meets a link or a file")
             directory.mkdir(exist_ok=True, mode=0o700)
-        try:
-            descriptor = os.open(target, flags, 0o600)
-        except FileExistsError:
-            raise ArchiveError(f"the session's file {name[:80]!r} exists already") from None
+        if target.is_dir() and not target.is_symlink():
+            raise ArchiveError(f"the session's file {name[:80]!r} is a directory here")
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.restoring")
+        descriptor = os.open(temporary, flags, 0o600)
         with os.fdopen(descriptor, "wb") as out:
             out.write(content)
+        os.replace(temporary, target)  # replaces a link itself, never what it points to
 
 
 def read_files(root: Path, names: list[str], max_bytes: int) -> dict[str, bytes]:

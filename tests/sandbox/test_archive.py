@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import tarfile
 import zlib
 from pathlib import Path
@@ -146,11 +147,15 @@ def test_files_are_written_under_the_root_and_never_through_a_link(tmp_path: Pat
     with pytest.raises(ArchiveError, match="meets a link"):
         write_files(Session("claude", "s", {"d/f.jsonl": b"x"}), other)
     assert list(elsewhere.iterdir()) == []
-    # And a file that is there already (a link to anything, say) is not written through.
+    # And a link where a file goes is replaced, not written through (as is a file there).
+    (elsewhere / "target").write_bytes(b"kept")
     (other / "s.jsonl").symlink_to(elsewhere / "target")
-    with pytest.raises(ArchiveError, match="exists already"):
-        write_files(Session("claude", "s", {"s.jsonl": b"x"}), other)
-    assert not (elsewhere / "target").exists()
+    (other / "t.jsonl").write_bytes(b"older")
+    write_files(Session("claude", "s", {"s.jsonl": b"x", "t.jsonl": b"newer"}), other)
+    assert not (other / "s.jsonl").is_symlink() and (other / "s.jsonl").read_bytes() == b"x"
+    assert (other / "t.jsonl").read_bytes() == b"newer"
+    assert (elsewhere / "target").read_bytes() == b"kept"
+    assert sorted(os.listdir(other)) == ["d", "s.jsonl", "t.jsonl"]
 
 
 def test_reading_a_session_skips_links_and_caps_the_size(tmp_path: Path) -> None:
