@@ -37,6 +37,10 @@ BRANCH_TAKEN = (
     "one of them and comment `/agent retry`."
 )
 GITHUB_REFUSED = "GitHub refused the {step}: {message}"
+VARIANT_MOVED = (
+    "the branch `{branch}` is no longer at the variant's commit {sha} (it was pushed to or "
+    "deleted since), so agentbot does not open a pull request from it"
+)
 DEFAULT_COMMIT_MESSAGE = "{title} (#{number})"
 PR_BODY = (
     "{summary}\n\n"
@@ -149,6 +153,11 @@ class Publisher:
         gh = self._github.installation(run.installation_id)
         with _refusals("pick"):
             base_sha, _ = await resolve_base(self._engine, gh, run)
+            if await effects.recorded(self._engine, f"pull:{run.id}") is None and \
+                    await self._ref_sha(gh, run, str(run.branch)) != run.commit_sha:
+                # The PR would carry what is on the branch now, not the variant's commit.
+                raise Refused(VARIANT_MOVED.format(branch=run.branch,
+                                                   sha=str(run.commit_sha)[:12]))
             return await self._deliver(gh, run, result, base_sha, str(run.commit_sha),
                                        branch=str(run.branch))
 

@@ -422,3 +422,52 @@ async def test_outsiders_get_no_variants_and_status_lists_groups(flow: Flow) -> 
     [pull] = flow.pulls()
     assert (f"- Group {group}: 2 variants asked for by @octocat; 1 succeeded, 1 failed. "
             f"@octocat picked variant 1 (#{pull.number}).") in text
+
+
+async def test_a_crash_while_variants_run_loses_none(flow: Flow) -> None:
+    gates = gated(flow, {m: {"write": {f"{m}.txt": f"{m}\n"}} for m in MODELS})
+    await flow.comment(f"/agent --variants 3 --model {','.join(MODELS)} go")
+    runs = [await flow.wait_for_run(k) for k in (1, 2, 3)]
+    gates["m-one"].write_text("")
+    await flow.settled(runs[0].id)
+
+    async def all_started() -> bool:
+        return all(flow.agent_started(i) for i in range(3))
+
+    await until(all_started, what="the other variants' agents")
+    await flow.stop()  # two variants still run in their sandboxes
+    gates["m-two"].write_text("")
+    await flow.start()
+    gates["m-three"].write_text("")
+    done = [await flow.settled(run.id) for run in runs]
+    assert [r.state for r in done] == ["succeeded"] * 3
+    await table_shows(flow, 3)
+    assert not flow.agent_started(3)  # the same sandboxes finished: none started again
+    assert len(flow.check_runs()) == 3 and len(flow.status_comments()) == 1
+    assert set(flow.branches()) == {"main", *(r.branch for r in done)}
+
+
+async def test_a_pick_of_a_branch_pushed_to_since_is_refused_and_may_be_redone(
+        flow: Flow) -> None:
+    flow.plan(by_model={"a": {"write": {"x.txt": "a\n"}}, "b": {"write": {"x.txt": "b\n"}}})
+    await flow.comment("/agent --model a,b go")
+    runs = [await flow.settled((await flow.wait_for_run(k)).id) for k in (1, 2)]
+    flow.fake.push(REPO, {"y.txt": b"someone else's\n"}, branch=runs[0].branch)
+    await flow.comment("/agent pick 1")
+
+    async def refused() -> bool:
+        return "could not carry it out" in group_comment(flow).body
+
+    await until(refused, what="the refused pick in the comment")
+    assert "is no longer at the variant's commit" in group_comment(flow).body
+    assert flow.pulls() == [] and set(flow.branches()) == {"main", runs[0].branch,
+                                                           runs[1].branch}
+    await flow.comment("/agent pick 2")  # a refused pick may be made again
+
+    async def picked() -> bool:
+        return "picked variant 2: draft pull request" in group_comment(flow).body
+
+    await until(picked, what="the second pick")
+    # The other branch moved: it is left alone, with its new commit.
+    assert set(flow.branches()) == {"main", runs[0].branch, runs[1].branch}
+    assert "y.txt" in flow.files(runs[0].branch)
