@@ -226,6 +226,16 @@ async def test_cancel_button_stops_one_variant_and_the_command_the_group(flow: F
     assert (await flow.settled(runs[1].id)).state == "cancelled"
     for other in (runs[0], runs[2]):
         assert (await flow.run(other.id)).state in ("queued", "starting", "running")
+    # While the group runs, neither a run nor another group starts here.
+    await flow.comment("/agent do something else")
+    await flow.comment("/agent --variants 2 or this")
+
+    async def told() -> bool:
+        return sum("variants of group" in r and "still running" in r
+                   for r in flow.replies()) == 2
+
+    await until(told, what="two replies naming the running group")
+    assert len(await flow.runs()) == 3
 
     await flow.comment("/agent cancel")
     for run in runs:
@@ -471,3 +481,27 @@ async def test_a_pick_of_a_branch_pushed_to_since_is_refused_and_may_be_redone(
     # The other branch moved: it is left alone, with its new commit.
     assert set(flow.branches()) == {"main", runs[0].branch, runs[1].branch}
     assert "y.txt" in flow.files(runs[0].branch)
+
+
+async def test_the_retry_button_of_a_variant_runs_the_group_again(flow: Flow) -> None:
+    flow.plan(fail=True)
+    await flow.comment("/agent --model a,b go")
+    runs = [await flow.settled((await flow.wait_for_run(k)).id) for k in (1, 2)]
+    assert [r.state for r in runs] == ["failed", "failed"]
+    [check] = [c for c in flow.check_runs() if c.external_id == str(runs[0].id)]
+    assert [a["identifier"] for a in check.actions] == ["retry"]
+    flow.plan(write={"x.txt": "x\n"})
+    await flow.deliver("check_run", p.check_run_action(
+        "retry", id=check.id, external_id=str(runs[0].id), head_sha=check.head_sha,
+        name=check.name, status=check.status, conclusion=check.conclusion))
+    again = [await flow.settled((await flow.wait_for_run(k)).id) for k in (3, 4)]
+    assert [(r.variant, r.model, r.state) for r in again] == [
+        (1, "a", "succeeded"), (2, "b", "succeeded")]
+    [first, second] = await groups_of(flow)
+    assert second.retry_of == first.id and again[0].group_id == second.id
+
+    async def two_comments() -> bool:
+        return len(flow.status_comments()) == 2 and "a retry of group" in flow.status_comments(
+        )[1].body
+
+    await until(two_comments, what="the retried group's own comment")
