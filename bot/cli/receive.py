@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from bot.app import BOT_KEY, Bot, gateway_app, internal_app, start_bot, stop_bot
 from bot.cli.dryrun import RecordingGitHub
@@ -21,7 +21,14 @@ from bot.gateway.tokens import READ_PERMISSIONS
 from bot.intake.writer import DeliveryRow
 from bot.runs import launch
 from bot.runs.ledger import get_run
-from bot.store.tables import FINAL_STATES, RunState, deliveries, run_transitions, runs
+from bot.store.tables import (
+    FINAL_STATES,
+    RunState,
+    deliveries,
+    run_groups,
+    run_transitions,
+    runs,
+)
 
 # Past the run's own time limit, how long `receive` waits for publishing and reporting.
 FOLLOW_SLACK_SECONDS = 300
@@ -85,8 +92,11 @@ async def _follow(bot: Bot, delivery_id: str) -> str:
     """Run what the delivery queued to its end, as `serve` would, and say how it ended."""
     assert bot.engine is not None
     async with bot.engine.connect() as conn:
-        found = (await conn.execute(select(runs.c.id, runs.c.timeout_seconds).where(
-            runs.c.delivery_id == delivery_id))).all()
+        # A request for variants made a group: its runs are the ones to follow.
+        group = select(run_groups.c.id).where(run_groups.c.delivery_id == delivery_id)
+        found = (await conn.execute(select(runs.c.id, runs.c.timeout_seconds).where(or_(
+            runs.c.delivery_id == delivery_id, runs.c.group_id.in_(group.scalar_subquery())))
+            .order_by(runs.c.id))).all()
     run_ids = [row.id for row in found]
     if not found:
         return ""
