@@ -113,7 +113,13 @@ class PickQueue:
             # it is left over like the others.
             keep = run.id == chosen.id and published.pr_number is not None
             if not keep and run.branch and run.commit_sha and run.branch != chosen.head_ref:
-                await self._publisher.delete_branch(run)
+                try:
+                    await self._publisher.delete_branch(run)
+                except Refused as exc:
+                    # The PR is open: a branch GitHub keeps (protected, say) does not undo
+                    # the pick, and failing it would invite a second PR.
+                    log.warning("could not delete a variant's branch: %s", exc,
+                                extra={"run_id": run.id})
 
     async def _failed(self, group_id: int, exc: Exception) -> None:
         count, delay = self._failures.failed(group_id)
