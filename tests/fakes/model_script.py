@@ -263,24 +263,14 @@ class ScriptedServer:
         return turn
 
     async def _release(self, request: web.Request, turn: Turn) -> None:
-        """Wait until a held turn is let go. A client that left meanwhile never gets it: the
-        turn goes back to the script, for the client's next request, and nothing is sent."""
+        """Wait until a held turn is let go. A client that left meanwhile is sent nothing (the
+        turn is spent all the same: it was asked for)."""
         if turn.hold is None:
             return
         await turn.hold.wait()
         if request.transport is None or request.transport.is_closing():
             self.left += 1
-            self._unplay(turn)
             raise asyncio.CancelledError  # aiohttp closes the request without an answer
-
-    def _unplay(self, turn: Turn) -> None:
-        """Undo `_next_turn` for `turn`, the last one it gave."""
-        if turn.failure is not None and self._failures_left is not None:
-            self._failures_left += 1
-            return
-        self.turns_played -= 1
-        if turn.failure is not None:
-            self._failures_left = 1  # its last time: played once more before the next turn
 
     @staticmethod
     def _drop(request: web.Request) -> NoReturn:
