@@ -72,6 +72,15 @@ class Adapter:
         """Whether the CLI's error `text` says it could not find or load the session."""
         return False
 
+    def session_export(self, session_id: str) -> list[str] | None:
+        """For a CLI that keeps sessions where files cannot carry them (a database): the
+        command that prints the session (kept as the file `<id>.json`), else None."""
+        return None
+
+    def session_import(self, path: Path) -> list[str] | None:
+        """The command that loads an exported session from `path` before the agent starts."""
+        return None
+
 
 def _model(flag: str, spec: Spec) -> list[str]:
     return [flag, spec.model] if spec.model else []
@@ -260,8 +269,34 @@ class OpenCodeAdapter(Adapter):
         # --auto: headless, nobody answers a permission prompt (a command outside the
         # workspace, say); the run's sandbox is the boundary, as for the other CLIs.
         model = ["--model", opencode_model(spec.model)] if spec.model else []
-        return Invocation(["opencode", "run", "--format", "json", "--auto", *model],
-                          prompt_file)
+        return Invocation(["opencode", "run", "--format", "json", "--auto", *model,
+                           *(session or [])], prompt_file)
+
+    # 1.18.x keeps sessions in a SQLite database ($XDG_DATA_HOME or ~/.local/share,
+    # opencode/opencode.db), which no file of a session carries: `opencode export <id>` prints
+    # one as JSON and `opencode import <file>` loads it, after which `run --session <id>`
+    # continues it (in the same repository: its project is the repository's first commit).
+    # OpenCode names a session itself (the sessionID of its events); an id it does not have
+    # ends the run with "Error: Session not found".
+    resumable = True
+
+    def session_args(self, session_id: str, resume: bool) -> list[str]:
+        return ["--session", session_id] if resume else []
+
+    def session_root(self, env: Mapping[str, str], workspace: Path) -> Path:
+        return Path(env.get("HOME") or "~", ".agentbot-sessions", self.name)
+
+    def session_names(self, root: Path, session_id: str) -> list[str]:
+        return [f"{session_id}.json"]
+
+    def resume_refused(self, text: str) -> bool:
+        return "Session not found" in text  # `run --session` with an id it does not have
+
+    def session_export(self, session_id: str) -> list[str] | None:
+        return ["opencode", "export", session_id]
+
+    def session_import(self, path: Path) -> list[str] | None:
+        return ["opencode", "import", str(path)]
 
     def parser(self) -> StreamParser:
         return OpenCodeParser()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -36,6 +37,7 @@ _HIDDEN_PREFIXES = ("AGENTBOT_", "GIT_CONFIG")
 _HIDDEN_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PRIVATE_KEY",
                            "GITHUB_WEBHOOK_SECRET", "GIT_ASKPASS"})
 _OWN_ROOT = str(Path(__file__).resolve().parent.parent)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # a terminal's colours in a CLI's message
 
 
 class Failure(Exception):
@@ -207,8 +209,10 @@ class Runner:
         done, parser = self._attempt(adapter, env, budget, plan)
         if plan and plan.resume and (done.returncode or parser.error) and adapter.resume_refused(
                 "\n".join([parser.error or "", *done.tail])):
+            said = parser.error or next(
+                (line for line in reversed(done.tail) if adapter.resume_refused(line)), "")
             plan.fresh(resume.NOTE_CLI_REFUSED.format(
-                error=(parser.error or "no such session")[:300]))
+                error=_ANSI.sub("", said).strip()[:300] or "no such session"))
             self.sink.emit(log_line("agent", "runner", f"Starting a fresh session: {plan.note}"))
             done, parser = self._attempt(adapter, env, budget, plan)
         if (plan and parser.session_id and not plan.resume

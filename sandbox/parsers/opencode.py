@@ -27,6 +27,8 @@ class OpenCodeParser(JsonLinesParser):
     def on_object(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
         part = _dict(obj.get("part"))
+        if isinstance(obj.get("sessionID"), str) and self.session_id is None:
+            self.session_id = obj["sessionID"]
         if kind == "text":
             text = str(part.get("text", "")).strip()
             if text:
