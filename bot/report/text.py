@@ -66,6 +66,8 @@ WORKING = ("agentbot is on it. Its live progress is in the [check run]({check_ur
 WORKING_NO_CHECK = "agentbot is on it; this comment tells the outcome when the run ends."
 PR_OPENED = "Opened {draft}pull request #{number}: {url}"
 PUSHED = "Pushed {sha} to `{branch}`."
+VARIANT_PICK = ("To keep this variant, comment `/agent pick {variant}`: agentbot opens its pull "
+                "request and deletes the other variants' branches.")
 NO_CHANGES = "The agent finished without changing any file."
 FAILED = "The run failed: {reason}"
 CANCELLED = "The run was cancelled."
@@ -251,6 +253,8 @@ def _outcome(run: Any, check_url: str | None) -> str:
         else:
             text = PUSHED.format(sha=(run.commit_sha or "")[:12],
                                  branch=run.branch or run.head_ref or "")
+            if getattr(run, "variant", None) is not None:
+                text += " " + VARIANT_PICK.format(variant=run.variant)
         return text + (AGENT_SUMMARY.format(summary=clip(summary, 20_000)) if summary else "")
     if state is RunState.BUDGET_EXCEEDED:
         return _budget_outcome(run)

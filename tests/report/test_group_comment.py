@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from bot.report.group_comment import group_comment_body, links_of, variant_row
-from bot.report.text import Usage, check_name
+from bot.report.text import Usage, _outcome, check_name
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 CHECK = "https://github.example/o/r/runs/77"
@@ -91,3 +91,9 @@ def test_secrets_in_a_pick_error_are_masked() -> None:
 def test_a_variants_check_run_is_named_for_it() -> None:
     assert check_name(variant(2, "queued")) == "agentbot: variant 2 of 3"
     assert check_name(SimpleNamespace(variant=None, config={})) == "agentbot"
+
+
+def test_a_succeeded_variants_check_run_says_how_to_keep_it() -> None:
+    run = succeeded(2)
+    run.is_pull_request, run.error = False, None
+    assert "To keep this variant, comment `/agent pick 2`" in _outcome(run, None)
