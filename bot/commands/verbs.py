@@ -176,7 +176,8 @@ async def _spread(ctx: Context, gh: Any, source: Source, command: Command | None
     settings = ctx.settings
     agents = (command.agents if command else ()) or (
         (command.agent if command else None) or config.agent,)
-    given_models = command.models if command else ()
+    given_models = (command.models or ((command.model,) if command.model else ())
+                    ) if command else ()
     count = (command.variants if command else None) or max(
         config.variants, len(agents), len(given_models))
     if count > settings.max_variants:

@@ -62,3 +62,14 @@ async def test_pick_is_refused_to_readers_and_while_variants_run(harness: Harnes
     await harness.deliver("issue_comment", harness.comment("/agent pick 1", login="reader"))
     assert "only people with write access" in harness.comments(p.ISSUE_NUMBER)[-1]
     assert (await group_row(harness)).pick_state is None
+
+
+async def test_four_variants_over_two_agents_are_two_of_each(harness: Harness) -> None:
+    await harness.deliver("issue_comment", harness.comment(
+        "/agent --variants 4 --agent claude,codex --model opus go"))
+    made = await harness.runs()
+    assert [(r.variant, r.agent, r.model) for r in made] == [
+        (1, "claude", "opus"), (2, "codex", "opus"), (3, "claude", "opus"),
+        (4, "codex", "opus")]
+    assert len({r.group_id for r in made}) == 1
+    assert {r.delivery_id.rsplit(":", 1)[1] for r in made} == {"v1", "v2", "v3", "v4"}
