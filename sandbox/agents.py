@@ -56,8 +56,9 @@ class Adapter:
     # Whether the pinned CLI can continue an earlier session headless (see session_args).
     resumable = False
 
-    def session_args(self, session_id: str, resume: bool) -> list[str]:
-        """Options that start the session `session_id`, or continue it when `resume`."""
+    def session_args(self, session_id: str, resume: bool, root: Path) -> list[str]:
+        """Options that start the session `session_id`, or continue it when `resume`
+        (`root` is its session_root)."""
         return []
 
     def session_root(self, env: Mapping[str, str], workspace: Path) -> Path:
@@ -131,7 +132,7 @@ class ClaudeAdapter(Adapter):
     # its file is there. An unknown id ends the run with "No conversation found".
     resumable = True
 
-    def session_args(self, session_id: str, resume: bool) -> list[str]:
+    def session_args(self, session_id: str, resume: bool, root: Path) -> list[str]:
         return ["--resume" if resume else "--session-id", session_id]
 
     def session_root(self, env: Mapping[str, str], workspace: Path) -> Path:
@@ -209,7 +210,7 @@ class CodexAdapter(Adapter):
     # thread id <id>".
     resumable = True
 
-    def session_args(self, session_id: str, resume: bool) -> list[str]:
+    def session_args(self, session_id: str, resume: bool, root: Path) -> list[str]:
         return ["resume", session_id] if resume else []
 
     def session_root(self, env: Mapping[str, str], workspace: Path) -> Path:
@@ -280,7 +281,7 @@ class OpenCodeAdapter(Adapter):
     # ends the run with "Error: Session not found".
     resumable = True
 
-    def session_args(self, session_id: str, resume: bool) -> list[str]:
+    def session_args(self, session_id: str, resume: bool, root: Path) -> list[str]:
         return ["--session", session_id] if resume else []
 
     def session_root(self, env: Mapping[str, str], workspace: Path) -> Path:
@@ -326,8 +327,24 @@ class AiderAdapter(Adapter):
                    session: list[str] | None = None) -> Invocation:
         argv = ["aider", "--no-fancy-input", "--no-auto-commits", "--no-pretty", "--no-gitignore",
                 "--no-check-update", "--no-show-release-notes", "--analytics-disable",
-                *_model("--model", spec), "--message-file", str(prompt_file)]
+                *_model("--model", spec), *(session or []), "--message-file", str(prompt_file)]
         return Invocation(argv, None)
+
+    # 0.86.x: a session is its chat history, a Markdown file (`--chat-history-file`, else
+    # .aider.chat.history.md in the checkout); `--restore-chat-history` gives the model the
+    # earlier conversation from it (summarised when long). Kept outside the checkout, one file
+    # a session; aider has no session ids, so the runner names them.
+    resumable = True
+
+    def session_args(self, session_id: str, resume: bool, root: Path) -> list[str]:
+        history = ["--chat-history-file", str(root / f"{session_id}.md")]
+        return history + (["--restore-chat-history"] if resume else [])
+
+    def session_root(self, env: Mapping[str, str], workspace: Path) -> Path:
+        return Path(env.get("HOME") or "~", ".agentbot-sessions", self.name)
+
+    def session_names(self, root: Path, session_id: str) -> list[str]:
+        return [f"{session_id}.md"]
 
     def parser(self) -> StreamParser:
         return AiderParser()

@@ -253,7 +253,11 @@ class Runner:
     def _attempt(self, adapter: Adapter, env: Mapping[str, str], budget: LogBudget,
                  plan: resume.Plan | None) -> tuple[procs.ProcessResult, StreamParser]:
         """One start of the agent CLI, to its end."""
-        session = adapter.session_args(plan.session_id, plan.resume) if plan else None
+        session = None
+        if plan:
+            root = adapter.session_root(env, self.workspace)
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            session = adapter.session_args(plan.session_id, plan.resume, root)
         invocation = adapter.invocation(self.spec, self.prompt_file, session)
         parser = adapter.parser()
         log.info("starting the %s agent: %s", self.spec.agent, invocation.argv[0])

@@ -200,7 +200,8 @@ async def test_which_earlier_run_a_follow_up_resumes(engine: AsyncEngine) -> Non
     await finish(engine, issue_run, pr_number=21)
     assert await choose(21, True) == {"resume_from": issue_run}
     assert await choose(21, True, fresh=True) == {"fresh": "`--fresh` asked for one"}
-    assert await choose(21, True, agent="aider") == {"fresh": "aider cannot continue a session"}
+    assert await choose(21, True, agent="command") == {
+        "fresh": "command cannot continue a session"}
     assert await choose(21, True, agent="codex") == {"fresh": f"run #{issue_run} was claude's"}
     assert await choose(21, True, max_bytes=0) == {"fresh": "the operator keeps no sessions"}
     # Its issue goes on in the PR: a new run on the issue starts fresh, saying nothing.
