@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +60,19 @@ async def receive(settings: Settings, event: str, payload: Path, *, dry_run: boo
                   delivery_id: str) -> str:
     """Store and dispatch one delivery; return what happened as text."""
     body, data = _load(payload)
+    with tempfile.TemporaryDirectory(prefix="agentbot-dry-run-") as scratch:
+        return await _receive(settings, event, body, data, dry_run=dry_run,
+                              delivery_id=delivery_id, scratch=Path(scratch))
+
+
+async def _receive(settings: Settings, event: str, body: bytes, data: dict[str, Any], *,
+                   dry_run: bool, delivery_id: str, scratch: Path) -> str:
     recorder = None
     if dry_run:
-        # Nothing touches the real database or GitHub: a private in-memory ledger.
-        update: dict[str, object] = {"database_url": "sqlite+aiosqlite://"}
+        # Nothing touches the real database or GitHub: a private ledger in a scratch file
+        # (not an in-memory database, which is one connection that the intake's writer
+        # and everything else would share, transactions and all).
+        update: dict[str, object] = {"database_url": f"sqlite+aiosqlite:///{scratch / 'ledger.db'}"}
         if providers.configured(settings) in (None, frozenset()):
             # Nor does it need a model key: with none given, it assumes the gateway has each.
             update["model_providers"] = ",".join(providers.PROVIDERS)

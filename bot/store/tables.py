@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from bot.store import sqlite
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -423,6 +425,8 @@ def create_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout on every connection, and its write
     transactions queued in the process (SQLiteEngine)."""
     if url.startswith("sqlite"):
+        if url.startswith("sqlite+aiosqlite:"):  # one trip to its thread per statement
+            url = f"sqlite+{sqlite.DRIVER}:" + url[len("sqlite+aiosqlite:"):]
         engine = create_async_engine(url, connect_args={"timeout": 5})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return SQLiteEngine(engine.sync_engine)

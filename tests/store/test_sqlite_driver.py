@@ -1,0 +1,111 @@
+"""SQLite statements make one trip to aiosqlite's thread each (bot/store/sqlite.py), and
+behave as through SQLAlchemy's own aiosqlite adapter: rows, RETURNING, rowcount, lastrowid,
+executemany, errors, rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.store import sqlite
+from bot.store.tables import create_engine
+
+meta = MetaData()
+items = Table("items", meta, Column("id", Integer, primary_key=True),
+              Column("name", String(20), unique=True, nullable=False), Column("n", Integer))
+
+
+def count_trips(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every function queued to an aiosqlite connection's thread, by any engine."""
+    import aiosqlite.core
+
+    trips: list[Any] = []
+    original = aiosqlite.core.Connection._execute
+
+    async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(fn)
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.core.Connection, "_execute", counted)
+    return trips
+
+
+async def test_the_engine_takes_the_one_trip_dialect_for_aiosqlite_urls(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    try:
+        assert engine.dialect.driver == sqlite.DRIVER
+        assert isinstance(engine.dialect, sqlite.OneTripDialect)
+        async with engine.connect() as conn:  # the pragmas still reach every connection
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_a_statement_is_one_trip_where_the_stock_adapter_takes_several(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trips = count_trips(monkeypatch)
+
+    async def trips_per_select(engine: Any) -> int:
+        async with engine.begin() as conn:
+            await conn.run_sync(meta.create_all)
+            await conn.execute(insert(items), [{"name": "a", "n": 1}])
+        async with engine.connect() as conn:
+            before = len(trips)
+            rows = (await conn.execute(select(items.c.name))).all()
+            after = len(trips)
+        assert [r.name for r in rows] == ["a"]
+        await engine.dispose()
+        return after - before
+
+    ours = await trips_per_select(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'o.db'}"))
+    stock = await trips_per_select(
+        create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 's.db'}"))
+    assert ours == 1
+    assert stock >= 3  # cursor, execute, fetch, close: what the one trip saves
+
+
+async def test_results_errors_and_rollback_behave_as_a_dbapi_cursor(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(meta.create_all)
+            # executemany, then RETURNING and the rowcount of an UPDATE
+            await conn.execute(insert(items), [{"name": f"n{i}", "n": i} for i in range(5)])
+            new_id = (await conn.execute(
+                insert(items).values(name="x", n=9).returning(items.c.id))).scalar_one()
+            assert new_id == 6
+            changed = await conn.execute(update(items).where(items.c.n < 3).values(n=0))
+            assert changed.rowcount == 3
+            # lastrowid, as the ORM-less insert without RETURNING reads it
+            plain = await conn.execute(text("INSERT INTO items (name, n) VALUES ('y', 1)"))
+            assert plain.lastrowid == 7
+            # a statement without rows has no description and fetches nothing
+            assert (await conn.execute(text("UPDATE items SET n = n WHERE 0"))).rowcount == 0
+        async with engine.connect() as conn:
+            names = (await conn.execute(select(items.c.name, items.c.n).order_by(items.c.id)
+                                        )).all()
+            assert [tuple(r) for r in names] == [
+                ("n0", 0), ("n1", 0), ("n2", 0), ("n3", 3), ("n4", 4), ("x", 9), ("y", 1)]
+            # streamed results read through, too
+            streamed = await conn.stream(select(items.c.id).order_by(items.c.id))
+            assert [r.id async for r in streamed] == [1, 2, 3, 4, 5, 6, 7]
+
+        # a constraint error is SQLAlchemy's IntegrityError and undoes the transaction
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(insert(items).values(name="z", n=1))
+                await conn.execute(insert(items).values(name="n0", n=1))
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(items.c.id).where(items.c.name == "z"))
+                    ).first() is None
+            # a syntax error names itself
+            with pytest.raises(Exception, match="syntax error"):
+                await conn.execute(text("SELEC 1"))
+    finally:
+        await engine.dispose()
