@@ -96,6 +96,7 @@ class Inbox:
         self._stored_at = -float("inf")  # time.monotonic() of the intake's last commit
         self._finishing: list[tuple[int, dict[str, Any], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
 
     def notify(self) -> None:
         """A delivery was stored: look now instead of at the next poll."""
@@ -124,26 +125,47 @@ class Inbox:
         return result.rowcount or 0
 
     async def _loop(self) -> None:
+        """Keep up to batch_size deliveries claimed: claim more once half of them are done,
+        instead of waiting for a whole batch, whose slowest delivery held every slot (a
+        burst went at the pace of each batch's slowest GitHub answer)."""
         last_cleanup = utcnow() - dt.timedelta(days=1)
-        while True:
-            self.alive_at = utcnow()
-            try:
-                await self._yield_to_intake()
-                claimed = await self.drain_once()
-                if self.alive_at - last_cleanup > dt.timedelta(hours=1):
-                    await self.forget_old()
-                    last_cleanup = self.alive_at
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("inbox iteration failed; retrying")
-                claimed = 0
-            if claimed < self.options.batch_size:
+        try:
+            while True:
+                self.alive_at = utcnow()
+                self._wakeup.clear()  # a notify or a finish from now on wakes the wait below
+                room = self.options.batch_size - len(self._running)
                 try:
+                    if room * 2 >= self.options.batch_size:
+                        await self._yield_to_intake()
+                        room = self.options.batch_size - len(self._running)
+                        for row in await self._claim(room):
+                            self._spawn(row)
+                    if self.alive_at - last_cleanup > dt.timedelta(hours=1):
+                        await self.forget_old()
+                        last_cleanup = self.alive_at
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("inbox iteration failed; retrying")
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self.options.poll_seconds)
-                except TimeoutError:
-                    pass
-                self._wakeup.clear()
+        finally:  # stopped: what was claimed stops too (its lease brings it back)
+            running = list(self._running)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def _spawn(self, row: Any) -> None:
+        task = asyncio.create_task(self._process(row), name=f"delivery-{row.id}")
+        self._running.add(task)
+        task.add_done_callback(self._processed)
+
+    def _processed(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task failed", exc_info=task.exception())
+        if len(self._running) * 2 <= self.options.batch_size:
+            self._wakeup.set()
 
     async def _yield_to_intake(self) -> None:
         """Wait while the intake is busy, up to max_yield_seconds."""
@@ -157,14 +179,16 @@ class Inbox:
             await asyncio.sleep(min(quiet_at, give_up) - now)
 
     async def drain_once(self) -> int:
-        """Claim one batch and process it; returns how many deliveries were claimed."""
+        """Claim one batch and process it; returns how many deliveries were claimed (the
+        worker's loop keeps claiming as deliveries finish; this is for one-shot callers)."""
         batch = await self._claim()
         if batch:
             await asyncio.gather(*(self._process(row) for row in batch))
         return len(batch)
 
-    async def _claim(self) -> list[Any]:
+    async def _claim(self, limit: int | None = None) -> list[Any]:
         now = utcnow()
+        limit = self.options.batch_size if limit is None else limit
         # Leases run out only when a process died: rare, few, and older than anything
         # pending, so they come first. Then the longest due, walking ix_deliveries_status_next
         # in its order (ties in insertion order) and stopping at the batch size: a query
@@ -178,7 +202,7 @@ class Inbox:
         async with self._engine.begin() as conn:
             for where, order in ((expired, deliveries.c.id),
                                  (due, deliveries.c.next_attempt_at)):
-                wanted = self.options.batch_size - len(rows)
+                wanted = limit - len(rows)
                 if wanted <= 0:
                     break
                 rows += (await conn.execute(self._claiming(now, where, order, wanted))).all()

@@ -231,3 +231,75 @@ async def test_finishes_that_come_together_are_committed_together(engine: AsyncE
         sa_event.remove(engine.sync_engine, "before_execute", on_execute)
     assert [(await status_of(engine, i)).status for i in ids] == ["done"] * 12
     assert len(finishing) == 12 and len(set(finishing)) < 12  # shared transactions
+
+
+async def test_the_worker_claims_more_while_a_slow_delivery_is_still_running(
+        engine: AsyncEngine) -> None:
+    """A burst goes at the pace of its deliveries, not of each batch's slowest one: with
+    batches of 4, one delivery waiting on GitHub does not keep the other 11 waiting."""
+    import asyncio
+
+    release = asyncio.Event()
+    done: list[str] = []
+    router = routing.Router()
+
+    async def handle(event: sansio.Event, ctx: Any) -> None:
+        if event.delivery_id == "slow-0":
+            await release.wait()
+        done.append(event.delivery_id)
+
+    router.add(handle, "issues")
+    ids = [f"slow-{n}" for n in range(12)]
+    await store(engine, *(row(i, issue={"number": n}) for n, i in enumerate(ids)))
+    inbox = Inbox(engine, router, context=None,
+                  options=InboxOptions(batch_size=4, concurrency=4, poll_seconds=0.05))
+    inbox.start()
+    try:
+        async with asyncio.timeout(10):
+            while len(done) < 11:  # noqa: ASYNC110 - handlers in the worker's tasks
+                await asyncio.sleep(0.01)
+        assert "slow-0" not in done and sorted(done) == sorted(ids[1:])
+        assert (await status_of(engine, "slow-0")).status == "processing"
+        release.set()
+        async with asyncio.timeout(10):
+            while (await status_of(engine, "slow-0")).status != "done":  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    finally:
+        await inbox.close()
+    assert [(await status_of(engine, i)).status for i in ids] == ["done"] * 12
+
+
+async def test_the_worker_keeps_one_issue_in_order_across_claims(engine: AsyncEngine) -> None:
+    """Deliveries of one issue claimed at different times (the first still running when the
+    next is claimed) are handled in the order they arrived, one at a time."""
+    import asyncio
+
+    order: list[str] = []
+    inside = 0
+    most_inside = 0
+    router = routing.Router()
+
+    async def handle(event: sansio.Event, ctx: Any) -> None:
+        nonlocal inside, most_inside
+        inside += 1
+        most_inside = max(most_inside, inside)
+        await asyncio.sleep(0.01)
+        order.append(event.delivery_id)
+        inside -= 1
+
+    router.add(handle, "issues")
+    inbox = Inbox(engine, router, context=None,
+                  options=InboxOptions(batch_size=2, concurrency=2, poll_seconds=0.05))
+    inbox.start()
+    try:
+        for n in range(8):  # arriving while earlier ones of the issue still run
+            await store(engine, row(f"seq-{n}"))
+            inbox.notify()
+            await asyncio.sleep(0.003)
+        async with asyncio.timeout(10):
+            while len(order) < 8:  # noqa: ASYNC110 - handlers in the worker's tasks
+                await asyncio.sleep(0.01)
+    finally:
+        await inbox.close()
+    assert order == [f"seq-{n}" for n in range(8)]
+    assert most_inside == 1
