@@ -70,6 +70,7 @@ async def on_issue_labeled(event: sansio.Event, ctx: Context) -> None:
         if new is not None and not await verbs.refuse_variants_for_approval(
                 ctx, gh, source, new):
             author = (source.author or {}).get("login") or "someone"
+            new = await verbs.with_session(ctx, new, fresh=False)
             await approvals.request(ctx, gh, source, new, why=replies.WHY_AUTHOR.format(
                 kind=source.kind, author=author))
         return
@@ -148,6 +149,7 @@ async def _from_outsider(ctx: Context, gh: Any, source: Source,
                                           config=config, sender_writes=False)
             if new is not None and not await verbs.refuse_variants_for_approval(
                     ctx, gh, source, new):
+                new = await verbs.with_session(ctx, new, fresh=first.fresh)
                 await approvals.request(ctx, gh, source, new, why=replies.WHY_SENDER)
             return
     await reply(ctx, gh, source, replies.NOT_ALLOWED.format(login=source.login))

@@ -15,9 +15,12 @@ from bot.commands.expiry import ApprovalExpiry
 from bot.config.repo import APPROVAL_REQUIRED, APPROVAL_WRITERS_ONLY, parse
 from bot.config.settings import Settings, load_settings
 from bot.runs.prompt import inputs_digest, inputs_of
+from bot.store import sessions as stored
 from bot.store.tables import run_transitions, utcnow
 from tests.commands.test_triggers import REPO, Harness
 from tests.fakes import payloads as p
+from tests.runs.test_callbacks import started_run
+from tests.runs.test_sessions import archive, finish
 
 
 async def outsider_asks(harness: Harness, text: str = "/agent add a --verbose flag") -> Any:
@@ -328,3 +331,26 @@ async def test_a_request_as_long_as_a_comment_gets_a_reply_github_takes(
     [reply] = harness.comments(p.ISSUE_NUMBER)
     assert len(reply) < 25_000 and "… (truncated)\n```" in reply
     assert run.instructions == text.removeprefix("/agent ").strip()  # the run keeps it all
+
+
+@pytest.mark.parametrize(("text", "session"), [
+    ("/agent add a --verbose flag", "resume"),
+    ("/agent run --fresh add a --verbose flag", {"fresh": "`--fresh` asked for one"}),
+])
+async def test_an_outsiders_follow_up_keeps_its_session_choice_while_it_waits(
+        harness: Harness, text: str, session: Any) -> None:
+    engine = harness.bot.engine
+    assert engine is not None
+    # The issue's earlier run failed (it opened no PR) and kept its agent's session.
+    earlier = await started_run(engine, repo_id=p.REPO_ID, number=p.ISSUE_NUMBER,
+                                repo_full_name=REPO)
+    await stored.store(engine, earlier, "claude", "s-1", archive())
+    await finish(engine, earlier)
+    data = harness.comment(text, login="stranger")
+    issue = harness.fake.state.issues[(REPO, p.ISSUE_NUMBER)]
+    data["issue"].update(title=issue.title, body=issue.body)
+    await harness.deliver("issue_comment", data)
+    run = (await harness.runs())[-1]
+    assert run.state == "awaiting_approval"
+    expected = {"resume_from": earlier} if session == "resume" else session
+    assert run.config["session"] == expected
