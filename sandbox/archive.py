@@ -201,7 +201,9 @@ def read_files(root: Path, names: list[str], max_bytes: int) -> dict[str, bytes]
                 check_path(relative)
             except ArchiveError:
                 continue  # a file the CLI named oddly is left out, not a reason to keep none
-            content = path.read_bytes()
+            # Never more than the cap is read (a sparse file can claim terabytes).
+            with open(path, "rb") as source:
+                content = source.read(max_bytes - total + 1)
             total += len(content)
             if total > max_bytes:
                 raise ArchiveError(f"the session is over {max_bytes} bytes unpacked")

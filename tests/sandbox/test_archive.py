@@ -171,3 +171,12 @@ def test_reading_a_session_skips_links_and_caps_the_size(tmp_path: Path) -> None
     assert found == {"s1.jsonl": b"line\n", "s1/sub.jsonl": b"sub\n"}
     with pytest.raises(ArchiveError, match="over 4 bytes"):
         read_files(root, ["s1.jsonl"], 4)
+    # A sparse file that claims a terabyte is read no further than the cap.
+    with open(root / "s1.jsonl", "wb") as huge:
+        huge.truncate(1 << 40)
+    with pytest.raises(ArchiveError, match="over 1024 bytes"):
+        read_files(root, ["s1.jsonl"], 1024)
+    # A FIFO in the session's place is skipped, never read (it would block).
+    (root / "s1.jsonl").unlink()
+    os.mkfifo(root / "s1.jsonl")
+    assert read_files(root, ["s1.jsonl"], 1024) == {}
