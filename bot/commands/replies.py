@@ -37,6 +37,12 @@ DAILY_RUNS = (
     "one person may start in a day here (`AGENTBOT_USER_DAILY_RUNS`). The limit resets at "
     "{reset}."
 )
+DAILY_RUNS_GROUP = (
+    "@{login} agentbot did not start the {adding} variants: you have started {count} runs "
+    "today, and with them you would pass the {most} one person may start in a day here "
+    "(`AGENTBOT_USER_DAILY_RUNS`; each variant is a run). Ask for fewer, or wait until the "
+    "limit resets at {reset}."
+)
 DAILY_USER_BUDGET = (
     "@{login} agentbot did not start a run: the runs you started today have used {spent}, "
     "which reaches the daily limit of {limit} per person (`AGENTBOT_USER_DAILY_BUDGET`). "

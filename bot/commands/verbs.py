@@ -275,7 +275,10 @@ async def refused_by_daily_limits(ctx: Context, gh: Any, source: Source,
         count = await usage_store.runs_started(ctx.db, sender_id, since)
         if count + adding > settings.user_daily_runs:
             limit = "user_daily_runs"
-            message = replies.DAILY_RUNS.format(login=source.login, count=count, reset=when)
+            message = replies.DAILY_RUNS.format(login=source.login, count=count, reset=when) \
+                if count >= settings.user_daily_runs else replies.DAILY_RUNS_GROUP.format(
+                    login=source.login, count=count, adding=adding,
+                    most=settings.user_daily_runs, reset=when)
     if message is None and settings.user_budget:
         spent = Spend(*await usage_store.total(ctx.db, sender_id=sender_id, since=since))
         if reached := settings.user_budget.reached(spent):

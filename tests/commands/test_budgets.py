@@ -190,3 +190,18 @@ async def test_a_retry_keeps_the_budget_its_command_gave(harness: Harness) -> No
     await harness.deliver("issue_comment", harness.comment("/agent retry"))
     budgets = [run.config["budget"] for run in await harness.runs()]
     assert budgets == [{"dollars": None, "tokens": 200_000}] * 2
+
+
+@pytest.mark.parametrize("limits", [{"user_daily_runs": 3}])
+async def test_a_group_counts_its_variants_against_the_daily_runs(harness: Harness) -> None:
+    await harness.deliver("issue_comment", harness.comment("/agent --variants 2 go"))
+    assert len(await harness.runs()) == 2
+    await end_runs(harness)
+    # Two more would make four: the group is refused whole.
+    await harness.deliver("issue_comment", harness.comment("/agent --variants 2 again"))
+    assert len(await harness.runs()) == 2
+    reply = harness.comments(p.ISSUE_NUMBER)[-1]
+    assert reply.startswith("@octocat agentbot did not start the 2 variants: you have started "
+                            "2 runs today, and with them you would pass the 3 one person")
+    await harness.deliver("issue_comment", harness.comment("/agent one more"))
+    assert len(await harness.runs()) == 3
