@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 
 from bot.runs.groups import PICK_PENDING
 from bot.store.tables import DeliveryStatus, deliveries, run_groups, runs, utcnow
-from tests.commands.test_triggers import Harness, harness
+from tests.commands.test_triggers import REPO, Harness, harness
 from tests.fakes import payloads as p
 
 __all__ = ["harness"]
@@ -73,3 +73,13 @@ async def test_four_variants_over_two_agents_are_two_of_each(harness: Harness) -
         (4, "codex", "opus")]
     assert len({r.group_id for r in made}) == 1
     assert {r.delivery_id.rsplit(":", 1)[1] for r in made} == {"v1", "v2", "v3", "v4"}
+
+
+async def test_a_profiles_variants_on_an_outsiders_issue_are_refused(harness: Harness) -> None:
+    harness.fake.push(REPO, {".github/agentbot.yml": b"profiles:\n  trio:\n    variants: 3\n"})
+    data = p.issues_labeled("agent:trio", number=p.ISSUE_NUMBER)
+    data["issue"]["user"] = p.user("stranger")
+    await harness.deliver("issues", data)
+    assert await harness.runs() == []
+    [reply] = harness.comments(p.ISSUE_NUMBER)
+    assert "variants start only for someone with write access" in reply
