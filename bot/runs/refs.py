@@ -53,16 +53,18 @@ async def _resolve(db: AsyncEngine, gh: Any, run: Any, sha: str | None) -> tuple
         sha, tree = str(branch["commit"]["sha"]), str(branch["commit"]["commit"]["tree"]["sha"])
         async with db.begin() as conn:
             # Only the first resolution sticks: a concurrent one may have seen a newer head.
-            await conn.execute(update(runs).where(runs.c.id == run.id,
-                                                  runs.c.base_sha.is_(None))
-                               .values(base_sha=sha, updated_at=utcnow()))
-            stored = (await conn.execute(select(runs.c.base_sha)
-                                         .where(runs.c.id == run.id))).scalar_one()
-            if stored == sha:  # the usual case: the tree goes in the same transaction
-                await conn.execute(update(runs).where(runs.c.id == run.id)
-                                   .values(base_tree=tree))
-                return str(sha), tree
-        sha, tree = stored, None
+            # The usual case is one statement: both go in while no SHA is stored.
+            first = await conn.execute(update(runs).where(runs.c.id == run.id,
+                                                          runs.c.base_sha.is_(None))
+                                       .values(base_sha=sha, base_tree=tree,
+                                               updated_at=utcnow()))
+            if first.rowcount == 1:
+                return sha, tree
+            stored = (await conn.execute(select(runs.c.base_sha, runs.c.base_tree)
+                                         .where(runs.c.id == run.id))).one()
+        if stored.base_tree:  # another process stored both first (a replica, say)
+            return str(stored.base_sha), str(stored.base_tree)
+        sha, tree = str(stored.base_sha), None
     if tree is None:
         commit = await gh.getitem("/repos/{owner}/{repo}/git/commits/{commit_sha}",
                                   {**where, "commit_sha": sha})

@@ -44,3 +44,35 @@ async def test_a_fixed_sha_only_needs_its_tree(
     sha, tree = await resolve_base(engine, github_app.installation(7), run)
     assert (sha, tree) == (old, fake_github.repo(REPO).git.read_commit(old)["tree"])
     assert fake_github.calls("GET /repos/{owner}/{repo}/branches/{branch}") == []
+
+
+async def test_a_head_stored_meanwhile_by_another_replica_wins(
+        engine: AsyncEngine, fake_github: FakeGitHub, github_app: GitHubApp) -> None:
+    """Two replicas resolving one run: the first to store its head and tree wins, and the
+    other takes both from the database (no request for the tree)."""
+    from sqlalchemy import update
+
+    from bot.store.tables import runs
+
+    fake_github.add_installation(7, "octo-org")
+    fake_github.add_repo("octo-org", "demo", repo_id=100)
+    earlier = fake_github.repo(REPO).git.refs["refs/heads/main"]
+    earlier_tree = fake_github.repo(REPO).git.read_commit(earlier)["tree"]
+    fake_github.push(REPO, {"new.txt": b"new\n"})
+    run = await get_run(engine, await queue_run(engine))
+    gh = github_app.installation(7)
+    asked = gh.getitem
+
+    async def getitem(url: str, params: dict[str, str] | None = None, **kw: object) -> object:
+        answer = await asked(url, params, **kw)
+        if "branches" in url:  # the other replica stored the head it saw, before this one
+            async with engine.begin() as conn:
+                await conn.execute(update(runs).where(runs.c.id == run.id).values(
+                    base_sha=earlier, base_tree=earlier_tree))
+        return answer
+
+    gh.getitem = getitem  # type: ignore[method-assign]
+    assert await resolve_base(engine, gh, run) == (earlier, earlier_tree)
+    assert fake_github.calls("GET /repos/{owner}/{repo}/git/commits/{commit_sha}") == []
+    stored = await get_run(engine, run.id)
+    assert (stored.base_sha, stored.base_tree) == (earlier, earlier_tree)
