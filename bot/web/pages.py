@@ -157,13 +157,22 @@ def run_header(run: Any, usage: Usage | None, web_url: str, now: dt.datetime) ->
         f'<div id="hdr" class="hdr" data-state="{e(run.state)}">'
         f'<div class="crumbs"><a href="{e(repo_url)}">{e(run.repo_full_name)}</a></div>'
         f'<h1>{e(title)} <a class="num" href="{e(item_url)}">#{int(run.number)}</a></h1>'
-        f'<div class="meta">{state_label(run.state)}<span>Run #{int(run.id)} · '
+        f'<div class="meta">{state_label(run.state)}<span>Run #{int(run.id)}{variant_of(run)} · '
         f'{e(run.trigger)} by <a href="{e(web_url)}/{quote(run.sender_login)}">'
         f'@{e(run.sender_login)}</a> · {_when(run.created_at)}</span></div>'
         f'<dl class="facts"><div><dt>Agent</dt><dd><span class="mono">{e(run.agent)}</span>'
         f'{model}</dd></div><div><dt>Time</dt><dd>{elapsed(run, now)}</dd></div>'
         f'<div><dt>Usage</dt><dd>{e(usage_text(usage, run))}</dd></div>'
         f'<div><dt>Outcome</dt><dd>{e(outcome_line(run))}{pr}</dd></div></dl></div>')
+
+
+def variant_of(run: Any) -> str:
+    """` · variant K of N` for a variant of a group, else nothing."""
+    variant = getattr(run, "variant", None)
+    if variant is None:
+        return ""
+    size = len((run.config or {}).get("variants") or []) or int(variant)
+    return f" · variant {int(variant)} of {size}"
 
 
 def outcome_line(run: Any) -> str:
@@ -248,7 +257,7 @@ def runs_list(rows: Iterable[Any], session: Session, repos: list[str], repo: str
             f'<li><a class="row" href="/runs/{int(run.id)}">{state_label(run.state)}'
             f'<span class="what"><strong>{e(run.title or run.repo_full_name)}</strong>'
             f'<span class="muted">{e(run.repo_full_name)} {kind} #{int(run.number)} · run '
-            f'#{int(run.id)} · {e(run.agent)} · @{e(run.sender_login)} · '
+            f'#{int(run.id)}{variant_of(run)} · {e(run.agent)} · @{e(run.sender_login)} · '
             f'{_when(run.created_at)}</span></span>'
             f'<span class="muted when">{elapsed(run, now)}</span></a></li>')
     listing = ("<ul class=\"runs\">" + "".join(items) + "</ul>" if items else
