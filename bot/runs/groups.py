@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 PICK_PENDING = "pending"
 PICK_DONE = "done"
 PICK_FAILED = "failed"
+DELIVERY_ID_MAX = 64  # runs.delivery_id
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,12 @@ class GroupExists:
 
 
 def variant_delivery(delivery_id: str, variant: int) -> str:
-    """A variant's own delivery id (runs.delivery_id is unique): the request's, numbered."""
-    return f"{delivery_id}:v{variant}"
+    """A variant's own delivery id (runs.delivery_id is unique): the request's, numbered; a
+    digest of it where the number would not fit the column (GitHub's GUIDs always fit)."""
+    suffix = f":v{variant}"
+    if len(delivery_id) + len(suffix) > DELIVERY_ID_MAX:
+        delivery_id = hashlib.sha256(delivery_id.encode()).hexdigest()[:40]
+    return delivery_id + suffix
 
 
 async def create_group(db: AsyncEngine, new: NewRun, spread: list[tuple[str, str | None]],

@@ -54,3 +54,13 @@ async def test_a_downgrade_ends_active_variants_and_keeps_single_runs(
     await migrate.upgrade(engine)
     assert await migrate.current(engine) == migrate.head()
     assert isinstance(await create_run(engine, request(2)), AlreadyActive)
+
+
+async def test_a_long_delivery_id_still_names_each_variant(engine: AsyncEngine) -> None:
+    new = dataclasses.replace(request(3), delivery_id="d" * 64)
+    group = await create_group(engine, new, SPREAD)
+    assert isinstance(group, GroupCreated)
+    async with engine.connect() as conn:
+        ids = (await conn.execute(select(runs.c.delivery_id).order_by(runs.c.id))
+               ).scalars().all()
+    assert len(set(ids)) == 2 and all(len(i) <= 64 and i.endswith((":v1", ":v2")) for i in ids)
