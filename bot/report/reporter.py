@@ -166,7 +166,13 @@ class Reporter:
         self._failures.forget(key)
 
     async def report_group(self, group_id: int) -> None:
-        """Write the group's comment as the group is now, and mark that version reported."""
+        """Write the group's comment as the group is now, and mark that version reported
+        (unless another process is at it: the next pass looks again)."""
+        async with groups.holding(self._engine, group_id, "report-group") as held:
+            if held:
+                await self._report_group(group_id)
+
+    async def _report_group(self, group_id: int) -> None:
         group = await groups.get_group(self._engine, group_id)
         if group is None or group.reported_version >= group.version:
             return

@@ -257,6 +257,9 @@ run_groups = Table(
     Column("pick_state", String(16)),  # pending | done | failed
     Column("pick_error", Text),
     Column("pick_delivery_id", String(64)),  # the `/agent pick` that asked for it
+    # Which process writes the group's comment now (replicas take turns, as on runs).
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),
     Index("ix_run_groups_repo_number", "repo_id", "number"),
 )
 

@@ -97,3 +97,36 @@ def test_a_succeeded_variants_check_run_says_how_to_keep_it() -> None:
     run = succeeded(2)
     run.is_pull_request, run.error = False, None
     assert "To keep this variant, comment `/agent pick 2`" in _outcome(run, None)
+
+
+async def test_two_replicas_write_one_group_comment(engine: Any, fake_github: Any,
+                                                    github_app: Any) -> None:
+    import asyncio
+    import uuid
+
+    from bot.report.reporter import Reporter
+    from bot.runs.groups import create_group, get_group
+    from bot.runs.ledger import NewRun
+
+    fake_github.add_installation(7, "octo-org")
+    fake_github.add_repo("octo-org", "demo", repo_id=100)
+    fake_github.add_issue("octo-org/demo", 1)
+    new = NewRun(installation_id=7, repo_id=100, repo_full_name="octo-org/demo",
+                 clone_url="https://github.com/octo-org/demo.git", number=1,
+                 is_pull_request=False, base_ref="main", trigger="comment",
+                 sender_login="octocat", sender_id=1, delivery_id=str(uuid.uuid4()),
+                 agent="claude", timeout_seconds=600)
+    made = await create_group(engine, new, [("claude", "a"), ("claude", "b")])
+    one, two = Reporter(engine, github_app), Reporter(engine, github_app)
+    fake_github.requests.clear()
+    # Both see the new group at once; one writes, the other finds it taken and leaves it.
+    await asyncio.gather(one.report_group(made.group_id), two.report_group(made.group_id))
+    await one.report_group(made.group_id)
+    assert [r.operation for r in fake_github.requests
+            if r.method != "GET" and not r.path.startswith("/app/")] == [
+        "POST /repos/{owner}/{repo}/issues/{issue_number}/comments"]
+    comments = [c for c in fake_github.comments("octo-org/demo", 1) if c.via_app]
+    assert len(comments) == 1 and "0 of 2 finished" in comments[0].body
+    group = await get_group(engine, made.group_id)
+    assert (group.reported_version, group.status_comment_id, group.lease_owner) == (
+        1, comments[0].id, None)

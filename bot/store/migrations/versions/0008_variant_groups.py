@@ -52,6 +52,8 @@ def upgrade() -> None:
         sa.Column("pick_state", sa.String(length=16), nullable=True),
         sa.Column("pick_error", sa.Text(), nullable=True),
         sa.Column("pick_delivery_id", sa.String(length=64), nullable=True),
+        sa.Column("lease_owner", sa.String(length=64), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["retry_of"], ["run_groups.id"],
                                 name=op.f("fk_run_groups_retry_of_run_groups")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_run_groups")),
