@@ -174,3 +174,31 @@ async def test_a_change_of_the_run_is_described_once_for_all_viewers(
         assert all(c == Changed(True, b"event: run\ndata: header\n\n") for c in changes)
     finally:
         await hub.close()
+
+
+async def test_a_tick_wakes_many_viewers_a_slice_at_a_time(engine: AsyncEngine) -> None:
+    """200 viewers are not all woken in one turn of the event loop: other work (a webhook
+    arriving) gets turns while they are, at most WAKE_SLICE viewers apart."""
+    from bot.web.stream import WAKE_SLICE
+
+    run_id = await a_run(engine)
+    hub = Hub(engine, poll_seconds=3600)
+    try:
+        async with contextlib_all(hub, run_id, 200) as queues:
+            await store(engine, run_id, 1)
+            seen: list[int] = []
+            ticking = asyncio.ensure_future(hub.tick())
+
+            async def other_work() -> None:  # what the intake would do meanwhile
+                while not ticking.done():
+                    seen.append(sum(not q.empty() for q in queues))
+                    await asyncio.sleep(0)
+
+            await asyncio.gather(ticking, other_work())
+            assert all(q.qsize() == 1 for q in queues)  # every viewer got the event
+        woken_between = sorted({n for n in seen if 0 < n < 200})
+        assert len(woken_between) >= 200 // WAKE_SLICE - 2  # turns came in between
+        steps = [b - a for a, b in zip([0, *woken_between], woken_between, strict=False)]
+        assert max(steps) <= WAKE_SLICE
+    finally:
+        await hub.close()
