@@ -121,9 +121,58 @@ def short_yield() -> None:
     inbox.InboxOptions.__init__.__defaults__ = tuple(defaults)  # type: ignore[misc]
 
 
+def profile() -> None:
+    """Measurement only: CPU time per function in every thread (yappi, installed by hand:
+    `pip install yappi`), written to agentbot.prof.txt $AGENTBOT_PROFILE_SECONDS (default 40)
+    after start (the bench stops the bot with a deadline that a dump at exit can miss)."""
+    import os
+    import threading
+
+    import yappi  # type: ignore[import-not-found]
+
+    yappi.set_clock_type("cpu")
+    yappi.start()
+
+    def dump() -> None:
+        yappi.stop()
+        with open("agentbot.prof.txt", "w") as out:
+            stats = yappi.get_func_stats()
+            stats.sort("ttot")
+            stats.print_all(out=out, columns={0: ("name", 90), 1: ("ncall", 10),
+                                              2: ("tsub", 8), 3: ("ttot", 8), 4: ("tavg", 8)})
+            yappi.get_thread_stats().print_all(out=out)
+
+    threading.Timer(float(os.environ.get("AGENTBOT_PROFILE_SECONDS", "40")), dump).start()
+
+
+def statements() -> None:
+    """Measurement only: how many times each SQL statement ran, by its first 110 characters,
+    written to agentbot.sql.txt $AGENTBOT_PROFILE_SECONDS (default 40) after start."""
+    import collections
+    import os
+    import threading
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    seen: collections.Counter[str] = collections.Counter()
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen[" ".join(statement.split())[:110]] += 1
+
+    def dump() -> None:
+        with open("agentbot.sql.txt", "w") as out:
+            for text, n in seen.most_common():
+                out.write(f"{n:7d} {text}\n")
+
+    threading.Timer(float(os.environ.get("AGENTBOT_PROFILE_SECONDS", "40")), dump).start()
+
+
 EXPERIMENTS: dict[str, Callable[[], None]] = {
     "no-inbox": no_inbox, "no-parse": no_parse, "no-gc": no_gc, "trace": trace,
-    "wide-inbox": wide_inbox, "short-yield": short_yield,
+    "wide-inbox": wide_inbox, "short-yield": short_yield, "profile": profile,
+    "statements": statements,
 }
 
 
