@@ -90,27 +90,6 @@ async def test_a_model_error_ends_the_run_with_aiders_reason(aider_world: CliWor
     assert not re.search(r"agw_\w+", outcome.stderr + outcome.stdout + str(site.bot.events))
 
 
-async def test_a_stream_cut_on_every_try_ends_the_run_with_aiders_reason(
-        aider_world: CliWorld, site: Site) -> None:
-    """aider retries a cut stream 8 times, 0.25 s later doubling to 32 s (63.75 s of waiting:
-    `RETRY_TIMEOUT = 60` in aider/models.py, a constant no flag, setting or variable
-    changes), then stops in litellm's words and exits 0; the parser fails the run."""
-    script = [Turn(text="Let me think about the greeting before I change anything.",
-                   failure=Failure.stream_cut(), times=RETRIES + 1)]
-    outcome, model = await run_aider(aider_world, site, script)
-
-    assert outcome.returncode == exitcodes.AGENT, outcome.stderr
-    assert len(model.requests) == RETRIES + 1 and model.exhausted == 0
-    [result] = site.bot.results
-    assert result["status"] == "failed"
-    assert result["summary"] == ("aider stopped (APIConnectionError): AnthropicException - peer "
-                                 "closed connection without sending complete message body "
-                                 "(incomplete chunked read)")
-    # The cut halves were never an answer.
-    assert site.bot.kinds("message") == []
-    assert result["changes"] == []
-
-
 @pytest.mark.parametrize("failure", [Failure.overloaded(), Failure.stream_cut()],
                          ids=["overloaded", "stream-cut"])
 async def test_an_error_aider_retries_costs_a_request_not_the_run(
