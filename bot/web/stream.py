@@ -69,6 +69,7 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._woken = 0  # viewers woken since the loop last had a turn
+        self._ticking = asyncio.Lock()
         self.ticks = 0
 
     # viewers
@@ -145,7 +146,12 @@ class Hub:
             await asyncio.sleep(self._poll)
 
     async def tick(self) -> None:
-        """Publish what changed in every watched run since the last tick."""
+        """Publish what changed in every watched run since the last tick; one tick at a
+        time (publishing yields to the loop, and two at once would both see a change)."""
+        async with self._ticking:
+            await self._tick()
+
+    async def _tick(self) -> None:
         self.ticks += 1
         watched = dict(self._watched)
         if not watched:
