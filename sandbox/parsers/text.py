@@ -41,6 +41,10 @@ _AIDER_QUESTION = re.compile(r"^(?P<question>[^\n]*?\?) \(Y\)es/\(N\)o(?:/\([A-Z
                              r"\[[^\]]*\]: ")
 # What aider prints before each command it runs, once "Run shell command?" was answered.
 _RUNNING = re.compile(r"^Running (?P<command>.+)$")
+# What is kept of a command's output (its event shows 2,000 characters) and of a model error's
+# lines: a command printing without end must not grow the runner's memory with it.
+_OUTPUT_KEPT = 4_000
+_ERROR_LINES_KEPT = 40
 
 
 class AiderParser(StreamParser):
@@ -60,7 +64,8 @@ class AiderParser(StreamParser):
         self._error_open = False  # still reading the error's lines
         self._shell = False  # past a "Run shell command?" question: "Running X" lines follow
         self._command: tuple[str, str] | None = None  # the command running: (call id, command)
-        self._output: list[str] = []  # what it printed so far
+        self._output: list[str] = []  # what it printed so far (its first _OUTPUT_KEPT)
+        self._output_size = 0
         self._commands = 0
 
     def stdout_line(self, line: str) -> list[Event]:
@@ -82,7 +87,9 @@ class AiderParser(StreamParser):
                                    input=self._command[1]))
                 return events
             if self._command is not None:
-                self._output.append(line)
+                if self._output_size < _OUTPUT_KEPT:
+                    self._output.append(line)
+                    self._output_size += len(line) + 1
                 return events
         text = line.strip()
         if text.startswith("Aider v"):
@@ -98,7 +105,8 @@ class AiderParser(StreamParser):
             if text.startswith(("Retrying in ", "Tokens:")):
                 self._error_open = False
             elif text:
-                self._error_lines.append(text)
+                if len(self._error_lines) < _ERROR_LINES_KEPT:
+                    self._error_lines.append(text)
                 return events
         applied = _APPLIED.match(text)
         if applied:
@@ -139,7 +147,7 @@ class AiderParser(StreamParser):
         if self._command is None:
             return []
         (call_id, command), output = self._command, "\n".join(self._output).strip()
-        self._command, self._output = None, []
+        self._command, self._output, self._output_size = None, [], 0
         return [tool("shell", "completed", call_id=call_id, input=command,
                      output=output or None)]
 

@@ -121,3 +121,28 @@ def test_an_error_aider_does_not_explain_is_said_in_litellms_words() -> None:
     assert parser.error == ("aider stopped (APIConnectionError): AnthropicException - peer "
                             "closed connection without sending complete message body "
                             "(incomplete chunked read)")
+
+
+def test_a_command_printing_without_end_keeps_only_the_start_of_its_output() -> None:
+    """A command the model runs may print without end (`yes`): the parser keeps the start of
+    it, as much as its event shows, not all of it; a model error's lines are capped too."""
+    parser = adapter_for("aider").parser()
+    parser.feed("stdout", BANNER[0])
+    parser.feed("stdout", "Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]: ")
+    parser.feed("stdout", "Running yes")
+    for _ in range(100_000):
+        parser.feed("stdout", "y" * 50)
+    assert sum(len(line) + 1 for line in parser._output) <= 5_000  # of 5.1 MB printed
+    [completed] = [data for kind, data in
+                   ((e.kind, e.data) for e in parser.finish()) if kind == "tool"]
+    assert completed["output"].startswith("y" * 50) and len(completed["output"]) <= 2_100
+
+    parser = adapter_for("aider").parser()
+    parser.feed("stdout", BANNER[0])
+    parser.feed("stdout", "litellm.APIConnectionError: cut")
+    for n in range(10_000):
+        parser.feed("stdout", f"line {n} of the error")
+    assert len(parser._error_lines) == 40
+    parser.finish()
+    assert parser.error is not None and parser.error.startswith(
+        "aider stopped (APIConnectionError): cut line 0 of the error")
