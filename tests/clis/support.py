@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from bot.executors.local import LocalExecutor
 from tests.fakes import payloads as p
 from tests.fakes.github import FakeGitHub
 from tests.flow.harness import REPO, Flow, until
-from tests.sandbox.support import ROOT, RunnerOutcome, runner_env, write_spec_dir
+from tests.sandbox.support import ROOT, RunnerOutcome, Site, runner_env, write_spec_dir
 
 DOCKERFILE = ROOT / "sandbox" / "Dockerfile"
 INSTALL_SCRIPT = ROOT / "scripts" / "install-agent-clis"
@@ -283,3 +283,23 @@ def assert_failed_with(done: FlowRun, says: str) -> None:
     assert check.conclusion == "failure"
     assert says in check.output["summary"] + check.output.get("text", "")
     assert flow.pulls() == []
+
+
+# The sessions the resume tests keep: AGENTBOT_SESSION_MAX_BYTES's default.
+SESSION_LIMIT = 20 * 1024 * 1024
+
+
+async def run_keeping_session(world: CliWorld, site: Site, agent: str, gateway_url: str,
+                              prompt: str, *, resume_session: bool = False,
+                              prepare: Callable[[Path], None] | None = None,
+                              env: dict[str, str] | None = None) -> RunnerOutcome:
+    """One sandbox run of `agent` in a fresh directory (so a fresh home too), keeping its
+    session; `prepare` readies the run directory first (a CLI's config in its home)."""
+    site.tmp = world.run_dir()
+    site.bot.results.clear()
+    if prepare is not None:
+        prepare(site.tmp)
+    spec = replace(site.spec(agent=agent, prompt=prompt, timeout=120),
+                   gateway_url=gateway_url, session_max_bytes=SESSION_LIMIT,
+                   resume_session=resume_session)
+    return await world.run_sandbox(site.tmp, spec, env={"PWD": str(site.tmp), **(env or {})})

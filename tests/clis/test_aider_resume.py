@@ -5,7 +5,6 @@ Messages double sees the earlier exchange in the next run's first request."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ import pytest
 from sandbox import exitcodes
 from sandbox.archive import unpack
 from tests.clis.aider_scenarios import offline_model_info
-from tests.clis.support import CliWorld, RunnerOutcome
+from tests.clis.support import SESSION_LIMIT as LIMIT
+from tests.clis.support import CliWorld, RunnerOutcome, run_keeping_session
 from tests.fakes.model_anthropic import AnthropicDouble, Turn
 from tests.sandbox.support import GATEWAY_TOKEN, Site, make_site
 
@@ -23,7 +23,6 @@ pytestmark = pytest.mark.slow
 FIRST_PROMPT = "Explain what this repository holds. Marker ALPHA-3."
 FIRST_ANSWER = "It holds a demo README. Marker BRAVO-3."
 SECOND_PROMPT = "Say it shorter. Marker CHARLIE-3."
-LIMIT = 20 * 1024 * 1024
 
 
 @pytest.fixture
@@ -33,14 +32,9 @@ async def site(tmp_path: Path, aiohttp_server: Any, aider_world: CliWorld) -> Si
 
 async def run(world: CliWorld, site: Site, model: AnthropicDouble, prompt: str, *,
               resume_session: bool = False) -> RunnerOutcome:
-    """One sandbox run in a fresh directory and home, keeping its session."""
-    site.tmp = world.run_dir()
-    site.bot.results.clear()
-    offline_model_info(site.tmp / "home")
-    spec = replace(site.spec(agent="aider", prompt=prompt, timeout=120),
-                   gateway_url=model.base_url, session_max_bytes=LIMIT,
-                   resume_session=resume_session)
-    return await world.run_sandbox(site.tmp, spec, env={"PWD": str(site.tmp)})
+    return await run_keeping_session(world, site, "aider", model.base_url, prompt,
+                                     resume_session=resume_session,
+                                     prepare=lambda tmp: offline_model_info(tmp / "home"))
 
 
 async def test_the_next_run_restores_the_aider_chat(aider_world: CliWorld, site: Site) -> None:

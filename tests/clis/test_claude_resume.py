@@ -5,7 +5,6 @@ request; a missing or unloadable session starts fresh and says why."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,8 @@ import pytest
 
 from sandbox import exitcodes, resume
 from sandbox.archive import Session, pack, unpack
-from tests.clis.support import CliWorld, RunnerOutcome
+from tests.clis.support import SESSION_LIMIT as LIMIT
+from tests.clis.support import CliWorld, RunnerOutcome, run_keeping_session
 from tests.fakes.model_anthropic import AnthropicDouble, ToolCall, Turn
 from tests.sandbox.support import GATEWAY_TOKEN, Site, make_site
 
@@ -22,7 +22,6 @@ pytestmark = pytest.mark.slow
 FIRST_PROMPT = "Add src/greet.py that prints a greeting. Marker ALPHA-7."
 FIRST_ANSWER = "Added src/greet.py. Marker BRAVO-7."
 SECOND_PROMPT = "Make the greeting louder."
-LIMIT = 20 * 1024 * 1024
 
 
 @pytest.fixture
@@ -34,13 +33,9 @@ async def site(tmp_path: Path, aiohttp_server: Any, claude_world: CliWorld) -> S
 
 async def run(world: CliWorld, site: Site, model: AnthropicDouble, prompt: str, *,
               resume_session: bool = False) -> RunnerOutcome:
-    """One sandbox run in a fresh directory (so a fresh home too), keeping its session."""
-    site.tmp = world.run_dir()
-    site.bot.results.clear()
-    spec = replace(site.spec(agent="claude", prompt=prompt, timeout=120),
-                   gateway_url=model.base_url, session_max_bytes=LIMIT,
-                   resume_session=resume_session)
-    return await world.run_sandbox(site.tmp, spec, env={"CLAUDE_CODE_MAX_RETRIES": "0"})
+    return await run_keeping_session(world, site, "claude", model.base_url, prompt,
+                                     resume_session=resume_session,
+                                     env={"CLAUDE_CODE_MAX_RETRIES": "0"})
 
 
 def first_turns() -> list[Turn]:

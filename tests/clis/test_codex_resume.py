@@ -5,7 +5,6 @@ first request; an id Codex cannot find starts fresh and says why."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ import pytest
 from sandbox import exitcodes
 from sandbox.archive import Session, pack, unpack
 from tests.clis.codex_scenarios import ADD_MODULE, NO_RETRIES, code
-from tests.clis.support import CliWorld, RunnerOutcome
+from tests.clis.support import SESSION_LIMIT as LIMIT
+from tests.clis.support import CliWorld, RunnerOutcome, run_keeping_session
 from tests.fakes.model_openai import OpenAIDouble, Turn
 from tests.sandbox.support import GATEWAY_TOKEN, Site, make_site
 
@@ -23,7 +23,6 @@ pytestmark = pytest.mark.slow
 FIRST_PROMPT = "Add src/new_module.py. Marker ALPHA-9."
 FIRST_ANSWER = "Added the module. Marker BRAVO-9."
 SECOND_PROMPT = "Now document it. Marker CHARLIE-9."
-LIMIT = 20 * 1024 * 1024
 
 
 @pytest.fixture
@@ -31,18 +30,17 @@ async def site(tmp_path: Path, aiohttp_server: Any, codex_world: CliWorld) -> Si
     return await make_site(tmp_path, aiohttp_server)
 
 
+def codex_home(tmp: Path) -> None:
+    """Codex's own retries off, in the run's fresh home."""
+    home = tmp / "home" / ".codex"
+    home.mkdir(parents=True)
+    (home / "config.toml").write_text(NO_RETRIES)
+
+
 async def run(world: CliWorld, site: Site, model: OpenAIDouble, prompt: str, *,
               resume_session: bool = False) -> RunnerOutcome:
-    """One sandbox run in a fresh directory and home, keeping its session."""
-    site.tmp = world.run_dir()
-    site.bot.results.clear()
-    codex_home = site.tmp / "home" / ".codex"
-    codex_home.mkdir(parents=True)
-    (codex_home / "config.toml").write_text(NO_RETRIES)
-    spec = replace(site.spec(agent="codex", prompt=prompt, timeout=120),
-                   gateway_url=model.base_url, session_max_bytes=LIMIT,
-                   resume_session=resume_session)
-    return await world.run_sandbox(site.tmp, spec)
+    return await run_keeping_session(world, site, "codex", model.base_url, prompt,
+                                     resume_session=resume_session, prepare=codex_home)
 
 
 async def test_the_next_run_resumes_the_codex_session(codex_world: CliWorld,

@@ -6,7 +6,6 @@ the Messages double sees the earlier turns in the next run's first request."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ import pytest
 
 from sandbox import exitcodes
 from sandbox.archive import Session, pack, unpack
-from tests.clis.support import CliWorld, RunnerOutcome
+from tests.clis.support import SESSION_LIMIT as LIMIT
+from tests.clis.support import CliWorld, RunnerOutcome, run_keeping_session
 from tests.fakes.model_anthropic import AnthropicDouble, Turn
 from tests.sandbox.support import GATEWAY_TOKEN, Site, make_site
 
@@ -23,7 +23,6 @@ pytestmark = pytest.mark.slow
 FIRST_PROMPT = "Say hello. Marker ALPHA-5."
 FIRST_ANSWER = "Hello there. Marker BRAVO-5."
 SECOND_PROMPT = "Now say it louder. Marker CHARLIE-5."
-LIMIT = 20 * 1024 * 1024
 
 
 @pytest.fixture
@@ -33,13 +32,8 @@ async def site(tmp_path: Path, aiohttp_server: Any, opencode_world: CliWorld) ->
 
 async def run(world: CliWorld, site: Site, model: AnthropicDouble, prompt: str, *,
               resume_session: bool = False) -> RunnerOutcome:
-    """One sandbox run in a fresh directory and home, keeping its session."""
-    site.tmp = world.run_dir()
-    site.bot.results.clear()
-    spec = replace(site.spec(agent="opencode", prompt=prompt, timeout=120),
-                   gateway_url=model.base_url, session_max_bytes=LIMIT,
-                   resume_session=resume_session)
-    return await world.run_sandbox(site.tmp, spec, env={"PWD": str(site.tmp)})
+    return await run_keeping_session(world, site, "opencode", model.base_url, prompt,
+                                     resume_session=resume_session)
 
 
 async def test_the_next_run_resumes_the_opencode_session(opencode_world: CliWorld,
