@@ -22,7 +22,7 @@ from bot.executors.local import LocalExecutor
 from tests.fakes import payloads as p
 from tests.fakes.github import FakeGitHub
 from tests.flow.harness import REPO, Flow, until
-from tests.sandbox.support import ROOT, RunnerOutcome, Site, runner_env, write_spec_dir
+from tests.sandbox.support import ROOT, RunnerOutcome, Site, b64, runner_env, write_spec_dir
 
 DOCKERFILE = ROOT / "sandbox" / "Dockerfile"
 INSTALL_SCRIPT = ROOT / "scripts" / "install-agent-clis"
@@ -303,3 +303,12 @@ async def run_keeping_session(world: CliWorld, site: Site, agent: str, gateway_u
                    gateway_url=gateway_url, session_max_bytes=SESSION_LIMIT,
                    resume_session=resume_session)
     return await world.run_sandbox(site.tmp, spec, env={"PWD": str(site.tmp), **(env or {})})
+
+
+# What each CLI's scripted edits (its scenarios' the_edits()) make of the demo repository of
+# tests/sandbox/support.py: README.md edited, old.txt deleted, src/new_module.py created.
+SCRIPTED_CHANGES = [
+    {"path": "README.md", "mode": "100644", "content_b64": b64(b"# Demo\n\nHello, edited.\n")},
+    {"path": "old.txt", "deleted": True},
+    {"path": "src/new_module.py", "mode": "100644", "content_b64": b64(b"VALUE = 42\n")},
+]

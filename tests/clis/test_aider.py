@@ -13,10 +13,10 @@ import pytest
 
 from sandbox import exitcodes
 from tests.clis.aider_scenarios import EDITS, FINAL, PROMPT, offline_model_info, the_edits
-from tests.clis.support import CliWorld, RunnerOutcome
+from tests.clis.support import SCRIPTED_CHANGES, CliWorld, RunnerOutcome
 from tests.fakes.model_anthropic import AnthropicDouble, Failure, Turn
 from tests.fakes.model_openai import OpenAIDouble
-from tests.sandbox.support import GATEWAY_TOKEN, Site, b64, make_site
+from tests.sandbox.support import GATEWAY_TOKEN, Site, make_site
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +49,7 @@ async def test_the_scripted_edit_blocks_become_the_changeset_events_and_stats(
     [result] = site.bot.results
     assert result["status"] == "succeeded"
     # Created and edited through edit blocks, deleted through the command aider ran.
-    assert result["changes"] == [
-        {"path": "README.md", "mode": "100644", "content_b64": b64(b"# Demo\n\nHello, edited.\n")},
-        {"path": "old.txt", "deleted": True},
-        {"path": "src/new_module.py", "mode": "100644", "content_b64": b64(b"VALUE = 42\n")},
-    ]
+    assert result["changes"] == SCRIPTED_CHANGES
     assert result["summary"] == FINAL
     tools = [(t["name"], t["status"], t["input"]) for t in site.bot.kinds("tool")]
     # The edits in either order (aider's is not fixed), then the command.

@@ -21,7 +21,7 @@ from tests.clis.scenarios import (
     the_edits,
     the_plan,
 )
-from tests.clis.support import Account, CliWorld, RunnerOutcome
+from tests.clis.support import SCRIPTED_CHANGES, Account, CliWorld, RunnerOutcome
 from tests.fakes.model_anthropic import AnthropicDouble, Failure, Turn
 from tests.sandbox.support import GATEWAY_TOKEN, Site, b64, make_site
 
@@ -53,11 +53,7 @@ async def test_the_scripted_edits_become_the_changeset_events_and_stats(
     assert outcome.returncode == exitcodes.OK, outcome.stderr
     [result] = site.bot.results
     assert result["status"] == "succeeded"
-    assert result["changes"] == [
-        {"path": "README.md", "mode": "100644", "content_b64": b64(b"# Demo\n\nHello, edited.\n")},
-        {"path": "old.txt", "deleted": True},
-        {"path": "src/new_module.py", "mode": "100644", "content_b64": b64(b"VALUE = 42\n")},
-    ]
+    assert result["changes"] == SCRIPTED_CHANGES
     assert result["summary"] == FINAL
     assert result["commit_message"].startswith(FINAL)
 

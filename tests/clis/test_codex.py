@@ -28,7 +28,7 @@ from tests.clis.codex_scenarios import (
     the_edits,
     the_plan,
 )
-from tests.clis.support import CliWorld, RunnerOutcome
+from tests.clis.support import SCRIPTED_CHANGES, CliWorld, RunnerOutcome
 from tests.fakes.model_openai import (
     Failure,
     OpenAIDouble,
@@ -38,7 +38,7 @@ from tests.fakes.model_openai import (
     quota_failure,
 )
 from tests.flow.harness import until
-from tests.sandbox.support import GATEWAY_TOKEN, Site, b64, make_site, make_spec
+from tests.sandbox.support import GATEWAY_TOKEN, Site, make_site, make_spec
 
 pytestmark = pytest.mark.slow
 
@@ -77,11 +77,7 @@ async def test_the_scripted_edits_become_the_changeset_events_and_stats(
     assert outcome.returncode == exitcodes.OK, outcome.stderr
     [result] = site.bot.results
     assert result["status"] == "succeeded"
-    assert result["changes"] == [
-        {"path": "README.md", "mode": "100644", "content_b64": b64(b"# Demo\n\nHello, edited.\n")},
-        {"path": "old.txt", "deleted": True},
-        {"path": "src/new_module.py", "mode": "100644", "content_b64": b64(b"VALUE = 42\n")},
-    ]
+    assert result["changes"] == SCRIPTED_CHANGES
     assert result["summary"] == FINAL
     assert result["commit_message"].startswith(FINAL)
 
