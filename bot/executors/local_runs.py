@@ -24,7 +24,9 @@ class RunRecord:
     def exit_code(self) -> int | None:
         """The runner's exit code as the wrapper shell recorded it; None if it did not."""
         text = _read(Path(self.run_dir) / "exit-code").strip()
-        return int(text) if text.lstrip("-").isdigit() else None
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        digits = text.removeprefix("-")
+        return int(text) if digits.isascii() and digits.isdigit() else None
 
     def termination_message(self) -> str:
         """Why the runner stopped, in its own words (at most 4096 bytes, as in Kubernetes)."""
