@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,8 +19,10 @@ from sqlalchemy import select
 from bot.app import BOT_KEY, Bot, create_app, gateway_app, internal_app
 from bot.config.settings import Settings
 from bot.executors.local import LocalExecutor
+from bot.executors.local_runs import RunStore
 from bot.runs.ledger import get_run
 from bot.store.tables import FINAL_STATES, RunState, run_transitions, runs
+from sandbox import sessions
 from tests.conftest import WEBHOOK_SECRET
 from tests.fakes import payloads as p
 from tests.fakes.github import FakeGitHub
@@ -113,6 +116,22 @@ class Flow:
     async def close(self) -> None:
         await self.stop()
         await self._git_server.close()
+        await self._end_left_sandboxes()
+
+    async def _end_left_sandboxes(self) -> None:
+        """Kill the local sandboxes a test left running (stop() leaves them for a restart to
+        adopt, and at the end nothing will): a sandbox must not outlive its test, and its
+        process object must not be collected while the process runs (a ResourceWarning,
+        which the suite turns into an error in whichever test the collector runs in)."""
+        records = RunStore(self.tmp / "state").load_all()
+        for record in records:
+            sessions.signal_session(record.pid, record.start_ticks, signal.SIGKILL)
+
+        async def ended() -> bool:
+            return not any(sessions.alive(r.pid, r.start_ticks) for r in records)
+
+        await until(ended, 20.0, what="the sandboxes left running to end")
+        await asyncio.sleep(0.1)  # the child watcher reports the exits to their transports
 
     @property
     def bot(self) -> Bot:
