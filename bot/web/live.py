@@ -15,8 +15,7 @@ from bot.runs.ledger import get_run
 from bot.store.tables import FINAL_STATES, RunState
 from bot.web.pages import CSP, Answer
 from bot.web.session import Sealer, Session
-from bot.web.stream import Changed, Hub, Message, sse
-from bot.web.transcript import Fragment
+from bot.web.stream import Changed, Hub, sse
 
 KEEPALIVE_SECONDS = 15.0
 
@@ -68,7 +67,7 @@ class LiveRoutes:
             run = await get_run(self._engine_now(), run_id)  # before the read: see `Hub.tick`
             last = after
             for fragment in await self.hub.read(run_id, after):
-                await response.write(sse(fragment.html, "ev", fragment.seq))
+                await response.write(fragment.event)
                 last = fragment.seq
             if run is None:
                 return
@@ -78,33 +77,31 @@ class LiveRoutes:
                 return
             while session.expires_at > time.time():  # then the page offers a sign-in again
                 try:
-                    message = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                    # asyncio.timeout, not wait_for: no task of its own for every wait.
+                    async with asyncio.timeout(KEEPALIVE_SECONDS):
+                        message = await queue.get()
                 except TimeoutError:
                     await response.write(b": keepalive\n\n")
                     continue
-                if isinstance(message, Fragment):
-                    # What queued up meanwhile goes out in one write.
-                    batch: list[Message | None] = [message]
-                    while isinstance(batch[-1], Fragment) and not queue.empty():
-                        batch.append(queue.get_nowait())
-                    # A batch may end in what is not an event: the run changed, or the end.
-                    ends_batch = not isinstance(batch[-1], Fragment)
-                    following = batch.pop() if ends_batch else None
-                    chunks = []
-                    for item in batch:
-                        assert isinstance(item, Fragment)
-                        if item.seq > last:
-                            chunks.append(sse(item.html, "ev", item.seq))
-                            last = item.seq
-                    if chunks:
-                        await response.write(b"".join(chunks))
-                    if not ends_batch:
-                        continue
-                    message = following
-                if message is None:
-                    return  # the hub closed, or dropped this slow viewer: the browser resumes
-                assert isinstance(message, Changed)
-                await response.write(message.payload)  # rendered once, for every viewer
-                if message.final:
+                # What queued up meanwhile goes out in one write.
+                chunks: list[bytes] = []
+                ended = False
+                while True:
+                    if message is None:  # the hub closed, or dropped this slow viewer
+                        ended = True  # (the browser resumes from Last-Event-ID)
+                    elif isinstance(message, Changed):
+                        chunks.append(message.payload)  # rendered once, for every viewer
+                        ended = message.final
+                    else:
+                        for fragment in message:
+                            if fragment.seq > last:
+                                chunks.append(fragment.event)  # encoded once, too
+                                last = fragment.seq
+                    if ended or queue.empty():
+                        break
+                    message = queue.get_nowait()
+                if chunks:
+                    await response.write(b"".join(chunks))
+                if ended:
                     return
 

@@ -20,12 +20,14 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store.tables import FINAL_STATES, RunState, run_events, run_usage, runs
-from bot.web.transcript import Fragment, render
+from bot.web.transcript import Fragment, render, sse
+
+__all__ = ["Changed", "Hub", "Message", "sse"]
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
-QUEUE_MAX = 2_000  # a viewer this far behind is dropped; its browser resumes from the database
+QUEUE_MAX = 500  # ticks a viewer may be behind; past that it is dropped and resumes
 BATCH = 2_000  # events read a tick
 RENDERED_MAX = 20_000  # fragments kept rendered, for viewers catching up
 # Viewers woken between two turns of the event loop. A tick wakes every viewer of every run
@@ -44,7 +46,9 @@ class Changed:
     payload: bytes = b""
 
 
-Message = Fragment | Changed
+# What a viewer's queue holds: the new events of a tick (in order), a change of the run, or
+# None for the end of the stream.
+Message = tuple[Fragment, ...] | Changed
 # The SSE text of a run's header (and outcome, when it ended), given its id and whether so.
 Describe = Callable[[int, bool], Awaitable[bytes]]
 
@@ -174,12 +178,18 @@ class Hub:
                              for run_id, cursor in cursors.items())))
                 .order_by(run_events.c.run_id, run_events.c.seq).limit(BATCH))).all()
         complete = len(rows) < BATCH
+        fresh: dict[int, list[Fragment]] = {}
         for row in rows:
             entry = self._watched.get(row.run_id)
             if entry is None or row.seq <= entry.cursor:
                 continue
             entry.cursor = row.seq
-            await self._publish(entry, self.fragment(row.run_id, row.seq, row.kind, row.data))
+            fresh.setdefault(row.run_id, []).append(
+                self.fragment(row.run_id, row.seq, row.kind, row.data))
+        for run_id, fragments in fresh.items():  # a run's new events reach a viewer at once
+            entry = self._watched.get(run_id)
+            if entry is not None:
+                await self._publish(entry, tuple(fragments))
         for run_id, entry in watched.items():
             state = states.get(run_id)
             if state is None:
@@ -215,11 +225,3 @@ def _offer(queue: asyncio.Queue[Message | None], message: Message | None) -> boo
         queue.put_nowait(None)  # the end of this stream
         return False
     return True
-
-
-def sse(data: str, event: str, seq: int | None = None) -> bytes:
-    """One server-sent event; `seq` (the run's event number) is what a browser resumes from."""
-    lines = [f"id: {seq}"] if seq is not None else []
-    lines.append(f"event: {event}")
-    lines.extend(f"data: {line}" for line in data.split("\n"))
-    return ("\n".join(lines) + "\n\n").encode()

@@ -8,6 +8,7 @@ once and a page that grew event by event look the same.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -44,6 +45,19 @@ class Fragment:
     kind: str  # log | tool | result | message | phase | plan
     html: str
     group: str = ""  # log: its source; tool and result: the call's id
+
+    @functools.cached_property
+    def event(self) -> bytes:
+        """The fragment as a server-sent event, encoded once for every viewer."""
+        return sse(self.html, "ev", self.seq)
+
+
+def sse(data: str, event: str, seq: int | None = None) -> bytes:
+    """One server-sent event; `seq` (the run's event number) is what a browser resumes from."""
+    lines = [f"id: {seq}"] if seq is not None else []
+    lines.append(f"event: {event}")
+    lines.extend(f"data: {line}" for line in data.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode()
 
 
 def clean(text: object, cap: int) -> str:

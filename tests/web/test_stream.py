@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.runs.ledger import Created, NewRun, create_run, transition
 from bot.store.tables import RunState, run_events, utcnow
-from bot.web.stream import Changed, Hub
+from bot.web.stream import Changed, Hub, sse
 from bot.web.transcript import Fragment
 
 
@@ -37,12 +37,21 @@ async def store(engine: AsyncEngine, run_id: int, *seqs: int) -> None:
 async def follow(hub: Hub, run_id: int, after: int, queue: asyncio.Queue[Any]) -> list[int]:
     """What a viewer sends: the read after `after`, then its queue past what it sent."""
     sent = [f.seq for f in await hub.read(run_id, after)]
-    last = sent[-1] if sent else after
+    return sent + queued_past(queue, sent[-1] if sent else after)
+
+
+def queued_past(queue: asyncio.Queue[Any], last: int) -> list[int]:
+    """The events the queue holds past `last`, as a viewer sends them (a tick's new events
+    of a run come as one tuple)."""
+    sent = []
     while not queue.empty():
         message = queue.get_nowait()
-        if isinstance(message, Fragment) and message.seq > last:
-            sent.append(message.seq)
-            last = message.seq
+        if isinstance(message, tuple):
+            for fragment in message:
+                assert isinstance(fragment, Fragment)
+                if fragment.seq > last:
+                    sent.append(fragment.seq)
+                    last = fragment.seq
     return sent
 
 
@@ -60,12 +69,7 @@ async def test_events_stored_between_subscribing_and_reading_come_once(
             await hub.tick()
             await store(engine, run_id, 6)
             await hub.tick()
-            last = sent[-1]
-            while not queue.empty():
-                message = queue.get_nowait()
-                if isinstance(message, Fragment) and message.seq > last:
-                    sent.append(message.seq)
-                    last = message.seq
+            sent += queued_past(queue, sent[-1])
         assert sent == [2, 3, 4, 5, 6]
     finally:
         await hub.close()
@@ -82,12 +86,7 @@ async def test_a_second_viewer_further_back_still_gets_everything(engine: AsyncE
                 await store(engine, run_id, 11)
                 await hub.tick()
                 assert await follow(hub, run_id, 3, behind) == list(range(4, 12))
-            seen: list[int] = []
-            while not ahead.empty():
-                message = ahead.get_nowait()
-                if isinstance(message, Fragment):
-                    seen.append(message.seq)
-            assert [s for s in seen if s > 10] == [11]
+            assert queued_past(ahead, 10) == [11]
     finally:
         await hub.close()
 
@@ -102,7 +101,8 @@ async def test_the_run_ending_is_published_after_its_last_events(engine: AsyncEn
             await transition(engine, run_id, RunState.SUCCEEDED, "done")
             await hub.tick()
             messages = [queue.get_nowait() for _ in range(queue.qsize())]
-        assert [type(m).__name__ for m in messages] == ["Fragment", "Changed"]
+        assert [type(m).__name__ for m in messages] == ["tuple", "Changed"]
+        assert [f.seq for f in messages[0]] == [1]
         assert messages[-1] == Changed(final=True)
     finally:
         await hub.close()
@@ -114,10 +114,15 @@ async def test_many_viewers_cost_the_same_queries_and_share_one_rendering(
     hub = Hub(engine, poll_seconds=3600)
     try:
         async with contextlib_all(hub, run_id, 50) as queues:
-            await store(engine, run_id, 1)
+            await store(engine, run_id, 1, 2)
             await hub.tick()
             firsts = [q.get_nowait() for q in queues]
         assert all(f is firsts[0] for f in firsts)  # rendered once, the same object for all
+        assert [f.seq for f in firsts[0]] == [1, 2]  # a tick's events in one message
+        fragment = firsts[0][0]
+        assert fragment.event is fragment.event  # encoded once, for every viewer
+        assert fragment.event == sse(fragment.html, "ev", 1)
+        assert fragment.event.startswith(b"id: 1\nevent: ev\ndata: ")
     finally:
         await hub.close()
 
@@ -145,8 +150,9 @@ async def test_a_viewer_too_far_behind_is_ended_not_buffered(engine: AsyncEngine
     stream.QUEUE_MAX = 3
     try:
         async with hub.subscribe(run_id, 0) as queue:
-            await store(engine, run_id, *range(1, 6))
-            await hub.tick()
+            for seq in range(1, 6):  # five ticks with news: one message each
+                await store(engine, run_id, seq)
+                await hub.tick()
             drained = [queue.get_nowait() for _ in range(queue.qsize())]
         assert drained == [None]  # its stream ends; the browser resumes from the database
     finally:
