@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ RENDERED_MAX = 20_000  # fragments kept rendered, for viewers catching up
 # in just then for 10 ms (bench/run_pages.py, the p99 of the 202). Woken a slice at a time,
 # the intake's reads come in between.
 WAKE_SLICE = 16
+RENDER_TURN = 0.001  # seconds of rendering between two turns of the event loop
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,12 @@ class Hub:
                 select(run_events.c.seq, run_events.c.kind, run_events.c.data)
                 .where(run_events.c.run_id == run_id, run_events.c.seq > after)
                 .order_by(run_events.c.seq).limit(limit))).all()
-        return [self.fragment(run_id, row.seq, row.kind, row.data) for row in rows]
+        fragments = []
+        turn = time.perf_counter()
+        for row in rows:
+            fragments.append(self.fragment(run_id, row.seq, row.kind, row.data))
+            turn = await _share_the_loop(turn)
+        return fragments
 
     def fragment(self, run_id: int, seq: int, kind: str, data: Any) -> Fragment:
         key = (run_id, seq)
@@ -179,6 +186,7 @@ class Hub:
                 .order_by(run_events.c.run_id, run_events.c.seq).limit(BATCH))).all()
         complete = len(rows) < BATCH
         fresh: dict[int, list[Fragment]] = {}
+        turn = time.perf_counter()
         for row in rows:
             entry = self._watched.get(row.run_id)
             if entry is None or row.seq <= entry.cursor:
@@ -186,6 +194,7 @@ class Hub:
             entry.cursor = row.seq
             fresh.setdefault(row.run_id, []).append(
                 self.fragment(row.run_id, row.seq, row.kind, row.data))
+            turn = await _share_the_loop(turn)
         for run_id, fragments in fresh.items():  # a run's new events reach a viewer at once
             entry = self._watched.get(run_id)
             if entry is not None:
@@ -213,6 +222,18 @@ class Hub:
             if self._woken >= WAKE_SLICE:
                 self._woken = 0
                 await asyncio.sleep(0)  # these write, and what came in is read, first
+
+
+async def _share_the_loop(turn: float) -> float:
+    """Give the event loop a turn once RENDER_TURN has gone by since `turn` (when the last
+    turn was given), and say when this turn began. An event with a long output takes a
+    quarter of a millisecond to render, and a page opened on a long run renders thousands:
+    without a turn between, a webhook arriving then would wait for all of them."""
+    now = time.perf_counter()
+    if now - turn < RENDER_TURN:
+        return turn
+    await asyncio.sleep(0)
+    return time.perf_counter()
 
 
 def _offer(queue: asyncio.Queue[Message | None], message: Message | None) -> bool:

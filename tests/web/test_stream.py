@@ -210,3 +210,49 @@ async def test_a_tick_wakes_many_viewers_a_slice_at_a_time(engine: AsyncEngine) 
         assert max(steps) <= WAKE_SLICE
     finally:
         await hub.close()
+
+
+async def test_rendering_many_events_gives_other_work_turns(
+        engine: AsyncEngine, monkeypatch: Any) -> None:
+    """A page opened on a long run renders thousands of events (a long output takes a
+    quarter of a millisecond): the hub gives the loop a turn between renders, so a webhook
+    arriving meanwhile is not held until all are done. Here a turn after every render."""
+    from bot.web import stream
+
+    run_id = await a_run(engine)
+    await store(engine, run_id, *range(1, 101))
+    hub = Hub(engine, poll_seconds=3600)
+    turns = 0
+    seen: list[int] = []  # the other work's turns so far, at each render
+    real_render = stream.render
+
+    def counting_render(seq: int, kind: str, data: dict[str, Any]) -> Fragment:
+        seen.append(turns)
+        return real_render(seq, kind, data)
+
+    monkeypatch.setattr(stream, "render", counting_render)
+    monkeypatch.setattr(stream, "RENDER_TURN", 0.0)
+    done = False
+
+    async def other_work() -> None:  # what the intake would do meanwhile
+        nonlocal turns
+        while not done:
+            turns += 1
+            await asyncio.sleep(0)
+
+    worker = asyncio.create_task(other_work())
+    try:
+        fragments = await hub.read(run_id, 0)  # a page opened on the run
+        assert [f.seq for f in fragments] == list(range(1, 101))
+        assert len(seen) == 100 and all(b > a for a, b in zip(seen, seen[1:], strict=False))
+        async with hub.subscribe(run_id, 100) as queue:
+            await store(engine, run_id, *range(101, 151))
+            seen.clear()
+            hub._rendered.clear()  # noqa: SLF001 - rendered afresh by the tick
+            await hub.tick()
+            assert [f.seq for f in queue.get_nowait()] == list(range(101, 151))
+        assert len(seen) == 50 and all(b > a for a, b in zip(seen, seen[1:], strict=False))
+    finally:
+        done = True
+        await worker
+        await hub.close()
