@@ -10,9 +10,11 @@ and the real internal API the sandboxes post events to, in its own process pinne
 (`bench.run_pages_server`); the sandboxes' scheduler is left out so that the 20 runs stay
 running without sandboxes. This process, pinned to the other core, plays the fake GitHub
 (sign-in and access checks), 20 sandboxes posting 2 events a second each and booking a
-model response every 3 s (a new header for its viewers, as the gateway's usage rows make), a
-webhook sender (10 signed deliveries a second, each timed to its 202) and the viewers (each a
-signed-in person with their own token, holding a run's event stream open and reading it).
+model response every 3 s (a new header for its viewers, as the gateway's usage rows make) and
+the viewers (each a signed-in person with their own token, holding a run's event stream open
+and reading it). A webhook sender (10 signed deliveries a second, each timed to its 202) runs
+on the same core in a process of its own, so that the viewers' reading does not delay its
+clock.
 
 Two phases, the same load but the viewers: without them, then with them. Reported: the bot's
 CPU (percent of one core) in each, the difference, the events each viewer received, and the
@@ -61,14 +63,13 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 class Load:
-    """The sandboxes, the webhook sender and the viewers, all in this process."""
+    """The sandboxes and the viewers, in this process (the webhook sender has its own)."""
 
     def __init__(self, bot: str, internal: str, key: bytes, run_ids: list[int],
                  database: Path) -> None:
         self.bot, self.internal, self.key, self.run_ids = bot, internal, key, run_ids
         self.database = database
         self.seq = dict.fromkeys(run_ids, 0)
-        self.latencies: list[float] = []
         self.received: list[int] = []
         self.stop = asyncio.Event()
 
@@ -100,23 +101,6 @@ class Load:
                 "VALUES (?, ?, 'anthropic', 'claude-sonnet-4-5', 1200, 300, 5000, 0, 0.012)",
                 (run_id, datetime.datetime.now(datetime.UTC).isoformat(sep=" ")))
 
-    async def webhooks(self, session: aiohttp.ClientSession) -> None:
-        body = payload.encode(payload.issues_labeled())
-        while not self.stop.is_set():
-            headers = {"Content-Type": "application/json", "X-GitHub-Event": "issues",
-                       "X-GitHub-Delivery": str(uuid.uuid4()),
-                       "X-Hub-Signature-256": payload.sign(body, SECRET)}
-            # A replay of the same body is refused as one; vary it like real traffic.
-            unique = body.replace(b'"action":"labeled"',
-                                  f'"action":"labeled","n":"{uuid.uuid4()}"'.encode(), 1)
-            headers["X-Hub-Signature-256"] = payload.sign(unique, SECRET)
-            started = time.perf_counter()
-            async with session.post(f"{self.bot}/webhook", data=unique,
-                                    headers=headers) as response:
-                assert response.status == 202, response.status
-            self.latencies.append(time.perf_counter() - started)
-            await asyncio.sleep(1 / WEBHOOKS_PER_SECOND)
-
     async def viewer(self, cookie: str, run_id: int) -> None:
         count = 0
         jar = aiohttp.CookieJar(unsafe=True)
@@ -129,19 +113,50 @@ class Load:
                                    ) as response:
                 assert response.status == 200, response.status
                 stopping = asyncio.ensure_future(self.stop.wait())
+                tail = b""
                 try:
                     while True:
-                        line = asyncio.ensure_future(response.content.readline())
-                        done, _ = await asyncio.wait({line, stopping},
+                        # What arrived, whole (a line at a time cost this process a task
+                        # per line, and its loop is the sandboxes' and the fake GitHub's).
+                        chunk = asyncio.ensure_future(response.content.readany())
+                        done, _ = await asyncio.wait({chunk, stopping},
                                                      return_when=asyncio.FIRST_COMPLETED)
                         if stopping in done:
-                            line.cancel()
+                            chunk.cancel()
                             break
-                        if line.result().startswith(b"id: "):
-                            count += 1
+                        lines = (tail + chunk.result()).split(b"\n")
+                        tail = lines.pop()
+                        count += sum(line.startswith(b"id: ") for line in lines)
+                        if not chunk.result():
+                            break
                 finally:
                     stopping.cancel()
         self.received.append(count)
+
+
+async def send_webhooks(bot: str, warmup: float, duration: float) -> list[float]:
+    """10 signed deliveries a second, each timed to its 202: the seconds each took after the
+    warm-up. Run in a process of its own (`--sender`), so that what it measures is the bot's
+    answer and not this process's event loop, busy with the viewers' streams."""
+    body = payload.encode(payload.issues_labeled())
+    latencies: list[float] = []
+    began = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        while (elapsed := time.monotonic() - began) < warmup + duration:
+            # A replay of the same body is refused as one; vary it like real traffic.
+            unique = body.replace(b'"action":"labeled"',
+                                  f'"action":"labeled","n":"{uuid.uuid4()}"'.encode(), 1)
+            headers = {"Content-Type": "application/json", "X-GitHub-Event": "issues",
+                       "X-GitHub-Delivery": str(uuid.uuid4()),
+                       "X-Hub-Signature-256": payload.sign(unique, SECRET)}
+            started = time.perf_counter()
+            async with session.post(f"{bot}/webhook", data=unique,
+                                    headers=headers) as response:
+                assert response.status == 202, response.status
+            if elapsed >= warmup:
+                latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(1 / WEBHOOKS_PER_SECOND)
+    return latencies
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -149,21 +164,26 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def phase(load: Load, bot_pid: int, duration: float, viewers: list[tuple[str, int]]
-                ) -> dict[str, Any]:
+async def phase(load: Load, bot_pid: int, duration: float, viewers: list[tuple[str, int]],
+                load_cpu: str) -> dict[str, Any]:
     load.stop.clear()
-    load.latencies, load.received = [], []
+    load.received = []
+    warmup = 3.0  # everyone connected and caught up
+    sender = await asyncio.create_subprocess_exec(
+        "taskset", "-c", load_cpu, sys.executable, "-m", "bench.run_pages", "--sender",
+        load.bot, "--duration", str(duration), "--warmup", str(warmup),
+        cwd=servers.REPO, env={**os.environ, "PYTHONPATH": str(servers.REPO)},
+        stdout=asyncio.subprocess.PIPE)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
         tasks = [asyncio.create_task(load.sandbox(session, r)) for r in load.run_ids]
-        tasks.append(asyncio.create_task(load.webhooks(session)))
         watchers = [asyncio.create_task(load.viewer(c, r)) for c, r in viewers]
-        await asyncio.sleep(3)  # everyone connected and caught up
-        load.latencies.clear()
+        await asyncio.sleep(warmup)
         before = servers.cpu_seconds(bot_pid)
         started = time.monotonic()
-        await asyncio.sleep(duration)
+        out, _ = await sender.communicate()
         cpu = (servers.cpu_seconds(bot_pid) - before) / (time.monotonic() - started) * 100
-        latencies = list(load.latencies)
+        assert sender.returncode == 0, "the webhook sender failed"
+        latencies = json.loads(out)
         load.stop.set()
         await asyncio.gather(*tasks, *watchers)
     return {"cpu_percent": round(cpu, 1), "viewers": len(viewers),
@@ -190,8 +210,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
            "AGENTBOT_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bot.db'}",
            "AGENTBOT_PORT": str(bot_port), "AGENTBOT_INTERNAL_PORT": str(internal_port),
            "AGENTBOT_LOG_LEVEL": "warning", "AGENTBOT_REDELIVER_INTERVAL": "0",
-           "BENCH_RUNS": str(args.runs), "BENCH_REPO": f"{OWNER}/widgets"}
+           "BENCH_RUNS": str(args.runs), "BENCH_REPO": f"{OWNER}/widgets",
+           **({"BENCH_WAKE_SLICE": str(args.wake_slice)} if args.wake_slice else {}),
+           **({"BENCH_SWITCH_INTERVAL": str(args.switch_interval)}
+              if args.switch_interval else {}),
+           **({"BENCH_SLOW_CALLBACK_MS": str(args.slow_callback_ms)}
+              if args.slow_callback_ms else {})}
     log = (workdir / "bot.log").open("wb")
+    print(f"the bot's log: {workdir / 'bot.log'}", file=sys.stderr)
     process = await asyncio.create_subprocess_exec(
         "taskset", "-c", args.server_cpu, sys.executable, "-m", "bench.run_pages_server",
         cwd=workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=log)
@@ -215,8 +241,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         pinned = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {int(args.load_cpu)})
         try:
-            without = await phase(load, process.pid, args.duration, [])
-            with_viewers = await phase(load, process.pid, args.duration, viewers)
+            without = await phase(load, process.pid, args.duration, [], args.load_cpu)
+            with_viewers = await phase(load, process.pid, args.duration, viewers,
+                                       args.load_cpu)
         finally:
             os.sched_setaffinity(0, pinned)
     finally:
@@ -237,4 +264,18 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--load-cpu", default="1")
-    print(json.dumps(asyncio.run(main(parser.parse_args())), indent=2))
+    parser.add_argument("--wake-slice", type=int, default=0,
+                        help="viewers woken per turn of the bot's loop (bot.web.stream.WAKE_SLICE)")
+    parser.add_argument("--switch-interval", type=float, default=0.0,
+                        help="the bot's sys.setswitchinterval, in seconds (Python's is 0.005)")
+    parser.add_argument("--slow-callback-ms", type=float, default=0.0,
+                        help="run the bot on asyncio's loop in debug mode and log each step "
+                             "that held the loop this long (to bot.log in the work directory)")
+    parser.add_argument("--sender", metavar="BOT_URL", help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=float, default=3.0, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.sender:  # the webhook sender's own process, started by `phase`
+        print(json.dumps(asyncio.run(send_webhooks(arguments.sender, arguments.warmup,
+                                                   arguments.duration))))
+    else:
+        print(json.dumps(asyncio.run(main(arguments)), indent=2))

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import json
 import os
+import sys
 import uuid
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from bot.runs import callbacks
 from bot.runs.ledger import Created, NewRun, create_run, transition
 from bot.store import migrate
 from bot.store.tables import RunState, create_engine
+from bot.web import stream
 
 
 async def make_runs(database_url: str, count: int, repo: str) -> list[int]:
@@ -49,6 +51,10 @@ async def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
     run_ids = await make_runs(settings.database_url, int(os.environ["BENCH_RUNS"]),
                               os.environ["BENCH_REPO"])
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):  # an experiment: how long a thread holds the GIL
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
+    if os.environ.get("BENCH_WAKE_SLICE"):  # an experiment: the run pages' wake slice
+        stream.WAKE_SLICE = int(os.environ["BENCH_WAKE_SLICE"])
     public = create_app(settings)
     bot = public[BOT_KEY]
 
@@ -79,8 +85,19 @@ async def main() -> None:
             await runner.cleanup()
 
 
-if __name__ == "__main__":
-    import uvloop  # as `agentbot serve` runs
+async def main_watching_slow_steps(seconds: float) -> None:
+    """`main` on asyncio's own loop in debug mode: each step that holds the loop longer than
+    `seconds` is logged (an experiment: what delays a webhook now and then)."""
+    asyncio.get_running_loop().slow_callback_duration = seconds
+    await main()
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
+
+if __name__ == "__main__":
+    if os.environ.get("BENCH_SLOW_CALLBACK_MS"):
+        slow = float(os.environ["BENCH_SLOW_CALLBACK_MS"]) / 1000
+        asyncio.run(main_watching_slow_steps(slow), debug=True)
+    else:
+        import uvloop  # as `agentbot serve` runs
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
