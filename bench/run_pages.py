@@ -165,12 +165,13 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def phase(load: Load, bot_pid: int, duration: float, viewers: list[tuple[str, int]],
-                load_cpu: str) -> dict[str, Any]:
+                load_cpu: str, sender_first: bool = False) -> dict[str, Any]:
     load.stop.clear()
     load.received = []
     warmup = 3.0  # everyone connected and caught up
+    realtime = ["chrt", "-f", "10"] if sender_first else []
     sender = await asyncio.create_subprocess_exec(
-        "taskset", "-c", load_cpu, sys.executable, "-m", "bench.run_pages", "--sender",
+        *realtime, "taskset", "-c", load_cpu, sys.executable, "-m", "bench.run_pages", "--sender",
         load.bot, "--duration", str(duration), "--warmup", str(warmup),
         cwd=servers.REPO, env={**os.environ, "PYTHONPATH": str(servers.REPO)},
         stdout=asyncio.subprocess.PIPE)
@@ -215,7 +216,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
            **({"BENCH_SWITCH_INTERVAL": str(args.switch_interval)}
               if args.switch_interval else {}),
            **({"BENCH_SLOW_CALLBACK_MS": str(args.slow_callback_ms)}
-              if args.slow_callback_ms else {})}
+              if args.slow_callback_ms else {}),
+           **({"BENCH_LAG_FILE": args.lag_file} if getattr(args, "lag_file", None) else {})}
     log = (workdir / "bot.log").open("wb")
     print(f"the bot's log: {workdir / 'bot.log'}", file=sys.stderr)
     process = await asyncio.create_subprocess_exec(
@@ -241,9 +243,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         pinned = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {int(args.load_cpu)})
         try:
-            without = await phase(load, process.pid, args.duration, [], args.load_cpu)
+            first = getattr(args, "sender_first", False)
+            without = await phase(load, process.pid, args.duration, [], args.load_cpu, first)
             with_viewers = await phase(load, process.pid, args.duration, viewers,
-                                       args.load_cpu)
+                                       args.load_cpu, first)
         finally:
             os.sched_setaffinity(0, pinned)
     finally:
@@ -271,6 +274,11 @@ if __name__ == "__main__":
     parser.add_argument("--slow-callback-ms", type=float, default=0.0,
                         help="run the bot on asyncio's loop in debug mode and log each step "
                              "that held the loop this long (to bot.log in the work directory)")
+    parser.add_argument("--lag-file", help="the bot writes each time its loop came back over "
+                        "1 ms late to a 1 ms sleep (wall time, ms late) to this file")
+    parser.add_argument("--sender-first", action="store_true",
+                        help="run the webhook sender at a real-time priority (chrt -f 10), so "
+                             "that the load on its core does not delay its clock (needs root)")
     parser.add_argument("--sender", metavar="BOT_URL", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=3.0, help=argparse.SUPPRESS)
     arguments = parser.parse_args()

@@ -11,6 +11,7 @@ import gc
 import json
 import os
 import sys
+import time
 import uuid
 
 from aiohttp import web
@@ -77,12 +78,30 @@ async def main() -> None:
     # As `serve` does: what start-up built is frozen out of the cyclic collector's passes.
     gc.collect()
     gc.freeze()
+    if os.environ.get("BENCH_LAG_FILE"):  # an experiment: when the loop was held, and how long
+        asyncio.create_task(watch_loop_lag(os.environ["BENCH_LAG_FILE"]))
     print(json.dumps({"runs": run_ids}), flush=True)
     try:
         await asyncio.Event().wait()
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+
+
+async def watch_loop_lag(path: str, tick: float = 0.001, over: float = 0.001) -> None:
+    """Write each time the loop came back more than `over` late to a 1 ms sleep: wall time
+    and lateness in milliseconds, a line each."""
+    with open(path, "w", encoding="utf-8") as out:  # noqa: ASYNC230 - a few lines a second
+        flushed = time.monotonic()
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(tick)
+            late = time.perf_counter() - before - tick
+            if late > over:
+                out.write(f"{time.time():.3f} {late * 1000:.2f}\n")
+            if time.monotonic() - flushed > 1:
+                out.flush()
+                flushed = time.monotonic()
 
 
 async def main_watching_slow_steps(seconds: float) -> None:
