@@ -217,7 +217,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
               if args.switch_interval else {}),
            **({"BENCH_SLOW_CALLBACK_MS": str(args.slow_callback_ms)}
               if args.slow_callback_ms else {}),
-           **({"BENCH_LAG_FILE": args.lag_file} if getattr(args, "lag_file", None) else {})}
+           **({"BENCH_LAG_FILE": args.lag_file} if args.lag_file else {})}
     log = (workdir / "bot.log").open("wb")
     print(f"the bot's log: {workdir / 'bot.log'}", file=sys.stderr)
     process = await asyncio.create_subprocess_exec(
@@ -243,7 +243,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         pinned = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {int(args.load_cpu)})
         try:
-            first = getattr(args, "sender_first", False)
+            first = args.sender_first
             without = await phase(load, process.pid, args.duration, [], args.load_cpu, first)
             with_viewers = await phase(load, process.pid, args.duration, viewers,
                                        args.load_cpu, first)

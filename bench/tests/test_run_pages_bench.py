@@ -12,7 +12,8 @@ async def test_a_small_round_measures_both_phases() -> None:
     result = await bench.main(argparse.Namespace(runs=2, viewers=4, duration=2.0,
                                                  server_cpu="0", load_cpu="1",
                                                  wake_slice=0, switch_interval=0.0,
-                                                 slow_callback_ms=0.0))
+                                                 slow_callback_ms=0.0, lag_file=None,
+                                                 sender_first=False))
     without, with_viewers = result["without_viewers"], result["with_viewers"]
     assert without["viewers"] == 0 and with_viewers["viewers"] == 4
     assert without["cpu_percent"] > 0 and with_viewers["cpu_percent"] > 0
