@@ -168,7 +168,8 @@ class Reporter:
     async def report_group(self, group_id: int) -> None:
         """Write the group's comment as the group is now, and mark that version reported
         (unless another process is at it: the next pass looks again)."""
-        async with groups.holding(self._engine, group_id, "report-group") as held:
+        async with leases.holding(self._engine, group_id, "report-group",
+                                  table=run_groups) as held:
             if held:
                 await self._report_group(group_id)
 

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import desc, insert, or_, select, update
+from sqlalchemy import desc, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.runs import leases
 from bot.runs.ledger import AlreadyActive, NewRun, lock_issue
 from bot.store.tables import (
     ACTIVE_STATES,
@@ -168,32 +164,6 @@ async def end_pick(db: AsyncEngine, group_id: int, state: str, error: str | None
             run_groups.c.id == group_id, run_groups.c.pick_state == PICK_PENDING)
             .values(pick_state=state, pick_error=error, version=run_groups.c.version + 1,
                     updated_at=utcnow()))
-
-
-@contextlib.asynccontextmanager
-async def holding(db: AsyncEngine, group_id: int, purpose: str) -> AsyncIterator[bool]:
-    """`async with holding(...) as held:` write the group's comment only when `held`: one
-    process at a time, so that replicas neither race to create it nor edit it twice."""
-    owner = leases.new_owner(purpose)
-    now = utcnow()
-    async with db.begin() as conn:
-        result = await conn.execute(update(run_groups).where(
-            run_groups.c.id == group_id,
-            or_(run_groups.c.lease_owner.is_(None), run_groups.c.lease_until < now))
-            .values(lease_owner=owner, lease_until=now + leases.LEASE))
-    held = result.rowcount == 1
-    try:
-        yield held
-    finally:
-        if held:
-            await asyncio.shield(_release(db, group_id, owner))
-
-
-async def _release(db: AsyncEngine, group_id: int, owner: str) -> None:
-    async with db.begin() as conn:
-        await conn.execute(update(run_groups).where(
-            run_groups.c.id == group_id, run_groups.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None))
 
 
 async def pending_picks(db: AsyncEngine) -> list[int]:

@@ -1,5 +1,6 @@
-"""Short leases, so that one process at a time publishes or reports a run, or runs a loop
-that only one replica may run (the redelivery reconciler)."""
+"""Short leases, so that one process at a time publishes or reports a run (or writes a
+variant group's comment), or runs a loop that only one replica may run (the redelivery
+reconciler)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.store.tables import loop_leases, runs, utcnow
+from bot.store.tables import loop_leases, run_groups, runs, utcnow
+
+# The tables whose rows carry a lease (`id`, `lease_owner`, `lease_until`).
+LEASED = (runs, run_groups)
 
 # Longer than any one report or publish takes; a crashed holder blocks the run this long.
 LEASE = dt.timedelta(seconds=120)
@@ -27,37 +31,40 @@ def new_owner(purpose: str) -> str:
     return f"{_PROCESS}:{purpose}:{uuid.uuid4().hex[:8]}"[:64]
 
 
-async def acquire(db: AsyncEngine, run_id: int, owner: str) -> bool:
-    """Take the run's lease if it is free or expired; False while someone else holds it."""
+async def acquire(db: AsyncEngine, row_id: int, owner: str, table: Table = runs) -> bool:
+    """Take the row's lease (a run's, or a group's with `table=run_groups`) if it is free or
+    expired; False while someone else holds it."""
     now = utcnow()
     async with db.begin() as conn:
         result = await conn.execute(
-            update(runs).where(runs.c.id == run_id, or_(
-                runs.c.lease_owner.is_(None), runs.c.lease_owner == owner,
-                runs.c.lease_until < now))
+            update(table).where(table.c.id == row_id, or_(
+                table.c.lease_owner.is_(None), table.c.lease_owner == owner,
+                table.c.lease_until < now))
             .values(lease_owner=owner, lease_until=now + LEASE))
     return result.rowcount == 1
 
 
-async def release(db: AsyncEngine, run_id: int, owner: str) -> None:
+async def release(db: AsyncEngine, row_id: int, owner: str, table: Table = runs) -> None:
     async with db.begin() as conn:
-        await conn.execute(update(runs).where(runs.c.id == run_id, runs.c.lease_owner == owner)
+        await conn.execute(update(table).where(table.c.id == row_id,
+                                               table.c.lease_owner == owner)
                            .values(lease_owner=None, lease_until=None))
 
 
 @contextlib.asynccontextmanager
-async def holding(db: AsyncEngine, run_id: int, purpose: str) -> AsyncIterator[bool]:
+async def holding(db: AsyncEngine, row_id: int, purpose: str,
+                  table: Table = runs) -> AsyncIterator[bool]:
     """`async with holding(...) as held:` work only when `held`; released on the way out."""
     owner = new_owner(purpose)
     try:
-        held = await acquire(db, run_id, owner)
+        held = await acquire(db, row_id, owner, table)
     except BaseException:
-        # Cancelled (a shutdown) after the UPDATE may have committed: do not leave the run
+        # Cancelled (a shutdown) after the UPDATE may have committed: do not leave the row
         # locked for the lease's length.
         with contextlib.suppress(Exception):
-            await asyncio.shield(release(db, run_id, owner))
+            await asyncio.shield(release(db, row_id, owner, table))
         raise
-    renewing = asyncio.create_task(_renew(db, run_id, owner)) if held else None
+    renewing = asyncio.create_task(_renew(db, row_id, owner, table)) if held else None
     try:
         yield held
     finally:
@@ -66,28 +73,29 @@ async def holding(db: AsyncEngine, run_id: int, purpose: str) -> AsyncIterator[b
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewing
         if held:
-            await asyncio.shield(release(db, run_id, owner))
+            await asyncio.shield(release(db, row_id, owner, table))
 
 
-async def _renew(db: AsyncEngine, run_id: int, owner: str) -> None:
+async def _renew(db: AsyncEngine, row_id: int, owner: str, table: Table) -> None:
     """Keep a held lease while the work goes on: its writes may wait their turn in GitHub's
     budget for longer than one lease lasts."""
     while True:
         await asyncio.sleep(LEASE.total_seconds() / 3)
         # A database blip: the next renewal, well before the lease runs out, tries again.
         with contextlib.suppress(Exception):
-            await acquire(db, run_id, owner)
+            await acquire(db, row_id, owner, table)
 
 
 async def release_all(db: AsyncEngine) -> int:
     """Free every lease: on SQLite one process owns the file, so any lease is a dead one's."""
+    freed = 0
     async with db.begin() as conn:
-        result = await conn.execute(update(runs).where(runs.c.lease_owner.is_not(None))
-                                    .values(lease_owner=None, lease_until=None))
-        loops = await conn.execute(update(loop_leases)
-                                   .where(loop_leases.c.lease_owner.is_not(None))
-                                   .values(lease_owner=None, lease_until=None))
-    return int(result.rowcount or 0) + int(loops.rowcount or 0)
+        for table in (*LEASED, loop_leases):
+            result = await conn.execute(update(table)
+                                        .where(table.c.lease_owner.is_not(None))
+                                        .values(lease_owner=None, lease_until=None))
+            freed += int(result.rowcount or 0)
+    return freed
 
 
 async def acquire_loop(db: AsyncEngine, name: str, owner: str,

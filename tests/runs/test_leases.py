@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.runs import leases
-from bot.store.tables import runs, utcnow
+from bot.store.tables import run_groups, runs, utcnow
 from tests.runs.test_callbacks import queue_run
 
 
@@ -35,3 +35,37 @@ async def test_release_all_frees_a_dead_processs_leases(engine: AsyncEngine) -> 
     assert await leases.release_all(engine) == 1
     assert await leases.acquire(engine, first, "new-process")
     assert await leases.acquire(engine, second, "new-process")
+
+
+async def test_a_groups_lease_is_the_same_mechanism_and_release_all_frees_it(
+        engine: AsyncEngine) -> None:
+    """The group comment's lease (run_groups) is taken, refused, expired and freed after a
+    crash exactly as a run's is; a run's lease and its group's are separate."""
+    import uuid
+
+    from bot.runs.groups import create_group
+    from bot.runs.ledger import NewRun
+
+    made = await create_group(engine, NewRun(
+        installation_id=7, repo_id=100, repo_full_name="octo-org/demo",
+        clone_url="https://github.com/octo-org/demo.git", number=1, is_pull_request=False,
+        base_ref="main", trigger="comment", sender_login="octocat", sender_id=1,
+        delivery_id=str(uuid.uuid4()), agent="claude", timeout_seconds=600),
+        [("claude", "a"), ("claude", "b")])
+    group_id = made.group_id
+    async with leases.holding(engine, group_id, "report-group", table=run_groups) as held:
+        assert held
+        async with leases.holding(engine, group_id, "report-group",
+                                  table=run_groups) as other:
+            assert not other
+        # The id may equal a run's id: that run's lease is another row's.
+        assert await leases.acquire(engine, group_id, "run-holder")
+        await leases.release(engine, group_id, "run-holder")
+    assert await leases.acquire(engine, group_id, "dead-process", run_groups)
+    assert not await leases.acquire(engine, group_id, "alive-process", run_groups)
+    assert await leases.release_all(engine) == 1  # a crashed process's group lease, too
+    assert await leases.acquire(engine, group_id, "alive-process", run_groups)
+    async with engine.connect() as conn:
+        owner = (await conn.execute(select(run_groups.c.lease_owner)
+                                    .where(run_groups.c.id == group_id))).scalar()
+    assert owner == "alive-process"
