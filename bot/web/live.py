@@ -15,7 +15,8 @@ from bot.runs.ledger import get_run
 from bot.store.tables import FINAL_STATES, RunState
 from bot.web.pages import CSP, Answer
 from bot.web.session import Sealer, Session
-from bot.web.stream import Changed, Hub, sse
+from bot.web.stream import Changed, Hub
+from bot.web.transcript import sse
 
 KEEPALIVE_SECONDS = 15.0
 

@@ -25,8 +25,8 @@ from bot.web.oauth import Access, GitHubSignIn, GitHubUnavailable, TokenRevoked
 from bot.web.pages import Answer, respond, secure_headers
 from bot.web.session import SESSION_COOKIE, Sealer, Session, clear
 from bot.web.signin import CALLBACK_PATH, SignInRoutes
-from bot.web.stream import Hub, sse
-from bot.web.transcript import assemble, plan_html
+from bot.web.stream import Hub
+from bot.web.transcript import assemble, plan_html, sse
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 50

@@ -21,9 +21,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.store.tables import FINAL_STATES, RunState, run_events, run_usage, runs
-from bot.web.transcript import Fragment, render, sse
-
-__all__ = ["Changed", "Hub", "Message", "sse"]
+from bot.web.transcript import Fragment, render
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.runs.ledger import Created, NewRun, create_run, transition
 from bot.store.tables import RunState, run_events, utcnow
-from bot.web.stream import Changed, Hub, sse
-from bot.web.transcript import Fragment
+from bot.web.stream import Changed, Hub
+from bot.web.transcript import Fragment, sse
 
 
 async def a_run(engine: AsyncEngine) -> int:
