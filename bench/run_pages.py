@@ -140,6 +140,9 @@ async def send_webhooks(bot: str, warmup: float, duration: float) -> list[float]
     answer and not this process's event loop, busy with the viewers' streams."""
     body = payload.encode(payload.issues_labeled())
     latencies: list[float] = []
+    # An experiment: each delivery's wall time and milliseconds to its 202, appended here.
+    sends = (open(os.environ["BENCH_SENDS_FILE"], "a", encoding="utf-8")  # noqa: SIM115
+             if os.environ.get("BENCH_SENDS_FILE") else None)
     began = time.monotonic()
     async with aiohttp.ClientSession() as session:
         while (elapsed := time.monotonic() - began) < warmup + duration:
@@ -155,7 +158,11 @@ async def send_webhooks(bot: str, warmup: float, duration: float) -> list[float]
                 assert response.status == 202, response.status
             if elapsed >= warmup:
                 latencies.append(time.perf_counter() - started)
+                if sends is not None:
+                    sends.write(f"{time.time():.3f} {latencies[-1] * 1000:.2f}\n")
             await asyncio.sleep(1 / WEBHOOKS_PER_SECOND)
+    if sends is not None:
+        sends.close()
     return latencies
 
 
@@ -165,7 +172,8 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def phase(load: Load, bot_pid: int, duration: float, viewers: list[tuple[str, int]],
-                load_cpu: str, sender_first: bool = False) -> dict[str, Any]:
+                load_cpu: str, sender_first: bool = False,
+                sends_file: str | None = None) -> dict[str, Any]:
     load.stop.clear()
     load.received = []
     warmup = 3.0  # everyone connected and caught up
@@ -173,7 +181,8 @@ async def phase(load: Load, bot_pid: int, duration: float, viewers: list[tuple[s
     sender = await asyncio.create_subprocess_exec(
         *realtime, "taskset", "-c", load_cpu, sys.executable, "-m", "bench.run_pages", "--sender",
         load.bot, "--duration", str(duration), "--warmup", str(warmup),
-        cwd=servers.REPO, env={**os.environ, "PYTHONPATH": str(servers.REPO)},
+        cwd=servers.REPO, env={**os.environ, "PYTHONPATH": str(servers.REPO),
+                               **({"BENCH_SENDS_FILE": sends_file} if sends_file else {})},
         stdout=asyncio.subprocess.PIPE)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
         tasks = [asyncio.create_task(load.sandbox(session, r)) for r in load.run_ids]
@@ -217,7 +226,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
               if args.switch_interval else {}),
            **({"BENCH_SLOW_CALLBACK_MS": str(args.slow_callback_ms)}
               if args.slow_callback_ms else {}),
-           **({"BENCH_LAG_FILE": args.lag_file} if args.lag_file else {})}
+           **({"BENCH_LAG_FILE": args.lag_file} if args.lag_file else {}),
+           **({"BENCH_COMMIT_FILE": args.commit_file} if args.commit_file else {})}
     log = (workdir / "bot.log").open("wb")
     print(f"the bot's log: {workdir / 'bot.log'}", file=sys.stderr)
     process = await asyncio.create_subprocess_exec(
@@ -244,9 +254,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         os.sched_setaffinity(0, {int(args.load_cpu)})
         try:
             first = args.sender_first
-            without = await phase(load, process.pid, args.duration, [], args.load_cpu, first)
+            without = await phase(load, process.pid, args.duration, [], args.load_cpu, first,
+                                  args.sends_file)
             with_viewers = await phase(load, process.pid, args.duration, viewers,
-                                       args.load_cpu, first)
+                                       args.load_cpu, first, args.sends_file)
         finally:
             os.sched_setaffinity(0, pinned)
     finally:
@@ -276,6 +287,10 @@ if __name__ == "__main__":
                              "that held the loop this long (to bot.log in the work directory)")
     parser.add_argument("--lag-file", help="the bot writes each time its loop came back over "
                         "1 ms late to a 1 ms sleep (wall time, ms late) to this file")
+    parser.add_argument("--commit-file", help="the bot writes each delivery batch's commit "
+                        "(wall time, rows, ms, WAL bytes after) to this file")
+    parser.add_argument("--sends-file", help="the sender appends each delivery (wall time, ms "
+                        "to its 202) to this file, both phases")
     parser.add_argument("--sender-first", action="store_true",
                         help="run the webhook sender at a real-time priority (chrt -f 10), so "
                              "that the load on its core does not delay its clock (needs root)")

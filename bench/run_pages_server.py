@@ -78,6 +78,8 @@ async def main() -> None:
     # As `serve` does: what start-up built is frozen out of the cyclic collector's passes.
     gc.collect()
     gc.freeze()
+    if os.environ.get("BENCH_COMMIT_FILE"):  # an experiment: how long each delivery commit took
+        time_commits(os.environ["BENCH_COMMIT_FILE"], settings.database_url)
     if os.environ.get("BENCH_LAG_FILE"):  # an experiment: when the loop was held, and how long
         asyncio.create_task(watch_loop_lag(os.environ["BENCH_LAG_FILE"]))
     print(json.dumps({"runs": run_ids}), flush=True)
@@ -102,6 +104,28 @@ async def watch_loop_lag(path: str, tick: float = 0.001, over: float = 0.001) ->
             if time.monotonic() - flushed > 1:
                 out.flush()
                 flushed = time.monotonic()
+
+
+def time_commits(path: str, database_url: str) -> None:
+    """Write each delivery batch's commit to this file: wall time, rows, milliseconds from the
+    writer's call to its return, and the size of SQLite's WAL file after it."""
+    from bot.intake import writer
+
+    insert = writer._Connection.insert
+    wal = database_url.split("///", 1)[-1] + "-wal"
+    out = open(path, "w", encoding="utf-8")  # noqa: SIM115 - open for the process's life
+
+    async def timed(self: writer._Connection, rows: list[writer.DeliveryRow]) -> None:
+        before = time.perf_counter()
+        try:
+            await insert(self, rows)
+        finally:
+            took = (time.perf_counter() - before) * 1000
+            size = os.stat(wal).st_size if os.path.exists(wal) else 0
+            out.write(f"{time.time():.3f} {len(rows)} {took:.2f} {size}\n")
+            out.flush()
+
+    writer._Connection.insert = timed  # type: ignore[method-assign]
 
 
 async def main_watching_slow_steps(seconds: float) -> None:

@@ -13,7 +13,8 @@ async def test_a_small_round_measures_both_phases() -> None:
                                                  server_cpu="0", load_cpu="1",
                                                  wake_slice=0, switch_interval=0.0,
                                                  slow_callback_ms=0.0, lag_file=None,
-                                                 sender_first=False))
+                                                 sender_first=False, commit_file=None,
+                                                 sends_file=None))
     without, with_viewers = result["without_viewers"], result["with_viewers"]
     assert without["viewers"] == 0 and with_viewers["viewers"] == 4
     assert without["cpu_percent"] > 0 and with_viewers["cpu_percent"] > 0
