@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import kubernetes_validate
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -88,6 +89,40 @@ async def test_invalid_bodies_are_refused_and_recorded(kube_api: KubeAPI) -> Non
     assert kube_api.invalid_bodies and kube_api.invalid_bodies[0][0] == "Job/bad"
     assert not kube_api.exists("jobs", "bad")
     kube_api.invalid_bodies.clear()  # refused on purpose: do not fail this test for it
+
+
+def _job(**spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+                {"name": "c", "image": "busybox"}]}}, **spec}}
+
+
+@pytest.mark.parametrize("body", [
+    _job(),
+    _job(backoffLimit=0),
+    _job(backoffLimit="zero"),  # wrong type
+    _job(surprise=True),  # an unknown field: strict schemas refuse it
+    {**_job(), "spec": {"template": {"spec": {"containers": [{"image": "busybox"}]}}}},
+    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": 1}},
+    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque"},
+    {"apiVersion": "v1", "kind": "Gadget", "metadata": {"name": "g"}},  # no such kind
+])
+def test_the_cached_schemas_judge_as_kubernetes_validate_does(body: dict[str, Any]) -> None:
+    """The double builds each kind's validator once; it refuses exactly what the library's
+    own `validate` refuses, with the same message."""
+    try:
+        kubernetes_validate.validate(body, kubeapi.K8S_VERSION, strict=True)
+        expected = None
+    except kubernetes_validate.ValidationError as exc:
+        expected = exc.message
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        expected = exc.message
+    problems = kubeapi.validation_problems(body)
+    if expected is None:
+        assert problems == []
+    else:
+        assert problems and problems[0].endswith(expected)
+    assert kubeapi.validation_problems(body) == problems  # from the cache, the same answer
 
 
 async def test_secret_string_data_is_stored_as_data(kube_api: KubeAPI, apis: Any) -> None:
