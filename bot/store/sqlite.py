@@ -9,6 +9,9 @@ every trigger queued behind that. Here a statement is one function run in the th
 makes the cursor, executes, reads the rows and what SQLAlchemy asks of the cursor after
 (description, rowcount, lastrowid), and closes it.
 
+A commit or rollback with no transaction open (a connection that only read) is not sent to
+the thread at all.
+
 `create_engine` in bot/store/tables.py picks this dialect for `sqlite+aiosqlite` URLs; the
 URL operators write does not change.
 """
@@ -124,6 +127,23 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneTripCursor
+
+    def _idle(self) -> bool:
+        """No transaction is open on the sqlite3 connection: it opens one itself before the
+        first write (or savepoint), so a connection that only read has none. Reading the flag
+        from this thread is safe: no statement of this connection is running meanwhile."""
+        conn = self._connection._connection
+        return conn is not None and not conn.in_transaction
+
+    def rollback(self) -> None:
+        # SQLAlchemy rolls back every connection it takes back to the pool; after reads alone
+        # that was a trip to the connection's thread to do nothing, about 14 a trigger.
+        if not self._idle():
+            super().rollback()
+
+    def commit(self) -> None:
+        if not self._idle():
+            super().commit()
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):

@@ -109,3 +109,37 @@ async def test_results_errors_and_rollback_behave_as_a_dbapi_cursor(tmp_path: Pa
                 await conn.execute(text("SELEC 1"))
     finally:
         await engine.dispose()
+
+
+async def test_only_an_open_transaction_costs_a_commit_or_rollback_trip(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection that only read goes back to the pool without a trip to its thread; one
+    that wrote is still rolled back (unless committed), a read before the write or not."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(meta.create_all)
+        trips = count_trips(monkeypatch)
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(items.c.id))).all() == []
+        assert len(trips) == 1  # the SELECT; its rollback at check-in is skipped
+        async with engine.connect() as conn:
+            await conn.execute(select(items.c.id))
+            await conn.rollback()
+            await conn.commit()
+        assert len(trips) == 2  # the SELECT again, and neither the rollback nor the commit
+
+        # A write left uncommitted is undone when the connection goes back to the pool.
+        async with engine.connect() as conn:
+            await conn.execute(insert(items).values(name="lost", n=1))
+        async with engine.connect() as conn:
+            await conn.execute(select(items.c.id))
+            await conn.execute(insert(items).values(name="also lost", n=2))
+        async with engine.connect() as conn:
+            await conn.execute(insert(items).values(name="kept", n=3))
+            await conn.commit()
+        async with engine.connect() as conn:
+            names = (await conn.execute(select(items.c.name))).scalars().all()
+        assert names == ["kept"]
+    finally:
+        await engine.dispose()
