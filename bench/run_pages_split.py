@@ -49,5 +49,5 @@ def split(sends: list[list[float]], commits: list[list[float]]) -> list[dict[str
 
 if __name__ == "__main__":
     for name, row in zip(("without viewers", "with viewers"),
-                         split(read(sys.argv[1]), read(sys.argv[2]))):
+                         split(read(sys.argv[1]), read(sys.argv[2])), strict=False):
         print(name, row)

@@ -20,9 +20,12 @@ class Ticker:
     """Runs `tick` every `seconds`, at once after `notify`, surviving a failed pass."""
 
     def __init__(self, name: str, tick: Callable[[], Awaitable[None]], seconds: float,
-                 stuck_after: dt.timedelta = STUCK_AFTER) -> None:
+                 stuck_after: dt.timedelta = STUCK_AFTER, min_gap: float = 0.0) -> None:
         self.name = name
         self.seconds = seconds
+        # At least this long from one pass's start to the next's, however often notified:
+        # the notifications of a burst collapse into one pass each `min_gap`.
+        self.min_gap = min_gap
         self.stuck_after = stuck_after  # since the last pass ended; longer than `seconds`
         self._tick = tick
         self._wake = asyncio.Event()
@@ -54,6 +57,7 @@ class Ticker:
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
+            began = time.monotonic()
             try:
                 await self._tick()
             except Exception:  # one bad pass (a database blip) must not stop it for good
@@ -61,6 +65,8 @@ class Ticker:
             self.alive_at = utcnow()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.seconds)
+            if (rest := began + self.min_gap - time.monotonic()) > 0:
+                await asyncio.sleep(rest)
 
 
 class Backoff:

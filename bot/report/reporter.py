@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 PROGRESS_PER_MINUTE = 30
 PROGRESS_MIN_SECONDS = 10.0
 BACKOFF_MAX_SECONDS = 600.0
+REPORT_GAP_SECONDS = 0.1  # between two passes, however many runs changed meanwhile
 _PROGRESS_KINDS = ("phase", "todo", "tool", "message")
 
 
@@ -60,7 +61,10 @@ class Reporter:
         self._progress_seconds = progress_seconds
         self._clock = clock
         self._failures = Backoff(5.0, 2.0, BACKOFF_MAX_SECONDS, monotonic)
-        self.ticker = Ticker("reporter", self.start_due, tick_seconds)  # its loop
+        # Every run change wakes it; in a burst a pass (which reads every run not reported
+        # yet) at most every REPORT_GAP_SECONDS, not one per change.
+        self.ticker = Ticker("reporter", self.start_due, tick_seconds,
+                             min_gap=REPORT_GAP_SECONDS)  # its loop
         self._reporting: dict[int, asyncio.Task[None]] = {}
         self._groups: dict[int, asyncio.Task[None]] = {}  # group comments being written
         self._closing = False

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import tasks
@@ -217,20 +217,32 @@ class Scheduler:
         free = self._settings.max_parallel_launches - len(self._launching)
         if free <= 0 or self._closing:
             return  # a launch that ends looks again
-        async with self._engine.connect() as conn:
-            queued = (await conn.execute(
-                select(runs.c.id, runs.c.installation_id)
-                .where(runs.c.state == RunState.QUEUED.value)
-                .order_by(runs.c.created_at, runs.c.id))).all()
-        start = 0
-        while free > 0 and start < len(queued):
-            claimed, full = await self._claim(queued[start:start + CLAIM_BATCH], free)
+        after: tuple[Any, int] | None = None
+        while free > 0:
+            # A page at a time, oldest first: in a burst a pass runs for every launch that
+            # ends, and reading every queued run each time cost O(N^2) rows for N triggers.
+            page = await self._queued_page(after)
+            if not page:
+                break
+            claimed, full = await self._claim(page, free)
             for run_id in claimed:
                 self._start_launch(run_id)
             free -= len(claimed)
-            start += CLAIM_BATCH
-            if full:
+            if full or len(page) < CLAIM_BATCH:
                 break
+            after = (page[-1].created_at, page[-1].id)
+
+    async def _queued_page(self, after: tuple[Any, int] | None) -> Sequence[Any]:
+        """Up to CLAIM_BATCH queued runs in launch order, after (created_at, id) `after`."""
+        query = (select(runs.c.id, runs.c.installation_id, runs.c.created_at)
+                 .where(runs.c.state == RunState.QUEUED.value))
+        if after is not None:
+            created_at, run_id = after
+            query = query.where(or_(runs.c.created_at > created_at,
+                                    and_(runs.c.created_at == created_at, runs.c.id > run_id)))
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query.order_by(runs.c.created_at, runs.c.id)
+                                       .limit(CLAIM_BATCH))).all()
 
     def _start_launch(self, run_id: int) -> None:
         task = asyncio.create_task(self._launch(run_id), name=f"launch-{run_id}")
@@ -320,11 +332,11 @@ class Scheduler:
 
     async def apply(self, status: SandboxStatus) -> None:
         """Move the run as its sandbox's status says (a final run stays as it is)."""
-        run = await get_run(self._engine, status.run_id)
-        if run is None or RunState(run.state) in FINAL_STATES:
-            return
         phase = status.phase
         if phase is SandboxPhase.PENDING:
+            return  # nothing moves: not worth reading the run (every new Job is pending)
+        run = await get_run(self._engine, status.run_id)
+        if run is None or RunState(run.state) in FINAL_STATES:
             return
         if phase in _ENDED and run.budget_reached_at is not None:
             # The gateway refused the agent's model for its budget, and the agent stopped

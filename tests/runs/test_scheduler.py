@@ -170,6 +170,18 @@ async def test_limits_start_the_right_runs_oldest_first(world: World) -> None:
     assert await world.state(c1) == "queued"
 
 
+async def test_queued_runs_are_read_a_page_at_a_time_and_later_pages_are_reached(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass reads CLAIM_BATCH queued runs at a time; runs its installation's share keeps
+    waiting do not hide a run of another installation on a later page."""
+    monkeypatch.setattr(sched, "CLAIM_BATCH", 2)
+    waiting = [await world.queue(7, number) for number in range(1, 6)]
+    other = await world.queue(8, 1)
+    await world.tick()
+    assert sorted(world.executor.start_calls) == [waiting[0], other]
+    assert [await world.state(r) for r in waiting] == ["starting"] + ["queued"] * 4
+
+
 async def test_the_launch_builds_the_spec_and_the_two_run_credentials(world: World) -> None:
     run_id = await world.queue(7, 42, title="Fix: the Frobnicator (twice!)",
                                instructions="use a lock", agent="command")
