@@ -140,6 +140,7 @@ _STATE = select(runs.c.state).where(runs.c.id == bindparam("run_id"))
 # The SET clause comes from the parameters' keys (the columns to change).
 _MOVE = update(runs).where(runs.c.id == bindparam("run_id_"), runs.c.state == bindparam("from_"))
 _RECORD = insert(run_transitions)
+_COLUMNS = frozenset(runs.c.keys())
 
 
 async def get_run(db: AsyncEngine, run_id: int) -> Any | None:
@@ -193,6 +194,8 @@ async def transition(db: AsyncEngine | AsyncConnection, run_id: int, to: RunStat
     if to in FINAL_STATES:
         changes["finished_at"] = now
     changes.update(values)
+    if unknown := values.keys() - _COLUMNS:  # as .values() would refuse them
+        raise ValueError(f"runs has no column {', '.join(sorted(unknown))}")
     # The WHERE on the old state makes a concurrent writer's change win exactly once.
     if any(isinstance(value, ClauseElement) for value in values.values()):
         result = await conn.execute(update(runs).where(
