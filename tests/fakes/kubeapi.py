@@ -77,8 +77,8 @@ def validation_problems(body: Obj) -> list[str]:
         validator = _schema_validator(str(body.get("kind")), str(body.get("apiVersion")))
     except kubernetes_validate.SchemaNotFoundError as exc:
         return [exc.message]
-    error = jsonschema.exceptions.best_match(validator.iter_errors(body))
-    if error is not None:
+    # The first error, as the library's `validator.validate(...)` raises it.
+    if (error := next(validator.iter_errors(body), None)) is not None:
         return [f"{'.'.join(str(p) for p in error.path) or '<root>'}: {error.message}"]
     meta = body.get("metadata") or {}
     problems = []

@@ -106,6 +106,10 @@ def _job(**spec: Any) -> dict[str, Any]:
     {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": 1}},
     {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque"},
     {"apiVersion": "v1", "kind": "Gadget", "metadata": {"name": "g"}},  # no such kind
+    # several errors at once: the same one is named
+    {**_job(backoffLimit="zero", surprise=True, parallelism="two"), "kind": "Job"},
+    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": 5}, "data": {"k": 1},
+     "type": 3},
 ])
 def test_the_cached_schemas_judge_as_kubernetes_validate_does(body: dict[str, Any]) -> None:
     """The double builds each kind's validator once; it refuses exactly what the library's
