@@ -75,11 +75,12 @@ def default_api_client() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-def _raw(fn: Callable[..., Any], *args: Any) -> Obj:
+def _raw(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
     """Call the API function and return its answer as parsed JSON. The client's own models
     cost about 5 ms of CPU to build from a created Job (pydantic checks every nested field),
-    the most expensive step of a launch in a burst, and only the Job's uid is read."""
-    response = fn(*args, _preload_content=False)
+    the most expensive step of a launch in a burst, and only the Job's uid is read; a list
+    is read as the watch delivers it, so one set of code reads both."""
+    response = fn(*args, _preload_content=False, **kwargs)
     try:
         body: Obj = json.loads(response.data)
     finally:
@@ -225,14 +226,8 @@ class KubernetesExecutor:
         return self._batch.list_namespaced_job if kind == JOBS else self._core.list_namespaced_pod
 
     def _list_sync(self, kind: str) -> tuple[list[Obj], str]:
-        # Raw JSON, as the watch delivers it, so one set of code reads both.
-        response = self._list_function(kind)(self.options.namespace,
-                                             label_selector=SANDBOX_SELECTOR,
-                                             _preload_content=False)
-        try:
-            body = json.loads(response.data)
-        finally:
-            response.release_conn()
+        body = _raw(self._list_function(kind), self.options.namespace,
+                    label_selector=SANDBOX_SELECTOR)
         return body.get("items") or [], body["metadata"]["resourceVersion"]
 
     async def _list(self, kind: str) -> tuple[list[Obj], str]:
