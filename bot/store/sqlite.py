@@ -130,8 +130,10 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     def _idle(self) -> bool:
         """No transaction is open on the sqlite3 connection: it opens one itself before the
-        first write (or savepoint), so a connection that only read has none. Reading the flag
-        from this thread is safe: no statement of this connection is running meanwhile."""
+        first write (or savepoint), so a connection that only read has none. No statement of
+        this connection runs in its thread meanwhile: SQLAlchemy commits or rolls back after
+        the last one answered, and a connection given back by a cancelled task (whose
+        statement may still run) is terminated, not rolled back (tests/store)."""
         conn = self._connection._connection
         return conn is not None and not conn.in_transaction
 

@@ -4,6 +4,7 @@ executemany, errors, rollback."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -141,5 +142,40 @@ async def test_only_an_open_transaction_costs_a_commit_or_rollback_trip(
         async with engine.connect() as conn:
             names = (await conn.execute(select(items.c.name))).scalars().all()
         assert names == ["kept"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_write_cancelled_mid_statement_is_rolled_back_not_kept(tmp_path: Path) -> None:
+    """A task cancelled while its INSERT still runs in the connection's thread. The skipped
+    rollback of an idle connection must not apply here (the transaction opens in the thread,
+    after the cancelled caller last looked): SQLAlchemy terminates a connection given back
+    by a cancelled task instead of rolling it back, and the INSERT is not kept for the next
+    user of the pool to commit."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'd.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(meta.create_all)
+        slow = text("INSERT INTO items (name, n) WITH RECURSIVE c(x) AS "
+                    "(SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 600000) "
+                    "SELECT 'slow' || x, x FROM c")
+
+        async def write() -> None:
+            async with engine.connect() as conn:
+                await conn.execute(slow)
+                await conn.commit()
+
+        task = asyncio.create_task(write())
+        await asyncio.sleep(0.02)  # the INSERT is running in the thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with engine.connect() as conn:  # whichever pooled connection comes next
+            await conn.execute(insert(items).values(name="next", n=0))
+            await conn.commit()
+        async with engine.connect() as conn:
+            names = (await conn.execute(select(items.c.name).order_by(items.c.id))
+                     ).scalars().all()
+        assert names == ["next"]
     finally:
         await engine.dispose()
